@@ -1,0 +1,28 @@
+"""Conjure: generate 3D assets from a prompt or an image. This file only registers."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import operators, panels, preferences, props
+
+CLASSES: tuple[type, ...] = (
+    *preferences.CLASSES,
+    *props.CLASSES,
+    *operators.CLASSES,
+    *panels.CLASSES,
+)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    props.attach()
+    operators.attach()
+
+
+def unregister() -> None:
+    operators.detach()
+    props.detach()
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,59 @@
+"""The Conjure sidebar: what to generate, and the live jobs."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.types import Panel
+
+
+class _ConjurePanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Conjure"
+
+
+class VIEW3D_PT_conjure_generate(_ConjurePanel, Panel):
+    bl_label = "Generate"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.conjure
+        layout.prop(settings, "provider")
+        layout.prop(settings, "source", expand=True)
+        if settings.source == "TEXT":
+            layout.prop(settings, "prompt")
+        elif settings.source == "IMAGE":
+            layout.prop(settings, "image_path")
+            layout.prop(settings, "prompt", text="Hint")
+        else:
+            layout.template_list(
+                "UI_UL_list",
+                "conjure_views",
+                settings,
+                "image_paths",
+                settings,
+                "image_paths_index",
+                rows=3,
+            )
+
+
+class VIEW3D_PT_conjure_jobs(_ConjurePanel, Panel):
+    bl_label = "Jobs"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        jobs = context.window_manager.conjure.jobs
+        if not jobs:
+            layout.label(text="No jobs yet")
+        for job in jobs:
+            box = layout.box()
+            row = box.row()
+            row.label(text=job.label or job.job_id[:8])
+            row.label(text=job.state)
+            if job.state in {"queued", "submitting", "submitted", "running", "downloading"}:
+                box.prop(job, "progress", text=job.message or "Working", slider=True)
+            elif job.message:
+                box.label(text=job.message)
+
+
+CLASSES: tuple[type, ...] = (VIEW3D_PT_conjure_generate, VIEW3D_PT_conjure_jobs)

@@ -1,0 +1,228 @@
+"""The extension as Blender sees it: build, install, register, preferences, purity."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import ADDON_ID, ROOT
+
+
+def _live_leftovers() -> dict[str, list[str]]:
+    """Handlers, timers and threads that belong to the add-on's package."""
+    import bpy
+
+    handlers = [
+        f"{name}:{fn.__module__}"
+        for name in dir(bpy.app.handlers)
+        if not name.startswith("_") and isinstance(getattr(bpy.app.handlers, name), list)
+        for fn in getattr(bpy.app.handlers, name)
+        if "conjure" in getattr(fn, "__module__", "")
+    ]
+    threads = [t.name for t in threading.enumerate() if "conjure" in t.name.lower()]
+    return {"handlers": handlers, "threads": threads}
+
+
+def test_enable_disable_enable_leaves_nothing_behind(addon) -> None:
+    import addon_utils
+    import bpy
+
+    classes = addon.CLASSES
+    assert classes, "the add-on registers no classes"
+    assert all(cls.is_registered for cls in classes)
+    assert hasattr(bpy.types.Scene, "conjure")
+
+    addon_utils.disable(ADDON_ID)
+    try:
+        assert not any(cls.is_registered for cls in classes)
+        assert not hasattr(bpy.types.Scene, "conjure")
+        assert not hasattr(bpy.types.WindowManager, "conjure")
+        assert _live_leftovers() == {"handlers": [], "threads": []}
+    finally:
+        addon_utils.enable(ADDON_ID, default_set=True)
+
+    import importlib
+
+    reloaded = importlib.import_module(ADDON_ID)
+    assert all(cls.is_registered for cls in reloaded.CLASSES)
+    assert [c.__name__ for c in reloaded.CLASSES] == [c.__name__ for c in classes]
+    assert bpy.context.preferences.addons[ADDON_ID].preferences is not None
+
+
+def test_preferences_found_by_package_and_env_wins(addon, monkeypatch) -> None:
+    import bpy
+
+    prefs_mod = sys.modules[f"{ADDON_ID}.preferences"]
+    prefs = bpy.context.preferences.addons[ADDON_ID].preferences
+    assert type(prefs).bl_idname == ADDON_ID
+    assert prefs.trify3d_base_url == "https://trify3d.com"
+
+    prefs.trify3d_api_key = "pref-key"
+    prefs.siray_base_url = "http://127.0.0.1:9/siray/"
+    try:
+        got = prefs_mod.service_settings("trify3d")
+        assert (got.api_key, got.key_source) == ("pref-key", "preferences")
+        assert prefs_mod.service_settings("siray").base_url == "http://127.0.0.1:9/siray"
+
+        monkeypatch.setenv("CONJURE_TRIFY3D_API_KEY", "env-key")
+        monkeypatch.setenv("CONJURE_TRIFY3D_BASE_URL", "http://127.0.0.1:1/")
+        got = prefs_mod.service_settings("trify3d")
+        assert (got.api_key, got.key_source) == ("env-key", "environment")
+        assert got.base_url == "http://127.0.0.1:1"
+        assert "env-key" not in repr(got)
+
+        missing = prefs_mod.service_settings("ravenra")
+        assert (missing.api_key, missing.key_source) == ("", "")
+        assert missing.base_url == "https://api.ravenra.io"
+    finally:
+        prefs.trify3d_api_key = ""
+        prefs.siray_base_url = "https://api.siray.ai"
+
+
+def test_every_service_has_key_and_url_preferences(addon) -> None:
+    import bpy
+
+    prefs = bpy.context.preferences.addons[ADDON_ID].preferences
+    for pid in ("ravenra", "siray", "voxelai", "trify3d", "triverse"):
+        key_prop = prefs.bl_rna.properties[f"{pid}_api_key"]
+        assert key_prop.subtype == "PASSWORD"
+        assert getattr(prefs, f"{pid}_base_url").startswith("https://")
+
+
+def test_online_access_gate_says_why(addon) -> None:
+    import bpy
+
+    prefs_mod = sys.modules[f"{ADDON_ID}.preferences"]
+    bpy.context.preferences.system.use_online_access = False
+    try:
+        reason = prefs_mod.online_access_problem()
+        assert "--online-mode" in reason and "\n" not in reason
+    finally:
+        bpy.context.preferences.system.use_online_access = True
+    assert prefs_mod.online_access_problem() == ""
+
+
+def _pure_modules() -> list[str]:
+    names = []
+    for folder in ("providers", "jobs"):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            if path.stem != "pump":
+                names.append(f"{folder}.{path.stem}".removesuffix(".__init__"))
+    parsers = [n for n in ("voxfile", "mtl") if (ROOT / "importers" / f"{n}.py").exists()]
+    names += [f"importers.{n}" for n in parsers]
+    return names
+
+
+def test_pure_layers_import_without_bpy() -> None:
+    modules = _pure_modules()
+    assert "providers" in modules
+    code = (
+        "import sys, types, importlib\n"
+        "sys.modules['bpy'] = None; sys.modules['mathutils'] = None\n"
+        "pkg = types.ModuleType('conjure_src'); pkg.__path__ = [sys.argv[1]]\n"
+        "sys.modules['conjure_src'] = pkg\n"
+        "for name in sys.argv[2:]:\n"
+        "    importlib.import_module('conjure_src.' + name)\n"
+        "print('ok', len(sys.argv) - 2)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), *modules],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"ok {len(modules)}"
+
+
+def test_built_zip_holds_only_the_addon(built_zip: Path) -> None:
+    with zipfile.ZipFile(built_zip) as zf:
+        names = zf.namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names
+    banned = ("tests/", "tools/", ".ci/", ".git", "__pycache__", "Makefile", "pyproject.toml")
+    assert not [n for n in names if n.startswith(banned) or "__pycache__" in n]
+    assert all(n.endswith((".py", ".toml")) for n in names), names
+
+
+def test_manifest_passes_blenders_validator() -> None:
+    import ext
+
+    ext.run("validate", ROOT)  # raises CalledProcessError when Blender rejects it
+
+
+class _RecordingLayout:
+    """Stands in for UILayout: checks every prop() and operator() a panel draws."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+
+    def prop(self, data, name, **_kw):
+        if name not in data.bl_rna.properties:
+            self.problems.append(f"prop {name!r} not on {data.bl_rna.identifier}")
+
+    def operator(self, idname, **_kw):
+        import bpy
+
+        cat, _, op = idname.partition(".")
+        if not hasattr(getattr(bpy.ops, cat), op) or not _op_exists(idname):
+            self.problems.append(f"operator {idname!r} not registered")
+        return _Anything()
+
+    def template_list(self, _type, _id, data, prop, active_data, active_prop, **_kw):
+        self.prop(data, prop)
+        self.prop(active_data, active_prop)
+
+    def __getattr__(self, name):
+        if name in {"row", "column", "box", "split", "column_flow", "grid_flow"}:
+            return lambda *a, **k: self
+        return lambda *a, **k: _Anything()
+
+
+class _Anything:
+    def __setattr__(self, name, value) -> None:
+        pass
+
+    def __getattr__(self, name):
+        return lambda *a, **k: _Anything()
+
+
+def _op_exists(idname: str) -> bool:
+    import bpy
+
+    cat, _, op = idname.partition(".")
+    try:
+        getattr(getattr(bpy.ops, cat), op).get_rna_type()
+    except (AttributeError, KeyError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("source", ["TEXT", "IMAGE", "MULTIVIEW"])
+def test_panels_draw_only_real_properties_and_operators(addon, scene, source) -> None:
+    import bpy
+
+    scene.conjure.source = source
+    wm_jobs = bpy.context.window_manager.conjure.jobs
+    job = wm_jobs.add()
+    job.state, job.label = "running", "a chair"
+    try:
+        problems: list[str] = []
+        panels = [c for c in addon.CLASSES if issubclass(c, bpy.types.Panel)]
+        assert panels
+        for panel_cls in panels:
+            panel_cls.draw(_PanelShim(_RecordingLayout(problems)), bpy.context)
+        assert problems == []
+    finally:
+        wm_jobs.clear()
+
+
+class _PanelShim:
+    def __init__(self, layout) -> None:
+        self.layout = layout
