@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-CLASSES: tuple[type, ...] = ()
+import bpy
+
+from . import import_vox
+
+CLASSES: tuple[type, ...] = (*import_vox.CLASSES,)
 
 
 def attach() -> None:
-    """Menus, file handlers' side effects: everything beyond class registration."""
+    """Menus and anything else beyond class registration."""
+    bpy.types.TOPBAR_MT_file_import.append(import_vox.menu_import)
 
 
 def detach() -> None:
     """Undo attach() and stop anything live (timers, threads) so disable leaves nothing."""
+    bpy.types.TOPBAR_MT_file_import.remove(import_vox.menu_import)

@@ -9,11 +9,7 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import shutil
 import sys
-import tempfile
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +19,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures"
-ADDON_ID = "bl_ext.user_default.conjure"
 
 sys.path.insert(0, str(ROOT / "tools"))
+import blender_env  # noqa: E402
+from blender_env import ADDON_ID  # noqa: E402
 
 
 def _register_pure_package() -> None:
@@ -39,10 +36,7 @@ _register_pure_package()
 
 # Isolate Blender's user folders before bpy is first imported anywhere in this process,
 # and keep the developer's own service keys/URLs out of the tests.
-_USER_RESOURCES = tempfile.mkdtemp(prefix="conjure-user-")
-os.environ["BLENDER_USER_RESOURCES"] = _USER_RESOURCES
-for _name in [n for n in os.environ if n.startswith("CONJURE_")]:
-    del os.environ[_name]
+USER_RESOURCES = blender_env.isolate_user_resources()
 
 
 def fixture_path(*parts: str) -> Path:
@@ -65,19 +59,10 @@ def built_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def addon(built_zip: Path) -> Iterator[types.ModuleType]:
     """The installed, enabled extension module (`bl_ext.user_default.conjure`)."""
-    import bpy
-
-    bpy.context.preferences.system.use_online_access = True
-    result = bpy.ops.extensions.package_install_files(
-        filepath=str(built_zip), repo="user_default", enable_on_install=True
-    )
-    assert result == {"FINISHED"}, result
-    assert ADDON_ID in bpy.context.preferences.addons
-    yield importlib.import_module(ADDON_ID)
+    yield blender_env.install_extension(built_zip)
     import addon_utils
 
     addon_utils.disable(ADDON_ID)
-    shutil.rmtree(_USER_RESOURCES, ignore_errors=True)
 
 
 @pytest.fixture

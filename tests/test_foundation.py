@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from conftest import ADDON_ID, ROOT
 
 
@@ -113,7 +114,9 @@ def _pure_modules() -> list[str]:
         for path in sorted((ROOT / folder).glob("*.py")):
             if path.stem != "pump":
                 names.append(f"{folder}.{path.stem}".removesuffix(".__init__"))
-    parsers = [n for n in ("voxfile", "mtl") if (ROOT / "importers" / f"{n}.py").exists()]
+    parsers = [
+        n for n in ("voxfile", "voxmesh", "mtl") if (ROOT / "importers" / f"{n}.py").exists()
+    ]
     names += [f"importers.{n}" for n in parsers]
     return names
 
