@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import import_vox
+from ..jobs import pump
+from . import generate, import_vox
 
-CLASSES: tuple[type, ...] = (*import_vox.CLASSES,)
+CLASSES: tuple[type, ...] = (*generate.CLASSES, *import_vox.CLASSES)
 
 
 def attach() -> None:
@@ -17,3 +18,5 @@ def attach() -> None:
 def detach() -> None:
     """Undo attach() and stop anything live (timers, threads) so disable leaves nothing."""
     bpy.types.TOPBAR_MT_file_import.remove(import_vox.menu_import)
+    generate.CONJURE_OT_job_monitor.stop(bpy.context)
+    pump.shutdown()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bpy
 from bpy.types import Panel
 
+LIVE_STATES = {"queued", "submitting", "submitted", "running", "downloading", "downloaded"}
+
 
 class _ConjurePanel:
     bl_space_type = "VIEW_3D"
@@ -35,6 +37,7 @@ class VIEW3D_PT_conjure_generate(_ConjurePanel, Panel):
                 "image_paths_index",
                 rows=3,
             )
+        layout.operator("conjure.generate", icon="PLAY")
 
 
 class VIEW3D_PT_conjure_jobs(_ConjurePanel, Panel):
@@ -50,10 +53,12 @@ class VIEW3D_PT_conjure_jobs(_ConjurePanel, Panel):
             row = box.row()
             row.label(text=job.label or job.job_id[:8])
             row.label(text=job.state)
-            if job.state in {"queued", "submitting", "submitted", "running", "downloading"}:
+            if job.state in LIVE_STATES:
+                row.operator("conjure.cancel_job", text="", icon="X").job_id = job.job_id
                 box.prop(job, "progress", text=job.message or "Working", slider=True)
             elif job.message:
                 box.label(text=job.message)
+        layout.operator("conjure.resume_jobs", icon="FILE_REFRESH")
 
 
 CLASSES: tuple[type, ...] = (VIEW3D_PT_conjure_generate, VIEW3D_PT_conjure_jobs)

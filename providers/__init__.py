@@ -6,6 +6,11 @@ No bpy here: worker threads and the pure test suite import this package.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import Provider
+    from .http import HttpClient
 
 PROVIDER_IDS: tuple[str, ...] = ("ravenra", "siray", "voxelai", "trify3d", "triverse")
 
@@ -67,3 +72,32 @@ SERVICES: dict[str, ServiceInfo] = {
         ),
     )
 }
+
+
+# Header and scheme each service expects its key in (PROVIDERS.md).
+AUTH_HEADERS: dict[str, tuple[str, str]] = {
+    "ravenra": ("x-api-key", ""),
+    "siray": ("Authorization", "Bearer"),
+    "voxelai": ("Authorization", "Bearer"),
+    "trify3d": ("Authorization", "Bearer"),
+    "triverse": ("Authorization", "Bearer"),
+}
+
+
+def make_http(provider_id: str, api_key: str, base_url: str, **kw: object) -> HttpClient:
+    from .http import HttpClient
+
+    header, scheme = AUTH_HEADERS[provider_id]
+    return HttpClient(api_key, base_url, auth_header=header, auth_scheme=scheme, **kw)
+
+
+def get_provider(provider_id: str, http: HttpClient) -> Provider:
+    """The implementation of one service; services not built yet fail with a clear message."""
+    from .base import ErrorKind, ProviderError
+
+    if provider_id == "trify3d":
+        from .trify3d import Trify3D
+
+        return Trify3D(http)
+    name = SERVICES[provider_id].name if provider_id in SERVICES else provider_id
+    raise ProviderError(ErrorKind.BAD_REQUEST, f"{name} is not available in this version yet")

@@ -1,0 +1,108 @@
+"""Trify3D: text, image or multiview to GLB (PROVIDERS.md, seed 003).
+
+Creates send an Idempotency-Key, so a create whose answer was lost can be sent again with
+the same key without paying twice. Poll bodies may or may not be wrapped in {"data": ...};
+field names follow the webhook body the docs show.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import (
+    Asset,
+    Capability,
+    ErrorKind,
+    GenerationRequest,
+    Provider,
+    ProviderError,
+    TaskState,
+    TaskStatus,
+    image_data_url,
+    progress_fraction,
+)
+from .http import HttpClient
+
+ENDPOINTS = {
+    "TEXT": "/api/v1/generations/text-to-3d",
+    "IMAGE": "/api/v1/generations/image-to-3d",
+    "MULTIVIEW": "/api/v1/generations/multiview-to-3d",
+}
+_STATES = {
+    "pending": TaskState.QUEUED,
+    "queued": TaskState.QUEUED,
+    "processing": TaskState.RUNNING,
+    "running": TaskState.RUNNING,
+    "in_progress": TaskState.RUNNING,
+    "completed": TaskState.SUCCEEDED,
+    "succeeded": TaskState.SUCCEEDED,
+    "success": TaskState.SUCCEEDED,
+    "failed": TaskState.FAILED,
+    "error": TaskState.FAILED,
+    "cancelled": TaskState.CANCELLED,
+    "canceled": TaskState.CANCELLED,
+}
+
+
+def _unwrap(body: Any) -> dict[str, Any]:
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        return body["data"]
+    if isinstance(body, dict):
+        return body
+    raise ProviderError(
+        ErrorKind.BAD_RESPONSE, f"expected a JSON object, got {type(body).__name__}"
+    )
+
+
+class Trify3D(Provider):
+    id = "trify3d"
+    capabilities = frozenset({Capability.TEXT, Capability.IMAGE, Capability.MULTIVIEW})
+    supports_idempotency = True
+    poll_interval = 3.0
+
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+
+    def submit(self, request: GenerationRequest, idempotency_key: str) -> str:
+        self.check(request)
+        body: dict[str, Any] = {k: v for k, v in request.options.items() if v not in ("", None)}
+        if request.source == "TEXT":
+            body["prompt"] = request.prompt
+        elif request.source == "IMAGE":
+            body["imageUrl"] = image_data_url(request.image_paths[0])
+        else:
+            if len(request.image_paths) < 2:
+                raise ProviderError(ErrorKind.BAD_REQUEST, "multiview needs at least two images")
+            body["imageUrls"] = [image_data_url(p) for p in request.image_paths]
+        if request.prompt and request.source != "TEXT":
+            body["prompt"] = request.prompt
+        data = _unwrap(self.http.post_json(ENDPOINTS[request.source], body, idempotency_key))
+        task_id = data.get("taskId") or data.get("task_id") or data.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderError(
+                ErrorKind.BAD_RESPONSE,
+                f"create answer has no taskId: {self.http.redact(str(data))[:160]}",
+            )
+        return task_id
+
+    def poll(self, task_id: str) -> TaskStatus:
+        data = _unwrap(self.http.get_json(f"/api/v1/generations/{task_id}"))
+        raw = str(data.get("status", "")).lower()
+        state = _STATES.get(raw)
+        if state is None:
+            raise ProviderError(ErrorKind.BAD_RESPONSE, f"unknown task status {raw!r}")
+        model = data.get("outputModelUrl") or data.get("modelUrl") or data.get("outputUrl")
+        assets = []
+        if isinstance(model, str) and model:
+            assets.append(Asset(model, "model"))
+        thumb = data.get("thumbnailUrl")
+        if isinstance(thumb, str) and thumb:
+            assets.append(Asset(thumb, "thumbnail"))
+        if state == TaskState.SUCCEEDED and not any(a.role == "model" for a in assets):
+            raise ProviderError(ErrorKind.BAD_RESPONSE, "task completed without outputModelUrl")
+        message = ""
+        if state == TaskState.FAILED:
+            code = data.get("errorCode") or data.get("error") or "no reason given"
+            message = f"generation failed ({code})"
+        progress = 1.0 if state == TaskState.SUCCEEDED else progress_fraction(data.get("progress"))
+        return TaskStatus(state, progress, message, tuple(assets))

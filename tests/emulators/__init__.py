@@ -1,0 +1,1 @@
+"""Local stand-ins for the generation services, faithful to PROVIDERS.md, for tests only."""

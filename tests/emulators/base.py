@@ -1,0 +1,143 @@
+"""A threaded HTTP server on 127.0.0.1 with a request log and switchable faults."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
+    return (
+        status,
+        {"Content-Type": "application/json", **(headers or {})},
+        json.dumps(body).encode(),
+    )
+
+
+@dataclass
+class Fault:
+    """Replaces the next `times` matching responses (or delays them)."""
+
+    status: int = 500
+    body: bytes = b'{"error": "injected"}'
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    method: str | None = None
+    path: str | None = None  # prefix
+    times: int = 1
+    passthrough: bool = False  # delay only, then answer normally
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method in (None, method)) and (self.path is None or path.startswith(self.path))
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Emulator:
+    """Subclasses implement `route(method, path, headers, body) -> Reply`."""
+
+    def __init__(self) -> None:
+        self.requests: list[Seen] = []
+        self.faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle
+    def start(self) -> Emulator:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, headers, payload = emulator.dispatch(
+                    self.command, self.path, dict(self.headers.items()), body
+                )
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="emulator").start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server, "emulator not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- test controls
+    def inject(self, **kw: Any) -> Fault:
+        if isinstance(kw.get("body"), dict | list):
+            kw["body"] = json.dumps(kw["body"]).encode()
+        elif isinstance(kw.get("body"), str):
+            kw["body"] = kw["body"].encode()
+        fault = Fault(**kw)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def count(self, method: str, path: str = "") -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if r.method == method and r.path.startswith(path))
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.faults.clear()
+
+    # -- dispatch
+    def dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        with self._lock:
+            self.requests.append(Seen(method, path, headers, body))
+            fault = next((f for f in self.faults if f.matches(method, path)), None)
+            if fault:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+        if fault:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if not fault.passthrough:
+                return (
+                    fault.status,
+                    {"Content-Type": "application/json", **fault.headers},
+                    fault.body,
+                )
+        return self.route(method, path, headers, body)
+
+    def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        raise NotImplementedError

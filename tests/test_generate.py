@@ -1,0 +1,326 @@
+"""conjure.generate end to end in real Blender against the Trify3D emulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ADDON_ID, FIXTURES, ROOT
+from emulators.trify3d import Trify3DEmulator, tiny_png
+
+KEY = "trf_live_S3CRET-planted-key-0042"
+
+
+@pytest.fixture(scope="session")
+def model_glb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A textured GLB: the Khronos sample when ../shared is there, else one exported here."""
+    sample = FIXTURES / "gltf" / "BoxTextured.glb"
+    if sample.exists():
+        return sample
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.mesh.primitive_cube_add()
+    bpy.context.object.data.materials.append(bpy.data.materials.new("Made Here"))
+    out = tmp_path_factory.mktemp("glb") / "made.glb"
+    bpy.ops.export_scene.gltf(filepath=str(out), export_format="GLB")
+    return out
+
+
+@pytest.fixture
+def trify(model_glb: Path, monkeypatch: pytest.MonkeyPatch):
+    emu = Trify3DEmulator(model_glb, api_key=KEY, rate_limit=100_000).start()
+    monkeypatch.setenv("CONJURE_TRIFY3D_API_KEY", KEY)
+    monkeypatch.setenv("CONJURE_TRIFY3D_BASE_URL", emu.url)
+    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
+    yield emu
+    emu.stop()
+
+
+def _pump():
+    return sys.modules[f"{ADDON_ID}.jobs.pump"]
+
+
+def _journal_rows() -> list[dict]:
+    pump = _pump()
+    return [
+        {"job_id": j.job_id, "state": j.state.value, "task_id": j.task_id, "message": j.message}
+        for j in pump.runtime().journal.recent(500)
+    ]
+
+
+def _generate(**kw) -> set[str]:
+    import bpy
+
+    return bpy.ops.conjure.generate(provider="trify3d", **kw)
+
+
+def _job_collection(prompt: str):
+    import bpy
+
+    return next(c for c in bpy.data.collections if c.get("conjure_prompt") == prompt)
+
+
+def test_text_to_3d_imports_glb_with_materials_at_cursor(scene, trify) -> None:
+    import bpy
+
+    scene.cursor.location = (1.0, 2.0, 3.0)
+    assert _generate(source="TEXT", prompt="a textured box") == {"FINISHED"}
+
+    coll = _job_collection("a textured box")
+    assert coll.name == "Conjure a textured box"
+    objects = list(coll.objects)
+    meshes = [o for o in objects if o.type == "MESH"]
+    assert meshes and all(o.select_get() for o in objects)
+    assert any(
+        slot.material and slot.material.node_tree for o in meshes for slot in o.material_slots
+    )
+    roots = [o for o in objects if o.parent is None]
+    assert tuple(roots[0].location) == pytest.approx((1.0, 2.0, 3.0), abs=1e-5)
+    task_id = next(iter(trify.tasks))
+    for obj in objects:
+        assert (obj["conjure_provider"], obj["conjure_task_id"]) == ("trify3d", task_id)
+        assert obj["conjure_prompt"] == "a textured box" and len(obj["conjure_job_id"]) == 32
+    assert trify.count("POST", "/api/v1/generations/text-to-3d") == 1
+    row = next(r for r in _journal_rows() if r["task_id"] == task_id)
+    assert row["state"] == "imported"
+    created = json.loads(trify.requests[0].body)
+    assert created == {"prompt": "a textured box"}
+    assert trify.requests[0].headers["Idempotency-Key"].startswith("conjure-")
+
+
+def test_image_to_3d_sends_the_local_file_as_data_url(scene, trify, tmp_path: Path) -> None:
+    image = tmp_path / "chair.png"
+    image.write_bytes(tiny_png())
+    assert _generate(source="IMAGE", image_path=str(image)) == {"FINISHED"}
+    body = json.loads(next(r.body for r in trify.requests if r.method == "POST"))
+    prefix = "data:image/png;base64,"
+    assert body["imageUrl"].startswith(prefix)
+    assert base64.b64decode(body["imageUrl"][len(prefix) :]) == image.read_bytes()
+    assert _job_collection("").objects  # label from the image; prompt empty
+
+
+def test_multiview_sends_every_view(scene, trify, tmp_path: Path) -> None:
+    import bpy
+
+    views = []
+    for i, rgb in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)]):
+        path = tmp_path / f"view{i}.png"
+        path.write_bytes(tiny_png(rgb))
+        views.append({"name": str(path)})
+    result = bpy.ops.conjure.generate(provider="trify3d", source="MULTIVIEW", image_paths=views)
+    assert result == {"FINISHED"}
+    body = json.loads(next(r.body for r in trify.requests if r.method == "POST"))
+    assert len(body["imageUrls"]) == 3 and trify.count("POST") == 1
+    assert any(o.type == "MESH" for o in bpy.data.objects)
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda e: setattr(e, "api_key", "another"), "rejected the API key"),
+        (lambda e: setattr(e, "credits", 0), "Not enough credits"),
+        (
+            lambda e: e.inject(status=400, body={"error": "prompt too long"}, method="POST"),
+            "prompt too long",
+        ),
+        (
+            lambda e: e.inject(status=404, body={"error": "Task not found"}, method="GET"),
+            "does not know this task",
+        ),
+        (lambda e: e.inject(status=500, body="<html>oops</html>", method="GET"), "internal error"),
+        (lambda e: e.inject(status=200, body="{not json", method="GET"), "does not understand"),
+        (
+            lambda e: e.inject(status=200, body={"status": "teleporting"}, method="GET"),
+            "teleporting",
+        ),
+    ],
+    ids=["auth", "credits", "bad-request", "not-found", "server", "malformed", "bad-status"],
+)
+def test_each_error_is_one_line_and_a_failed_job(scene, trify, setup, expected) -> None:
+    import bpy
+
+    setup(trify)
+    with pytest.raises(RuntimeError) as info:
+        _generate(source="TEXT", prompt="a lamp")
+    message = str(info.value).strip()
+    assert expected.lower() in message.lower()
+    assert "\n" not in message and "Traceback" not in message and KEY not in message
+    assert not [o for o in bpy.data.objects if o.type == "MESH"]
+    assert not [c for c in bpy.data.collections if c.name.startswith("Conjure")]
+    assert _journal_rows()[0]["state"] == "failed"
+
+
+def test_failed_generation_reports_the_services_error_code(scene, trify) -> None:
+    with pytest.raises(RuntimeError, match="GENERATION_FAILED"):
+        _generate(source="TEXT", prompt="please fail")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 429, "headers": {"Retry-After": "1"}, "method": "POST"},
+        {"status": 429, "headers": {"Retry-After": "1"}, "method": "GET", "times": 2},
+        {"status": 502, "body": {"transient": True}, "method": "GET", "times": 3},
+        {"status": 503, "method": "GET"},
+        {"delay": 1.0, "passthrough": True, "method": "GET", "times": 2},
+    ],
+    ids=["429-create", "429-poll", "502", "503", "slow"],
+)
+def test_transient_trouble_waits_and_succeeds(scene, trify, fault) -> None:
+    trify.inject(**fault)
+    started = time.monotonic()
+    assert _generate(source="TEXT", prompt="a stool") == {"FINISHED"}
+    assert trify.count("POST") == (2 if fault.get("method") == "POST" else 1)
+    assert len(trify.tasks) == 1  # never paid twice
+    if fault.get("headers", {}).get("Retry-After"):
+        assert time.monotonic() - started >= 1.0  # the service's pace was honoured
+
+
+def test_key_never_reaches_output_journal_or_blend(scene, trify, tmp_path, capfd) -> None:
+    import bpy
+
+    # A hostile server echoing the credentials back in its error body.
+    trify.inject(
+        status=400, body={"error": f"bad header Authorization: Bearer {KEY}"}, method="POST"
+    )
+    with pytest.raises(RuntimeError) as info:
+        _generate(source="TEXT", prompt="a vase")
+    assert KEY not in str(info.value)
+    assert _generate(source="TEXT", prompt="a vase") == {"FINISHED"}
+    prefs = bpy.context.preferences.addons[ADDON_ID].preferences
+    prefs.trify3d_api_key = KEY
+    try:
+        blend = tmp_path / "scene.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+        assert KEY.encode() not in blend.read_bytes()
+    finally:
+        prefs.trify3d_api_key = ""
+    journal = Path(_pump().runtime().journal.path)
+    for path in journal.parent.glob("journal.sqlite*"):
+        assert KEY.encode() not in path.read_bytes()
+    out, err = capfd.readouterr()
+    assert KEY not in out and KEY not in err
+
+
+def test_cancel_stops_a_running_job(scene, trify) -> None:
+    import bpy
+
+    pump = _pump()
+    trify.polls_to_complete = 10_000
+    job = pump.Job.new("trify3d", "TEXT", "a slow tree")
+    pump.start(job)
+    deadline = time.monotonic() + 10
+    while trify.count("GET", "/api/v1/generations/") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert bpy.ops.conjure.cancel_job(job_id=job.job_id) == {"FINISHED"}
+    done = pump.wait(bpy.context, [job.job_id], timeout=10)
+    assert done[job.job_id].state.value == "cancelled"
+    polls = trify.count("GET")
+    time.sleep(0.3)
+    assert trify.count("GET") == polls  # nothing polls after cancel
+    assert pump.runtime().journal.get(job.job_id).state.value == "cancelled"
+
+
+def test_online_access_off_fails_before_any_request(scene, trify) -> None:
+    import bpy
+
+    bpy.context.preferences.system.use_online_access = False
+    try:
+        with pytest.raises(RuntimeError, match="--online-mode"):
+            _generate(source="TEXT", prompt="a door")
+    finally:
+        bpy.context.preferences.system.use_online_access = True
+    assert trify.requests == []
+
+
+def test_missing_inputs_and_key_are_refused_up_front(scene, trify, monkeypatch) -> None:
+    with pytest.raises(RuntimeError, match="Enter a prompt"):
+        _generate(source="TEXT", prompt="   ")
+    with pytest.raises(RuntimeError, match="at least two images"):
+        _generate(source="MULTIVIEW")
+    with pytest.raises(RuntimeError, match="Image not found"):
+        _generate(source="IMAGE", image_path="/nonexistent/x.png")
+    monkeypatch.delenv("CONJURE_TRIFY3D_API_KEY")
+    with pytest.raises(RuntimeError, match="No API key for Trify3D"):
+        _generate(source="TEXT", prompt="a cup")
+    assert trify.requests == []
+
+
+# ---------------------------------------------------------------- crash and resume
+
+
+CHILD = """
+import os, sys, time
+import bpy, addon_utils
+bpy.context.preferences.system.use_online_access = True
+if sys.argv[1] == "install":
+    bpy.ops.extensions.package_install_files(filepath=sys.argv[2], repo="user_default",
+                                             enable_on_install=True)
+    bpy.ops.conjure.generate(provider="trify3d", source="TEXT", prompt="a crash test dummy")
+else:
+    addon_utils.enable("{addon}", default_set=True)
+    result = bpy.ops.conjure.resume_jobs()
+    names = sorted(o.name for o in bpy.data.objects if o.get("conjure_prompt"))
+    print("RESULT", result, names, flush=True)
+"""
+
+
+def test_killed_after_submit_resumes_without_paying_again(built_zip, trify, tmp_path) -> None:
+    user = tmp_path / "user"
+    env = {
+        **os.environ,
+        "BLENDER_USER_RESOURCES": str(user),
+        "CONJURE_TRIFY3D_API_KEY": KEY,
+        "CONJURE_TRIFY3D_BASE_URL": trify.url,
+        "CONJURE_POLL_SECONDS": "0.05",
+    }
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.replace("{addon}", ADDON_ID))
+    trify.polls_to_complete = 10**9  # never finishes while the first process lives
+    first = subprocess.Popen(
+        [sys.executable, str(script), "install", str(built_zip)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    journal = user / "extensions" / ".user" / "user_default" / "conjure" / "journal.sqlite"
+    deadline = time.monotonic() + 60
+    task_id = None
+    while task_id is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if journal.exists():
+            with sqlite3.connect(journal) as db:
+                row = db.execute("SELECT task_id FROM jobs WHERE task_id IS NOT NULL").fetchone()
+            task_id = row[0] if row else None
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert task_id in trify.tasks, first.stdout.read().decode()[-2000:]
+
+    trify.polls_to_complete = trify.tasks[task_id].polls + 2
+    second = subprocess.run(
+        [sys.executable, str(script), "resume"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    result_line = next(
+        (line for line in second.stdout.splitlines() if line.startswith("RESULT")), ""
+    )
+    assert "{'FINISHED'}" in result_line, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "[]" not in result_line
+    assert trify.count("POST") == 1 and len(trify.tasks) == 1
+    with sqlite3.connect(journal) as db:
+        assert db.execute("SELECT state FROM jobs").fetchall() == [("imported",)]
+    assert KEY not in second.stdout + second.stderr
