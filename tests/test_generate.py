@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import ADDON_ID, FIXTURES, ROOT
 from emulators.trify3d import Trify3DEmulator, tiny_png
 
@@ -70,7 +71,6 @@ def _job_collection(prompt: str):
 
 
 def test_text_to_3d_imports_glb_with_materials_at_cursor(scene, trify) -> None:
-    import bpy
 
     scene.cursor.location = (1.0, 2.0, 3.0)
     assert _generate(source="TEXT", prompt="a textured box") == {"FINISHED"}
