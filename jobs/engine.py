@@ -72,18 +72,16 @@ class _Gate:
     tokens: float = 10.0
     stamp: float = 0.0
 
-    def delay(self, now: float) -> float:
+    def take(self, now: float) -> float:
+        """0 and a token spent if one is free, else the seconds until one will be."""
         rate = self.per_hour / 3600.0
-        self.tokens = (
-            min(self.burst, self.tokens + (now - self.stamp) * rate) if self.stamp else self.tokens
-        )
+        if self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * rate)
         self.stamp = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
-        wait = (1.0 - self.tokens) / rate
-        self.tokens -= 1.0
-        return wait
+        return (1.0 - self.tokens) / rate
 
 
 class Engine:
@@ -218,15 +216,19 @@ class Engine:
             raise JobCancelledError
 
     def _gate(self, job: Job, provider: Provider, flag: threading.Event) -> None:
+        """Wait for the service's budget; re-checked often, so a learned limit applies at once."""
         rate = getattr(getattr(provider, "http", None), "rate", None)
-        with self._lock:
-            gate = self._gates.setdefault(job.provider, _Gate())
-            if rate is not None and rate.limit:
-                gate.per_hour = float(rate.limit)
-            if rate is not None and rate.remaining == 0:
-                gate.tokens = min(gate.tokens, 0.0)
-            wait = gate.delay(self.clock())
-        self._pause(flag, wait)
+        while True:
+            with self._lock:
+                gate = self._gates.setdefault(job.provider, _Gate())
+                if rate is not None and rate.limit:
+                    gate.per_hour = float(rate.limit)
+                if rate is not None and rate.remaining == 0:
+                    gate.tokens = min(gate.tokens, 0.0)
+                wait = gate.take(self.clock())
+            if wait <= 0:
+                return
+            self._pause(flag, min(wait, 0.5))
 
     def _submit(self, job: Job, provider: Provider, flag: threading.Event) -> Job:
         if job.state == JobState.SUBMITTING and not provider.supports_idempotency:
@@ -291,7 +293,7 @@ class Engine:
                     f"no result after {self.poll_deadline / 60:.0f} minutes; resume later",
                 )
             self._pause(flag, status.wait if status.wait is not None else interval)
-            interval = min(interval * 1.25, self.max_poll_interval)
+            interval = min(interval * 1.25, provider.poll_interval * 4, self.max_poll_interval)
 
     def _download(
         self, job: Job, provider: Provider, status: TaskStatus, flag: threading.Event

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ..importers import gltf, scene, vox, voxfile
 from ..preferences import ServiceSettings, addon_preferences, service_settings
 from ..providers import get_provider, make_http
 from ..providers.base import Provider
+from ..providers.http import HttpClient
 from .engine import Engine
 from .journal import Journal
 from .model import FINISHED, Job, JobEvent, JobState
@@ -37,13 +39,21 @@ class Runtime:
     engine: Engine
     settings: dict[str, ServiceSettings] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
+    clients: dict[ServiceSettings, HttpClient] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def provider_for(self, provider_id: str) -> Provider:
-        """Called on worker threads: only plain values captured on the main thread."""
+        """Called on worker threads: only plain values captured on the main thread.
+
+        One HTTP client per service and settings: its jobs share one session and one view of
+        the service's rate limit."""
         settings = self.settings[provider_id]
-        provider = get_provider(
-            provider_id, make_http(provider_id, settings.api_key, settings.base_url)
-        )
+        with self.lock:
+            http = self.clients.get(settings)
+            if http is None:
+                http = make_http(provider_id, settings.api_key, settings.base_url)
+                self.clients[settings] = http
+        provider = get_provider(provider_id, http)
         if _poll_seconds():
             provider.poll_interval = _poll_seconds()
         return provider
