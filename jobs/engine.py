@@ -134,6 +134,10 @@ class Engine:
         with self._lock:
             return set(self._cancel)
 
+    def worker_count(self) -> int:
+        with self._lock:
+            return sum(t.is_alive() for t in self._threads)
+
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every worker (event + sentinel + join); jobs stay resumable in the journal."""
         self._stopping.set()

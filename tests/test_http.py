@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 
@@ -198,8 +197,9 @@ def test_engine_downloads_model_and_thumbnail_named_by_content(tmp_path, trify) 
     done = _run_to_end(engine, job.job_id)
     assert done.state == JobState.DOWNLOADED and done.task_id in trify.tasks
     assert sorted(Path(f).name for f in done.files) == ["model.glb", "thumbnail.png"]
+    assert engine.worker_count() == 1
     engine.shutdown()
-    assert not [t for t in threading.enumerate() if t.name.startswith("conjure-worker")]
+    assert engine.worker_count() == 0
 
 
 def test_journal_records_intent_before_the_create_is_sent(tmp_path, trify) -> None:

@@ -78,9 +78,10 @@ def main() -> None:
         f"p99 {pct(plain, .99) * 1e3:.3f} ms  max {max(plain) * 1e3:.3f} ms"
     )
     if importing:
+        median = statistics.median(importing) * 1e3
         print(
-            f"ticks with an import: {len(importing)}  median {statistics.median(importing) * 1e3:.1f} ms"
-            f"  max {max(importing) * 1e3:.1f} ms"
+            f"ticks with an import: {len(importing)}  median {median:.1f} ms  "
+            f"max {max(importing) * 1e3:.1f} ms"
         )
 
 
