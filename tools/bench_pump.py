@@ -74,8 +74,8 @@ def main() -> None:
 
     print(f"{args.jobs} jobs, {events} events in {wall:.1f} s, final states {sorted(states)}")
     print(
-        f"ticks without import: {len(plain)}  p50 {pct(plain, .5) * 1e3:.3f} ms  "
-        f"p99 {pct(plain, .99) * 1e3:.3f} ms  max {max(plain) * 1e3:.3f} ms"
+        f"ticks without import: {len(plain)}  p50 {pct(plain, 0.5) * 1e3:.3f} ms  "
+        f"p99 {pct(plain, 0.99) * 1e3:.3f} ms  max {max(plain) * 1e3:.3f} ms"
     )
     if importing:
         median = statistics.median(importing) * 1e3
