@@ -324,3 +324,20 @@ def test_killed_after_submit_resumes_without_paying_again(built_zip, trify, tmp_
     with sqlite3.connect(journal) as db:
         assert db.execute("SELECT state FROM jobs").fetchall() == [("imported",)]
     assert KEY not in second.stdout + second.stderr
+
+
+def test_disable_after_jobs_leaves_no_threads_and_reenables(scene, trify) -> None:
+    import threading
+
+    import addon_utils
+    import bpy
+
+    assert _generate(source="TEXT", prompt="a bench") == {"FINISHED"}
+    assert [t for t in threading.enumerate() if t.name.startswith("conjure-worker")]
+    addon_utils.disable(ADDON_ID)
+    try:
+        assert not [t for t in threading.enumerate() if t.name.startswith("conjure-worker")]
+    finally:
+        addon_utils.enable(ADDON_ID, default_set=True)
+    assert bpy.ops.conjure.generate.poll()
+    assert _generate(source="TEXT", prompt="a second bench") == {"FINISHED"}

@@ -203,3 +203,42 @@ def test_file_menu_and_drop_handler_registered(addon) -> None:
     assert handler.bl_file_extensions == ".vox"
     draw_funcs = bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize()
     assert any(getattr(f, "__name__", "") == "menu_import" for f in draw_funcs)
+
+
+def test_written_file_hidden_layer_glass_emission_and_frames(scene, tmp_path: Path) -> None:
+    import bpy
+
+    import voxwriter as w
+
+    solid = [(x, y, z, 1) for x in range(3) for y in range(3) for z in range(3)]
+    glassy = [v if v[:3] != (1, 1, 2) else (1, 1, 2, 2) for v in solid]  # glass on top
+    data = w.vox_file(
+        w.model((3, 3, 3), glassy),
+        w.model((1, 1, 1), [(0, 0, 0, 3)]),
+        w.model((1, 1, 1), [(0, 0, 0, 4)]),
+        w.ntrn(0, 1),
+        w.ngrp(1, [2, 4]),
+        w.ntrn(2, 3, attrs={"_name": "block"}, layer=0),
+        w.nshp(3, [0]),
+        w.ntrn(4, 5, attrs={"_name": "lamp"}, layer=1, frames=[{"_t": "5 0 0"}]),
+        w.nshp(5, [(1, 0), (2, 1)]),
+        w.layr(0, "main"),
+        w.layr(1, "lights", hidden=True),
+        w.matl(2, {"_type": "_glass", "_trans": 0.9}),
+        w.matl(3, {"_type": "_emit", "_emit": 1.0, "_flux": 1}),
+    )
+    path = tmp_path / "written.vox"
+    path.write_bytes(data)
+    assert _import(path, frame=1) == {"FINISHED"}
+    block, lamp = _voxel_objects(bpy.data.objects["written"])
+    # The centre voxel shows through the glass above it; the glass voxel itself stays.
+    assert len(block.data.vertices) == 27
+    assert lamp.hide_render and lamp.hide_viewport and not lamp.select_get()
+    idx = np.empty(1, dtype=np.int32)
+    lamp.data.attributes["vox_color_index"].data.foreach_get("value", idx)
+    assert idx[0] == 4  # frame 1 picks the second model of the animated shape
+    props = np.empty(256 * 4, dtype=np.float32)
+    bpy.data.images["written Voxels Properties"].pixels.foreach_get(props)
+    props = props.reshape(256, 4)
+    assert props[3, 2] == pytest.approx(2.0)  # emission strength = emit * (1 + flux)
+    assert props[2, 3] == pytest.approx(0.9)  # glass transmission
