@@ -1,95 +1,132 @@
-"""MagicaVoxel .vox reader: bytes in, numpy arrays out. No bpy.
+"""MagicaVoxel .vox reader: bytes in, numpy arrays out. No bpy, so it runs on any thread.
 
-Covers the whole format as documented in shared/reference: RIFF-style chunks under MAIN
-(unknown ones skipped), PACK, SIZE/XYZI models, RGBA (palette[i] = rgba[i - 1]) or the default
-palette, MATL and legacy MATT materials, the nTRN/nGRP/nSHP scene graph with translations and
-rotations composed down the tree, LAYR and `_hidden`, and animation frames (`_f`, PACK).
-Features are decided by the chunks present, never by the version number.
+The format (shared/reference/MagicaVoxel-file-format-vox*.txt) is RIFF-like: a `VOX ` header,
+then one MAIN chunk whose children are read in order. Features are decided by which chunks are
+present, never by the version number; unknown chunk ids (rOBJ, rCAM, NOTE, IMAP, rLIT, ...) and
+the children of every chunk but MAIN are skipped.
 
-Every length, count and id is checked against what is left of the input; anything wrong
-raises VoxFormatError with a one-line message, and nothing grows without bound (instance and
-voxel totals are capped), so hostile bytes cannot hang or exhaust the importer.
+Hostile input: every length, count, id and attribute that decides geometry is checked, and the
+only exception bad bytes raise is VoxFormatError with a one-line message. Work and memory are
+bounded by the input size and the limits below: the scene graph is walked without recursion,
+with cycle, depth, visit, instance and voxel caps.
 
-Placement: inside the scene graph a model is centred on its transform. Voxel centres are
-rotated about the model's true centre (in doubled integer coordinates, so odd and even sizes
-both stay exact) and floored back onto the lattice, which keeps a rotated model's bounding box
-where MagicaVoxel draws it. Files without a scene graph keep raw model coordinates (the model
-stands on the ground at the origin, as MagicaVoxel shows it).
+Conventions (chosen once, tested in tests/test_voxfile.py):
+- Voxels outside their model's SIZE and voxels with colour index 0 are dropped (counted in
+  `VoxModel.dropped`), never an error: MagicaVoxel cannot show them either.
+- Palette: with an RGBA chunk, palette[i] = rgba[i - 1] (file colour k is index k + 1; the last
+  file colour is unused); without one, DEFAULT_PALETTE. palette[0] is unused.
+- Placement in the scene graph (what MagicaVoxel draws): a model rotates about the lattice
+  point floor(size / 2), voxel centres are transformed and floored:
+      world = floor(R @ (v + 0.5 - size // 2)) + T
+  with R, T the nTRN transforms composed from the root (parent @ child). For unrotated models
+  this is v - size // 2 + T; on an axis that R flips it is one lower than R @ (v - size // 2) + T,
+  which keeps a flipped model's bounding box where the unflipped one was (same rule as the
+  voxel-io and vengi readers). The result is int32 world voxel coordinates, Z up.
+- Without a scene graph there is one instance: the only model, or for an animation (PACK or
+  several models) the model selected by `frame`, clamped to the last one. It keeps its raw
+  coordinates (standing on the ground at the origin); its `translation` is reported as
+  size // 2 with identity rotation so that the placement formula above still holds.
+- Animation: `frame` picks, per nTRN, the keyframe with the greatest `_f` <= frame (the
+  earliest one if all are later) and, per nSHP, the model with the greatest `_f` <= frame.
+- Geometry attributes (`_r`, `_t`, `_f`) that are present but malformed raise; material values
+  that are malformed fall back to defaults (they only change looks).
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-MAX_DIM = 2048
-MAX_NODES = 1_000_000
-MAX_INSTANCES = 65_536
-MAX_TOTAL_VOXELS = 64 * 1024 * 1024
-MAX_DEPTH = 512
-MAX_STRING = 1 << 16
+MAX_DIM = 2048  # per SIZE axis; MagicaVoxel itself stops at 256
+MAX_NODES = 1 << 18  # scene graph chunks
+MAX_DEPTH = 256  # nodes on one root-to-shape path
+MAX_VISITS = 1 << 20  # node visits while expanding shared subtrees
+MAX_INSTANCES = 1 << 16
+MAX_VOXELS = 1 << 25  # over all instances: ~400 MB of int32 coordinates
+MAX_TRANSLATION = 1 << 20  # per nTRN axis; keeps composed coordinates inside int32
+MAX_FRAME = 1 << 16
+
+_HEADER = struct.Struct("<4sii")
+_INT = struct.Struct("<i")
+_FLOAT = struct.Struct("<f")
 
 
 class VoxFormatError(ValueError):
     """The bytes are not a readable MagicaVoxel file; the message says where and why."""
 
 
-_DEFAULT_ABGR = (
-    "00000000 ffffffff ffccffff ff99ffff ff66ffff ff33ffff ff00ffff ffffccff ffccccff ff99ccff "
-    "ff66ccff ff33ccff ff00ccff ffff99ff ffcc99ff ff9999ff ff6699ff ff3399ff ff0099ff ffff66ff "
-    "ffcc66ff ff9966ff ff6666ff ff3366ff ff0066ff ffff33ff ffcc33ff ff9933ff ff6633ff ff3333ff "
-    "ff0033ff ffff00ff ffcc00ff ff9900ff ff6600ff ff3300ff ff0000ff ffffffcc ffccffcc ff99ffcc "
-    "ff66ffcc ff33ffcc ff00ffcc ffffcccc ffcccccc ff99cccc ff66cccc ff33cccc ff00cccc ffff99cc "
-    "ffcc99cc ff9999cc ff6699cc ff3399cc ff0099cc ffff66cc ffcc66cc ff9966cc ff6666cc ff3366cc "
-    "ff0066cc ffff33cc ffcc33cc ff9933cc ff6633cc ff3333cc ff0033cc ffff00cc ffcc00cc ff9900cc "
-    "ff6600cc ff3300cc ff0000cc ffffff99 ffccff99 ff99ff99 ff66ff99 ff33ff99 ff00ff99 ffffcc99 "
-    "ffcccc99 ff99cc99 ff66cc99 ff33cc99 ff00cc99 ffff9999 ffcc9999 ff999999 ff669999 ff339999 "
-    "ff009999 ffff6699 ffcc6699 ff996699 ff666699 ff336699 ff006699 ffff3399 ffcc3399 ff993399 "
-    "ff663399 ff333399 ff003399 ffff0099 ffcc0099 ff990099 ff660099 ff330099 ff000099 ffffff66 "
-    "ffccff66 ff99ff66 ff66ff66 ff33ff66 ff00ff66 ffffcc66 ffcccc66 ff99cc66 ff66cc66 ff33cc66 "
-    "ff00cc66 ffff9966 ffcc9966 ff999966 ff669966 ff339966 ff009966 ffff6666 ffcc6666 ff996666 "
-    "ff666666 ff336666 ff006666 ffff3366 ffcc3366 ff993366 ff663366 ff333366 ff003366 ffff0066 "
-    "ffcc0066 ff990066 ff660066 ff330066 ff000066 ffffff33 ffccff33 ff99ff33 ff66ff33 ff33ff33 "
-    "ff00ff33 ffffcc33 ffcccc33 ff99cc33 ff66cc33 ff33cc33 ff00cc33 ffff9933 ffcc9933 ff999933 "
-    "ff669933 ff339933 ff009933 ffff6633 ffcc6633 ff996633 ff666633 ff336633 ff006633 ffff3333 "
-    "ffcc3333 ff993333 ff663333 ff333333 ff003333 ffff0033 ffcc0033 ff990033 ff660033 ff330033 "
-    "ff000033 ffffff00 ffccff00 ff99ff00 ff66ff00 ff33ff00 ff00ff00 ffffcc00 ffcccc00 ff99cc00 "
-    "ff66cc00 ff33cc00 ff00cc00 ffff9900 ffcc9900 ff999900 ff669900 ff339900 ff009900 ffff6600 "
-    "ffcc6600 ff996600 ff666600 ff336600 ff006600 ffff3300 ffcc3300 ff993300 ff663300 ff333300 "
-    "ff003300 ffff0000 ffcc0000 ff990000 ff660000 ff330000 ff0000ee ff0000dd ff0000bb ff0000aa "
-    "ff000088 ff000077 ff000055 ff000044 ff000022 ff000011 ff00ee00 ff00dd00 ff00bb00 ff00aa00 "
-    "ff008800 ff007700 ff005500 ff004400 ff002200 ff001100 ffee0000 ffdd0000 ffbb0000 ffaa0000 "
-    "ff880000 ff770000 ff550000 ff440000 ff220000 ff110000 ffeeeeee ffdddddd ffbbbbbb ffaaaaaa "
-    "ff888888 ff777777 ff555555 ff444444 ff222222 ff111111"
+# The reference lists 0xAABBGGRR words; written little-endian they are R, G, B, A bytes.
+_DEFAULT_WORDS = (
+    "00000000 ffffffff ffccffff ff99ffff ff66ffff ff33ffff ff00ffff ffffccff ffccccff "
+    "ff99ccff ff66ccff ff33ccff ff00ccff ffff99ff ffcc99ff ff9999ff ff6699ff ff3399ff "
+    "ff0099ff ffff66ff ffcc66ff ff9966ff ff6666ff ff3366ff ff0066ff ffff33ff ffcc33ff "
+    "ff9933ff ff6633ff ff3333ff ff0033ff ffff00ff ffcc00ff ff9900ff ff6600ff ff3300ff "
+    "ff0000ff ffffffcc ffccffcc ff99ffcc ff66ffcc ff33ffcc ff00ffcc ffffcccc ffcccccc "
+    "ff99cccc ff66cccc ff33cccc ff00cccc ffff99cc ffcc99cc ff9999cc ff6699cc ff3399cc "
+    "ff0099cc ffff66cc ffcc66cc ff9966cc ff6666cc ff3366cc ff0066cc ffff33cc ffcc33cc "
+    "ff9933cc ff6633cc ff3333cc ff0033cc ffff00cc ffcc00cc ff9900cc ff6600cc ff3300cc "
+    "ff0000cc ffffff99 ffccff99 ff99ff99 ff66ff99 ff33ff99 ff00ff99 ffffcc99 ffcccc99 "
+    "ff99cc99 ff66cc99 ff33cc99 ff00cc99 ffff9999 ffcc9999 ff999999 ff669999 ff339999 "
+    "ff009999 ffff6699 ffcc6699 ff996699 ff666699 ff336699 ff006699 ffff3399 ffcc3399 "
+    "ff993399 ff663399 ff333399 ff003399 ffff0099 ffcc0099 ff990099 ff660099 ff330099 "
+    "ff000099 ffffff66 ffccff66 ff99ff66 ff66ff66 ff33ff66 ff00ff66 ffffcc66 ffcccc66 "
+    "ff99cc66 ff66cc66 ff33cc66 ff00cc66 ffff9966 ffcc9966 ff999966 ff669966 ff339966 "
+    "ff009966 ffff6666 ffcc6666 ff996666 ff666666 ff336666 ff006666 ffff3366 ffcc3366 "
+    "ff993366 ff663366 ff333366 ff003366 ffff0066 ffcc0066 ff990066 ff660066 ff330066 "
+    "ff000066 ffffff33 ffccff33 ff99ff33 ff66ff33 ff33ff33 ff00ff33 ffffcc33 ffcccc33 "
+    "ff99cc33 ff66cc33 ff33cc33 ff00cc33 ffff9933 ffcc9933 ff999933 ff669933 ff339933 "
+    "ff009933 ffff6633 ffcc6633 ff996633 ff666633 ff336633 ff006633 ffff3333 ffcc3333 "
+    "ff993333 ff663333 ff333333 ff003333 ffff0033 ffcc0033 ff990033 ff660033 ff330033 "
+    "ff000033 ffffff00 ffccff00 ff99ff00 ff66ff00 ff33ff00 ff00ff00 ffffcc00 ffcccc00 "
+    "ff99cc00 ff66cc00 ff33cc00 ff00cc00 ffff9900 ffcc9900 ff999900 ff669900 ff339900 "
+    "ff009900 ffff6600 ffcc6600 ff996600 ff666600 ff336600 ff006600 ffff3300 ffcc3300 "
+    "ff993300 ff663300 ff333300 ff003300 ffff0000 ffcc0000 ff990000 ff660000 ff330000 "
+    "ff0000ee ff0000dd ff0000bb ff0000aa ff000088 ff000077 ff000055 ff000044 ff000022 "
+    "ff000011 ff00ee00 ff00dd00 ff00bb00 ff00aa00 ff008800 ff007700 ff005500 ff004400 "
+    "ff002200 ff001100 ffee0000 ffdd0000 ffbb0000 ffaa0000 ff880000 ff770000 ff550000 "
+    "ff440000 ff220000 ff110000 ffeeeeee ffdddddd ffbbbbbb ffaaaaaa ff888888 ff777777 "
+    "ff555555 ff444444 ff222222 ff111111"
 )
-# The reference lists 0xAABBGGRR words; stored little-endian they are R, G, B, A bytes.
-_WORDS = [int(w, 16) for w in _DEFAULT_ABGR.split()]
-DEFAULT_PALETTE: np.ndarray = np.array(_WORDS, dtype="<u4").view(np.uint8).reshape(256, 4)
+DEFAULT_PALETTE: np.ndarray = (
+    np.array([int(w, 16) for w in _DEFAULT_WORDS.split()], dtype="<u4").view(np.uint8)
+).reshape(256, 4)
 DEFAULT_PALETTE.setflags(write=False)
 
+MATERIAL_KINDS = ("diffuse", "metal", "glass", "emit", "plastic", "blend", "media", "cloud")
 _MATT_KINDS = {0: "diffuse", 1: "metal", 2: "glass", 3: "emit"}
-# MATT property bits 0..6 each carry one float, in this order; bit 7 has no value.
+# MATT property bits 0..6 each store one float, in bit order; bit 7 (total power) has none.
 _MATT_PROPS = ("plastic", "rough", "spec", "ior", "att", "flux", "glow")
+
+
+# ----------------------------------------------------------------------------- results
 
 
 @dataclass
 class VoxModel:
     size: tuple[int, int, int]
-    xyzi: np.ndarray  # (N, 4) uint8: x, y, z, colour index; only in-bounds, non-zero colours
+    xyzi: np.ndarray  # (N, 4) uint8: local x, y, z, colour index (in bounds, index >= 1)
+    dropped: int = 0  # voxels discarded: outside `size` or colour index 0
 
 
 @dataclass
 class VoxMaterial:
-    kind: str = "diffuse"  # diffuse metal glass emit plastic blend media cloud
+    """One palette entry's material; numbers are MagicaVoxel's, `raw` keeps every key."""
+
+    kind: str = "diffuse"  # one of MATERIAL_KINDS
     weight: float = 1.0
-    rough: float = 0.5
+    rough: float = 0.1
     metal: float = 0.0
-    ior: float = 1.5
+    spec: float = 0.5
+    ior: float = 1.3  # refractive index (MagicaVoxel stores `_ior` as index - 1)
+    att: float = 0.0
     emit: float = 0.0
     flux: float = 0.0
+    ldr: float = 0.0
     trans: float = 0.0
     raw: dict[str, str] = field(default_factory=dict)
 
@@ -103,14 +140,14 @@ class VoxLayer:
 
 @dataclass
 class VoxInstance:
-    name: str
+    name: str  # innermost `_name` on the path from the root, "" if none
     model_index: int
     xyz: np.ndarray  # (N, 3) int32 world voxel coordinates, Z up
     color_index: np.ndarray  # (N,) uint8, 1..255
-    hidden: bool
-    layer: int
-    rotation: np.ndarray  # (3, 3) int
-    translation: np.ndarray  # (3,) int
+    hidden: bool  # `_hidden` on any node above it, or a hidden layer
+    layer: int  # layer id of the innermost nTRN that names one, -1 if none
+    rotation: np.ndarray  # (3, 3) int64 signed permutation, parent @ child
+    translation: np.ndarray  # (3,) int64
 
 
 @dataclass
@@ -118,99 +155,190 @@ class VoxFile:
     version: int
     models: list[VoxModel]
     instances: list[VoxInstance]
-    palette: np.ndarray  # (256, 4) uint8 indexed by colour index; [0] unused
-    materials: dict[int, VoxMaterial]
-    layers: list[VoxLayer]
+    palette: np.ndarray  # (256, 4) uint8 indexed by colour index; palette[0] unused
+    materials: dict[int, VoxMaterial]  # by colour index 1..255 (MATL wins over MATT)
+    layers: list[VoxLayer]  # sorted by id
     has_palette_chunk: bool
-    frame_count: int
+    frame_count: int  # >= 1
+    frame: int = 0  # the frame the instances were built for
+    pack_count: int | None = None  # PACK's model count, informational only
 
     def palette_float(self) -> np.ndarray:
-        return self.palette.astype(np.float32) / 255.0
+        """(256, 4) float32 in 0..1, still sRGB as stored, for images and colour attributes."""
+        return self.palette.astype(np.float32) / np.float32(255.0)
 
 
-# ------------------------------------------------------------------------------ low level
+# ----------------------------------------------------------------------------- byte cursor
 
 
-class _Reader:
-    """Bounds-checked little-endian cursor over one chunk's content."""
+class _Cursor:
+    """Bounds-checked little-endian reads inside one chunk's content."""
 
-    def __init__(self, data: bytes, start: int, end: int, what: str) -> None:
-        self.data, self.pos, self.end, self.what = data, start, end, what
+    __slots__ = ("data", "end", "pos", "where")
 
-    def need(self, n: int) -> int:
-        if n < 0 or self.pos + n > self.end:
+    def __init__(self, data: bytes, start: int, end: int, where: str) -> None:
+        self.data, self.pos, self.end, self.where = data, start, end, where
+
+    def left(self) -> int:
+        return self.end - self.pos
+
+    def take(self, n: int, what: str) -> int:
+        if n < 0 or n > self.end - self.pos:
             raise VoxFormatError(
-                f"{self.what} at byte {self.pos} needs {n} bytes but only "
-                f"{max(self.end - self.pos, 0)} remain"
+                f"{self.where}: {what} at byte {self.pos} needs {n} bytes "
+                f"but only {self.left()} remain"
             )
         at = self.pos
         self.pos += n
         return at
 
-    def int32(self) -> int:
-        return struct.unpack_from("<i", self.data, self.need(4))[0]
+    def i32(self, what: str) -> int:
+        return _INT.unpack_from(self.data, self.take(4, what))[0]
 
-    def count(self, item_bytes: int, what: str) -> int:
-        n = self.int32()
-        if n < 0 or n * item_bytes > self.end - self.pos:
-            raise VoxFormatError(f"{self.what}: {what} count {n} does not fit the chunk")
+    def f32(self, what: str) -> float:
+        return _FLOAT.unpack_from(self.data, self.take(4, what))[0]
+
+    def count(self, what: str, item_bytes: int) -> int:
+        """A count whose items (each at least `item_bytes` long) must fit in the chunk."""
+        n = self.i32(f"{what} count")
+        if n < 0 or n * item_bytes > self.left():
+            raise VoxFormatError(
+                f"{self.where}: {what} count {n} does not fit in the {self.left()} bytes left"
+            )
         return n
 
-    def string(self) -> str:
-        n = self.int32()
-        if n < 0 or n > MAX_STRING:
-            raise VoxFormatError(f"{self.what}: string length {n} is invalid")
-        return bytes(self.data[self.need(n) : self.pos]).decode("utf-8", "replace")
+    def string(self, what: str) -> str:
+        n = self.i32(f"{what} length")
+        at = self.take(n, what)
+        return self.data[at : at + n].decode("utf-8", "replace")
 
-    def dict(self) -> dict[str, str]:
-        pairs = self.count(8, "dictionary entry")
-        return {self.string(): self.string() for _ in range(pairs)}
+    def dict(self, what: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for _ in range(self.count(f"{what} entry", 8)):
+            key = self.string(f"{what} key")
+            out[key] = self.string(f"{what} value")
+        return out
 
 
-def _int(text: str | None, default: int = 0) -> int:
+def _chunk_name(cid: bytes) -> str:
+    return cid.decode("latin-1") if cid.isascii() and cid.isalnum() else repr(cid)
+
+
+class _Chunk(NamedTuple):
+    cid: bytes
+    at: int  # offset of the chunk header
+    start: int  # content
+    end: int
+
+
+def _chunks(data: bytes, start: int, end: int) -> Iterator[_Chunk]:
+    """The chunks laid out in data[start:end], checked to fit, children skipped."""
+    pos = start
+    while pos < end:
+        if end - pos < _HEADER.size:
+            raise VoxFormatError(
+                f"truncated chunk header at byte {pos}: {end - pos} bytes left, 12 needed"
+            )
+        cid, content, children = _HEADER.unpack_from(data, pos)
+        name, body = _chunk_name(cid), pos + _HEADER.size
+        if content < 0 or children < 0:
+            raise VoxFormatError(f"chunk {name} at byte {pos} has a negative size")
+        if content + children > end - body:
+            raise VoxFormatError(
+                f"chunk {name} at byte {pos} claims {content + children} bytes "
+                f"but only {end - body} remain"
+            )
+        yield _Chunk(cid, pos, body, body + content)
+        pos = body + content + children
+
+
+# ----------------------------------------------------------------------------- attributes
+
+
+def _attr_int(attrs: dict[str, str], key: str, default: int, lo: int, hi: int, where: str) -> int:
+    text = attrs.get(key)
+    if text is None:
+        return default
     try:
-        return int(text) if text is not None else default
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise VoxFormatError(f"{where}: {key} = {text[:40]!r} is not an integer in {lo}..{hi}")
+    return value
+
+
+def _attr_float(attrs: dict[str, str], key: str, default: float, lo: float, hi: float) -> float:
+    try:
+        value = float(attrs.get(key, default))
     except ValueError:
         return default
+    return min(max(value, lo), hi) if np.isfinite(value) else default
 
 
-def _float(text: str | None, default: float) -> float:
+def _signed_permutations() -> dict[int, np.ndarray]:
+    """All 48 valid ROTATION bytes (24 rotations, 24 mirrored) and their matrices."""
+    table: dict[int, np.ndarray] = {}
+    for byte in range(128):
+        first, second = byte & 3, (byte >> 2) & 3
+        if first > 2 or second > 2 or first == second:
+            continue
+        m = np.zeros((3, 3), dtype=np.int64)
+        for row, col in enumerate((first, second, 3 - first - second)):
+            m[row, col] = -1 if (byte >> (4 + row)) & 1 else 1
+        m.setflags(write=False)
+        table[byte] = m
+    return table
+
+
+_ROTATIONS = _signed_permutations()
+_IDENTITY_BYTE = 4  # rows pick columns 0, 1, (2); all signs positive
+
+
+def rotation_from_byte(byte: int) -> np.ndarray:
+    """Decode a `_r` ROTATION byte (row-major, one +-1 per row) into a (3, 3) int64 matrix."""
     try:
-        value = float(text) if text is not None else default
-    except ValueError:
-        return default
-    return value if np.isfinite(value) else default
+        return _ROTATIONS[byte]
+    except KeyError:
+        raise VoxFormatError(f"rotation byte {byte} does not encode a rotation") from None
 
 
-def rotation_from_byte(r: int) -> np.ndarray:
-    """Decode the ROTATION byte: per row, the column of its ±1 and its sign."""
-    first, second = r & 3, (r >> 2) & 3
-    if first > 2 or second > 2 or first == second:
-        raise VoxFormatError(f"rotation byte {r} does not encode a rotation")
-    third = 3 - first - second
-    m = np.zeros((3, 3), dtype=np.int64)
-    for row, col in enumerate((first, second, third)):
-        m[row, col] = -1 if (r >> (4 + row)) & 1 else 1
-    return m
+def _rotation(attrs: dict[str, str], where: str) -> int:
+    byte = _attr_int(attrs, "_r", _IDENTITY_BYTE, 0, 255, where)
+    if byte not in _ROTATIONS:
+        raise VoxFormatError(f"{where}: rotation byte {byte} does not encode a rotation")
+    return byte
 
 
-def _translation(text: str | None) -> np.ndarray:
-    parts = (text or "").split()
-    if len(parts) != 3:
-        return np.zeros(3, dtype=np.int64)
-    return np.array([_int(p) for p in parts], dtype=np.int64)
+def _translation(attrs: dict[str, str], where: str) -> tuple[int, int, int]:
+    text = attrs.get("_t")
+    if text is None:
+        return (0, 0, 0)
+    try:
+        x, y, z = (int(part) for part in text.split())
+    except ValueError:  # not integers, or not exactly three
+        x = y = z = MAX_TRANSLATION + 1
+    if max(abs(x), abs(y), abs(z)) > MAX_TRANSLATION:
+        raise VoxFormatError(f"{where}: _t = {text[:40]!r} is not three integers in range")
+    return (x, y, z)
 
 
-# ------------------------------------------------------------------------------ chunks
+# ----------------------------------------------------------------------------- chunk contents
+
+
+class _Key(NamedTuple):
+    frame: int
+    rotation: int  # ROTATION byte (validated)
+    translation: tuple[int, int, int]
 
 
 @dataclass
 class _Node:
-    kind: str  # nTRN nGRP nSHP
+    kind: bytes  # b"nTRN" b"nGRP" b"nSHP"
     attrs: dict[str, str]
-    children: list[int]
-    frames: list[dict[str, str]]  # nTRN frames, or nSHP model attributes
-    models: list[int]  # nSHP model ids
+    children: tuple[int, ...] = ()  # nTRN: one child; nGRP: its children
+    keys: tuple[_Key, ...] = ()  # nTRN keyframes
+    models: tuple[tuple[int, int], ...] = ()  # nSHP: (frame, model id)
     layer: int = -1
 
 
@@ -219,253 +347,310 @@ class _Parsed:
     version: int
     models: list[VoxModel] = field(default_factory=list)
     rgba: np.ndarray | None = None
-    materials: dict[int, VoxMaterial] = field(default_factory=dict)
+    matl: dict[int, VoxMaterial] = field(default_factory=dict)
+    matt: dict[int, VoxMaterial] = field(default_factory=dict)
     nodes: dict[int, _Node] = field(default_factory=dict)
     layers: dict[int, VoxLayer] = field(default_factory=dict)
     pack: int | None = None
+    size: tuple[int, int, int] | None = None  # SIZE waiting for its XYZI
 
 
-def _read_chunks(data: bytes) -> _Parsed:
-    if len(data) < 8 or data[:4] != b"VOX ":
-        raise VoxFormatError("not a MagicaVoxel file (missing 'VOX ' header)")
-    parsed = _Parsed(version=struct.unpack_from("<i", data, 4)[0])
-    top = _Reader(data, 8, len(data), "file")
-    cid = bytes(data[top.need(4) : top.pos])
-    content, children = top.int32(), top.int32()
-    if cid != b"MAIN":
-        raise VoxFormatError(f"first chunk is {cid!r}, expected MAIN")
-    top.need(content)
-    main = _Reader(data, top.pos, top.pos + children, "MAIN")
-    top.need(children)
-    pending_size: tuple[int, int, int] | None = None
-    while main.pos < main.end:
-        if main.end - main.pos < 12:
-            raise VoxFormatError(f"truncated chunk header at byte {main.pos}")
-        at = main.need(4)
-        cid = bytes(data[at : at + 4])
-        n, m = main.int32(), main.int32()
-        name = cid.decode("latin-1")
-        if n < 0 or m < 0:
-            raise VoxFormatError(f"chunk {name!r} at byte {at} has a negative length")
-        body = _Reader(data, main.pos, main.pos + n, f"chunk {name} at byte {at}")
-        main.need(n)
-        main.need(m)  # children of non-MAIN chunks are not used by the format; skip them
-        if cid == b"SIZE":
-            pending_size = _size(body)
-        elif cid == b"XYZI":
-            if pending_size is None:
-                raise VoxFormatError(f"XYZI at byte {at} has no SIZE before it")
-            parsed.models.append(_xyzi(body, pending_size))
-            pending_size = None
-        else:
-            _read_other(cid, body, parsed)
-    return parsed
-
-
-def _size(body: _Reader) -> tuple[int, int, int]:
-    size = (body.int32(), body.int32(), body.int32())
+def _read_size(p: _Parsed, c: _Cursor) -> None:
+    size = (c.i32("size x"), c.i32("size y"), c.i32("size z"))
     if not all(1 <= v <= MAX_DIM for v in size):
-        raise VoxFormatError(f"{body.what}: model size {size} is out of range")
-    return size
+        raise VoxFormatError(f"{c.where}: model size {size} is outside 1..{MAX_DIM}")
+    p.size = size
 
 
-def _xyzi(body: _Reader, size: tuple[int, int, int]) -> VoxModel:
-    n = body.count(4, "voxel")
-    raw = np.frombuffer(body.data, dtype=np.uint8, count=n * 4, offset=body.need(n * 4))
-    xyzi = raw.reshape(n, 4)
-    keep = (
-        (xyzi[:, 0] < size[0]) & (xyzi[:, 1] < size[1]) & (xyzi[:, 2] < size[2]) & (xyzi[:, 3] > 0)
-    )
-    return VoxModel(size, xyzi[keep] if not keep.all() else xyzi.copy())
+def _read_xyzi(p: _Parsed, c: _Cursor) -> None:
+    if p.size is None:
+        raise VoxFormatError(f"{c.where}: XYZI has no SIZE chunk before it")
+    n = c.count("voxel", 4)
+    raw = np.frombuffer(c.data, np.uint8, n * 4, c.take(n * 4, "voxels")).reshape(n, 4)
+    sx, sy, sz = p.size
+    keep = (raw[:, 0] < sx) & (raw[:, 1] < sy) & (raw[:, 2] < sz) & (raw[:, 3] != 0)
+    kept = int(np.count_nonzero(keep))
+    xyzi = raw.copy() if kept == n else raw[keep]  # always owned, writable, file-independent
+    p.models.append(VoxModel(p.size, xyzi, n - kept))
+    p.size = None
 
 
-def _read_other(cid: bytes, body: _Reader, parsed: _Parsed) -> None:
-    if cid == b"PACK":
-        parsed.pack = body.int32()
-    elif cid == b"RGBA":
-        at = body.need(1024)
-        parsed.rgba = np.frombuffer(body.data, np.uint8, 1024, at).reshape(256, 4)
-    elif cid == b"MATL":
-        index = body.int32()
-        if 0 < index < 256:
-            parsed.materials[index] = _matl(body.dict())
-    elif cid == b"MATT":
-        index, mat = _matt(body)
-        if 0 < index < 256:
-            parsed.materials.setdefault(index, mat)
-    elif cid in (b"nTRN", b"nGRP", b"nSHP"):
-        if len(parsed.nodes) >= MAX_NODES:
-            raise VoxFormatError("scene graph has too many nodes")
-        node_id, node = _node(cid.decode(), body)
-        if node_id in parsed.nodes:
-            raise VoxFormatError(f"{body.what}: node id {node_id} is used twice")
-        parsed.nodes[node_id] = node
-    elif cid == b"LAYR":
-        layer_id, attrs = body.int32(), body.dict()
-        parsed.layers[layer_id] = VoxLayer(
-            layer_id, attrs.get("_name", f"Layer {layer_id}"), attrs.get("_hidden") == "1"
-        )
-    # NOTE, IMAP, rOBJ, rCAM, rLIT, POST and anything newer: not needed to build geometry.
+def _read_pack(p: _Parsed, c: _Cursor) -> None:
+    p.pack = c.i32("model count")
 
 
-def _matl(attrs: dict[str, str]) -> VoxMaterial:
-    kind = attrs.get("_type", "_diffuse").lstrip("_") or "diffuse"
-    weight = _float(attrs.get("_weight"), 1.0)
+def _read_rgba(p: _Parsed, c: _Cursor) -> None:
+    at = c.take(1024, "palette")
+    p.rgba = np.frombuffer(c.data, np.uint8, 1024, at).reshape(256, 4)
 
-    def amount(key: str, kinds: tuple[str, ...]) -> float:
-        # Older MATL chunks carry a type's strength in _weight; newer ones have own keys.
-        return _float(attrs.get(key), weight if kind in kinds else 0.0)
 
+def _read_matl(p: _Parsed, c: _Cursor) -> None:
+    index, attrs = c.i32("material id"), c.dict("material")
+    if 1 <= index <= 255:
+        p.matl[index] = _material_from_matl(attrs)
+
+
+def _material_from_matl(attrs: dict[str, str]) -> VoxMaterial:
+    kind = attrs.get("_type", "_diffuse").removeprefix("_")
+    kind = kind if kind in MATERIAL_KINDS else "diffuse"
+    weight = _attr_float(attrs, "_weight", 1.0, 0.0, 1.0)
+
+    def amount(key: str, kind_using_weight: str) -> float:
+        # MATL before 0.99.5 put a type's strength in _weight; later ones have own keys.
+        return _attr_float(attrs, key, weight if kind == kind_using_weight else 0.0, 0.0, 1.0)
+
+    ior = _attr_float(attrs, "_ior", 0.3, 0.0, 2.0) + 1.0
     return VoxMaterial(
         kind=kind,
         weight=weight,
-        rough=_float(attrs.get("_rough"), 0.5),
-        metal=amount("_metal", ("metal",)),
-        # MagicaVoxel stores the index of refraction minus one.
-        ior=1.0 + _float(attrs.get("_ior"), 0.5),
-        emit=amount("_emit", ("emit",)),
-        flux=_float(attrs.get("_flux"), 0.0),
-        trans=amount("_trans", ("glass", "media", "cloud")),
+        rough=_attr_float(attrs, "_rough", 0.1, 0.0, 1.0),
+        metal=amount("_metal", "metal"),
+        spec=_attr_float(attrs, "_spec", 0.5, 0.0, 1.0),
+        ior=_attr_float(attrs, "_ri", ior, 1.0, 3.0),
+        att=_attr_float(attrs, "_att", 0.0, 0.0, 1.0),
+        emit=amount("_emit", "emit"),
+        flux=_attr_float(attrs, "_flux", 0.0, 0.0, 100.0),
+        ldr=_attr_float(attrs, "_ldr", 0.0, 0.0, 1.0),
+        trans=amount("_trans", "glass"),
         raw=dict(attrs),
     )
 
 
-def _matt(body: _Reader) -> tuple[int, VoxMaterial]:
-    index, kind = body.int32(), body.int32()
-    weight = struct.unpack_from("<f", body.data, body.need(4))[0]
-    bits = body.int32()
-    values: dict[str, float] = {}
-    for bit, name in enumerate(_MATT_PROPS):
-        if bits & (1 << bit):
-            values[name] = struct.unpack_from("<f", body.data, body.need(4))[0]
-    kind_name = _MATT_KINDS.get(kind, "diffuse")
-    weight = float(weight) if np.isfinite(weight) else 1.0
-    return index, VoxMaterial(
-        kind=kind_name,
+def _read_matt(p: _Parsed, c: _Cursor) -> None:
+    index, kind_id = c.i32("material id"), c.i32("material type")
+    weight, bits = c.f32("material weight"), c.i32("property bits")
+    values = {
+        name: c.f32(f"MATT {name}") for bit, name in enumerate(_MATT_PROPS) if bits & (1 << bit)
+    }
+    if not 1 <= index <= 255:
+        return
+    attrs = {name: str(v) for name, v in values.items()}
+    kind = _MATT_KINDS.get(kind_id, "diffuse")
+    weight = min(max(weight, 0.0), 1.0) if np.isfinite(weight) else 1.0
+    p.matt[index] = VoxMaterial(
+        kind=kind,
         weight=weight,
-        rough=values.get("rough", 0.5),
-        metal=weight if kind_name == "metal" else 0.0,
-        ior=1.0 + values.get("ior", 0.5),
-        emit=weight if kind_name == "emit" else 0.0,
-        flux=values.get("flux", 0.0),
-        trans=weight if kind_name == "glass" else 0.0,
-        raw={k: str(v) for k, v in values.items()},
+        rough=_attr_float(attrs, "rough", 0.1, 0.0, 1.0),
+        metal=weight if kind == "metal" else 0.0,
+        spec=_attr_float(attrs, "spec", 0.5, 0.0, 1.0),
+        # Normalised like MATL's _ior (index - 1); the old format never said otherwise.
+        ior=_attr_float(attrs, "ior", 0.3, 0.0, 2.0) + 1.0,
+        att=_attr_float(attrs, "att", 0.0, 0.0, 1.0),
+        emit=weight if kind == "emit" else 0.0,
+        flux=_attr_float(attrs, "flux", 0.0, 0.0, 100.0),
+        trans=weight if kind == "glass" else 0.0,
+        raw={"_matt_type": str(kind_id), "_weight": str(weight), **attrs},
     )
 
 
-def _node(kind: str, body: _Reader) -> tuple[int, _Node]:
-    node_id, attrs = body.int32(), body.dict()
-    if kind == "nTRN":
-        child, _reserved, layer = body.int32(), body.int32(), body.int32()
-        frames = [body.dict() for _ in range(body.count(4, "frame"))]
-        if not frames:
-            raise VoxFormatError(f"{body.what}: transform node {node_id} has no frames")
-        return node_id, _Node(kind, attrs, [child], frames, [], layer)
-    if kind == "nGRP":
-        children = [body.int32() for _ in range(body.count(4, "child"))]
-        return node_id, _Node(kind, attrs, children, [], [])
-    models, frames = [], []
-    for _ in range(body.count(8, "model")):
-        models.append(body.int32())
-        frames.append(body.dict())
+def _add_node(p: _Parsed, c: _Cursor, node_id: int, node: _Node) -> None:
+    if len(p.nodes) >= MAX_NODES:
+        raise VoxFormatError(f"{c.where}: scene graph has more than {MAX_NODES} nodes")
+    if node_id in p.nodes:
+        raise VoxFormatError(f"{c.where}: node id {node_id} is used twice")
+    p.nodes[node_id] = node
+
+
+def _read_ntrn(p: _Parsed, c: _Cursor) -> None:
+    node_id, attrs = c.i32("node id"), c.dict("node attributes")
+    child, _reserved, layer = c.i32("child id"), c.i32("reserved id"), c.i32("layer id")
+    keys = []
+    for _ in range(c.count("frame", 4)):
+        frame = c.dict("frame attributes")
+        where = f"{c.where} (node {node_id})"
+        keys.append(
+            _Key(
+                _attr_int(frame, "_f", 0, 0, MAX_FRAME, where),
+                _rotation(frame, where),
+                _translation(frame, where),
+            )
+        )
+    if not keys:
+        raise VoxFormatError(f"{c.where}: transform node {node_id} has no frames")
+    _add_node(p, c, node_id, _Node(b"nTRN", attrs, (child,), tuple(keys), layer=layer))
+
+
+def _read_ngrp(p: _Parsed, c: _Cursor) -> None:
+    node_id, attrs = c.i32("node id"), c.dict("node attributes")
+    n = c.count("child", 4)
+    children = struct.unpack_from(f"<{n}i", c.data, c.take(4 * n, "child ids"))
+    _add_node(p, c, node_id, _Node(b"nGRP", attrs, children))
+
+
+def _read_nshp(p: _Parsed, c: _Cursor) -> None:
+    node_id, attrs = c.i32("node id"), c.dict("node attributes")
+    models = []
+    for _ in range(c.count("model", 8)):
+        model_id = c.i32("model id")
+        frame = c.dict("model attributes")
+        models.append((_attr_int(frame, "_f", 0, 0, MAX_FRAME, c.where), model_id))
     if not models:
-        raise VoxFormatError(f"{body.what}: shape node {node_id} has no model")
-    return node_id, _Node(kind, attrs, [], frames, models)
+        raise VoxFormatError(f"{c.where}: shape node {node_id} has no model")
+    _add_node(p, c, node_id, _Node(b"nSHP", attrs, models=tuple(models)))
 
 
-# ------------------------------------------------------------------------------ scene graph
+def _read_layr(p: _Parsed, c: _Cursor) -> None:
+    layer_id, attrs = c.i32("layer id"), c.dict("layer attributes")
+    name = attrs.get("_name", f"Layer {layer_id}")
+    p.layers[layer_id] = VoxLayer(layer_id, name, attrs.get("_hidden", "0").strip() == "1")
 
 
-def _pick(frames: list[dict[str, str]], frame: int) -> int:
-    """Index of the keyframe in effect at `frame`: the last with _f <= frame, else the first."""
-    best, best_f = 0, None
-    for i, attrs in enumerate(frames):
-        f = _int(attrs.get("_f"), 0)
-        if f <= frame and (best_f is None or f >= best_f):
-            best, best_f = i, f
-    return best
+_READERS: dict[bytes, Callable[[_Parsed, _Cursor], None]] = {
+    b"SIZE": _read_size,
+    b"XYZI": _read_xyzi,
+    b"PACK": _read_pack,
+    b"RGBA": _read_rgba,
+    b"MATL": _read_matl,
+    b"MATT": _read_matt,
+    b"nTRN": _read_ntrn,
+    b"nGRP": _read_ngrp,
+    b"nSHP": _read_nshp,
+    b"LAYR": _read_layr,
+}
 
 
-def _place(model: VoxModel, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
-    size = np.array(model.size, dtype=np.int64)
-    doubled = 2 * model.xyzi[:, :3].astype(np.int64) + 1 - size
-    return ((doubled @ rotation.T) // 2 + translation).astype(np.int32)
+def _parse(data: bytes) -> _Parsed:
+    if data[:4] != b"VOX ":
+        raise VoxFormatError("not a MagicaVoxel file (missing 'VOX ' header)")
+    if len(data) < 8 + _HEADER.size:
+        raise VoxFormatError(f"file ends at byte {len(data)}, before its MAIN chunk")
+    parsed = _Parsed(version=_INT.unpack_from(data, 4)[0])
+    main = next(_chunks(data, 8, len(data)))
+    if main.cid != b"MAIN":
+        raise VoxFormatError(f"first chunk is {_chunk_name(main.cid)}, expected MAIN")
+    children_end = main.end + _HEADER.unpack_from(data, 8)[2]
+    for chunk in _chunks(data, main.end, children_end):
+        reader = _READERS.get(chunk.cid)
+        if reader is not None:
+            where = f"chunk {_chunk_name(chunk.cid)} at byte {chunk.at}"
+            reader(parsed, _Cursor(data, chunk.start, chunk.end, where))
+    return parsed
+
+
+# ----------------------------------------------------------------------------- scene graph
+
+
+def _pick(frames: list[int], frame: int) -> int:
+    """Index of the entry in effect at `frame`: greatest _f <= frame, else the earliest."""
+    shown = [i for i, f in enumerate(frames) if f <= frame]
+    if shown:
+        return max(shown, key=lambda i: (frames[i], -i))
+    return min(range(len(frames)), key=lambda i: (frames[i], i))
+
+
+def place(
+    xyz: np.ndarray, size: tuple[int, int, int], rotation: np.ndarray, translation: np.ndarray
+) -> np.ndarray:
+    """World voxels floor(R @ (v + 0.5 - size // 2)) + T, as int32, with no per-voxel Python.
+
+    R is a signed permutation, so each output axis is one input column times +-1 plus a
+    constant: a gather and one fused add instead of a matrix product (~20x faster).
+    """
+    cols = np.abs(rotation).argmax(axis=1)
+    signs = rotation[np.arange(3), cols]
+    pivot = (np.asarray(size, dtype=np.int64) // 2)[cols]
+    offset = np.asarray(translation, dtype=np.int64) - signs * pivot - (signs < 0)
+    out = xyz[:, cols].astype(np.int32)
+    out *= signs.astype(np.int32)
+    out += offset.astype(np.int32)
+    return out
+
+
+class _State(NamedTuple):
+    rotation: np.ndarray
+    translation: np.ndarray
+    hidden: bool
+    layer: int
+    name: str
+    depth: int
 
 
 @dataclass
 class _Walk:
+    """Expands the scene graph into instances: iterative DFS, so no recursion limit applies."""
+
     parsed: _Parsed
     frame: int
+    max_voxels: int
     instances: list[VoxInstance] = field(default_factory=list)
     voxels: int = 0
-    visits: int = 0
 
-    def visit(
-        self,
-        node_id: int,
-        rot: np.ndarray,
-        trans: np.ndarray,
-        hidden: bool,
-        layer: int,
-        name: str,
-        path: tuple[int, ...],
-    ) -> None:
-        node = self.parsed.nodes.get(node_id)
-        if node is None:
-            raise VoxFormatError(f"scene graph refers to missing node {node_id}")
-        if node_id in path or len(path) > MAX_DEPTH:
-            raise VoxFormatError(f"scene graph loops or nests too deep at node {node_id}")
-        self.visits += 1
-        if self.visits > MAX_NODES:
-            raise VoxFormatError("scene graph expands to too many nodes")
-        path = (*path, node_id)
-        if node.kind == "nTRN":
-            keyframe = node.frames[_pick(node.frames, self.frame)]
-            local_r = rotation_from_byte(_int(keyframe.get("_r"), 4))  # 4 = identity
-            trans = rot @ _translation(keyframe.get("_t")) + trans
-            rot = rot @ local_r
-            lay = self.parsed.layers.get(node.layer)
-            hidden = hidden or node.attrs.get("_hidden") == "1" or bool(lay and lay.hidden)
-            name = node.attrs.get("_name", name)
-            self.visit(node.children[0], rot, trans, hidden, node.layer, name, path)
-        elif node.kind == "nGRP":
-            for child in node.children:
-                self.visit(child, rot, trans, hidden, layer, name, path)
+    def run(self) -> None:
+        nodes = self.parsed.nodes
+        if 0 not in nodes:
+            raise VoxFormatError("scene graph has no root node 0")
+        root = _State(np.eye(3, dtype=np.int64), np.zeros(3, np.int64), False, -1, "", 0)
+        stack: list[tuple[int, _State] | int] = [(0, root)]
+        on_path: set[int] = set()
+        visits = 0
+        while stack:
+            item = stack.pop()
+            if isinstance(item, int):  # all of this node's descendants are done
+                on_path.discard(item)
+                continue
+            node_id, state = item
+            node = nodes.get(node_id)
+            if node is None:
+                raise VoxFormatError(f"scene graph refers to missing node {node_id}")
+            if node_id in on_path:
+                raise VoxFormatError(f"scene graph loops back to node {node_id}")
+            if state.depth >= MAX_DEPTH:
+                raise VoxFormatError(f"scene graph nests deeper than {MAX_DEPTH} nodes")
+            visits += 1
+            if visits > MAX_VISITS:
+                raise VoxFormatError(f"scene graph expands to more than {MAX_VISITS} nodes")
+            on_path.add(node_id)
+            stack.append(node_id)
+            self.visit(node, state, stack)
+
+    def visit(self, node: _Node, state: _State, stack: list[tuple[int, _State] | int]) -> None:
+        hidden = state.hidden or node.attrs.get("_hidden", "0").strip() == "1"
+        state = state._replace(hidden=hidden, depth=state.depth + 1)
+        if node.kind == b"nTRN":
+            key = node.keys[_pick([k.frame for k in node.keys], self.frame)]
+            layer = self.parsed.layers.get(node.layer)
+            stack.append(
+                (
+                    node.children[0],
+                    state._replace(
+                        rotation=state.rotation @ _ROTATIONS[key.rotation],
+                        translation=state.rotation @ np.array(key.translation) + state.translation,
+                        hidden=hidden or bool(layer and layer.hidden),
+                        layer=node.layer if node.layer >= 0 else state.layer,
+                        name=node.attrs.get("_name", state.name),
+                    ),
+                )
+            )
+        elif node.kind == b"nGRP":
+            stack.extend((child, state) for child in reversed(node.children))
         else:
-            model_id = node.models[_pick(node.frames, self.frame)]
-            self.add(model_id, rot, trans, hidden, layer, name, placed=True)
+            _frame, model_id = node.models[_pick([f for f, _ in node.models], self.frame)]
+            self.add(model_id, state)
 
-    def add(
-        self,
-        model_id: int,
-        rot: np.ndarray,
-        trans: np.ndarray,
-        hidden: bool,
-        layer: int,
-        name: str,
-        *,
-        placed: bool,
-    ) -> None:
+    def add(self, model_id: int, state: _State, *, raw: bool = False) -> None:
         models = self.parsed.models
         if not 0 <= model_id < len(models):
-            raise VoxFormatError(f"scene graph uses model {model_id} of {len(models)}")
+            raise VoxFormatError(f"scene graph uses model {model_id}, file has {len(models)}")
         if len(self.instances) >= MAX_INSTANCES:
-            raise VoxFormatError("scene graph has too many model instances")
+            raise VoxFormatError(f"scene graph places more than {MAX_INSTANCES} models")
         model = models[model_id]
         self.voxels += len(model.xyzi)
-        if self.voxels > MAX_TOTAL_VOXELS:
-            raise VoxFormatError("scene expands to more voxels than can be imported")
-        xyz = _place(model, rot, trans) if placed else model.xyzi[:, :3].astype(np.int32)
+        if self.voxels > self.max_voxels:
+            raise VoxFormatError(f"scene has more than {self.max_voxels} voxels to import")
+        translation = state.translation
+        if raw:  # no scene graph: raw coordinates, reported as a pivot-centred placement
+            translation = np.asarray(model.size, dtype=np.int64) // 2
+        xyz = place(model.xyzi[:, :3], model.size, state.rotation, translation)
         self.instances.append(
             VoxInstance(
-                name or f"model {model_id}",
-                model_id,
-                xyz,
-                model.xyzi[:, 3].copy(),
-                hidden,
-                layer,
-                rot.copy(),
-                trans.copy(),
+                name=state.name,
+                model_index=model_id,
+                xyz=xyz,
+                color_index=model.xyzi[:, 3].copy(),
+                hidden=state.hidden,
+                layer=state.layer,
+                rotation=np.array(state.rotation),
+                translation=np.array(translation),
             )
         )
 
@@ -473,44 +658,49 @@ class _Walk:
 def _frame_count(parsed: _Parsed) -> int:
     if not parsed.nodes:
         return max(len(parsed.models), 1)
-    keys = [_int(f.get("_f"), 0) for n in parsed.nodes.values() for f in n.frames]
-    return max(keys, default=0) + 1
+    last = 0
+    for node in parsed.nodes.values():
+        last = max([last, *(k.frame for k in node.keys), *(f for f, _ in node.models)])
+    return last + 1
 
 
-# ------------------------------------------------------------------------------ public
+# ----------------------------------------------------------------------------- public API
 
 
-def read(data: bytes, *, frame: int = 0) -> VoxFile:
-    """Parse a whole .vox file; `frame` picks the animation frame (0 = first)."""
-    parsed = _read_chunks(bytes(data))
+def read(data: bytes, *, frame: int = 0, max_voxels: int = MAX_VOXELS) -> VoxFile:
+    """Parse a whole .vox file; `frame` picks the animation frame (0 = first, clamped)."""
+    parsed = _parse(bytes(data))
     if not parsed.models:
         raise VoxFormatError("the file contains no models")
-    walk = _Walk(parsed, max(frame, 0))
-    identity, origin = np.eye(3, dtype=np.int64), np.zeros(3, dtype=np.int64)
+    frame = max(int(frame), 0)
+    walk = _Walk(parsed, frame, max_voxels)
     if parsed.nodes:
-        if 0 not in parsed.nodes:
-            raise VoxFormatError("scene graph has no root node 0")
-        walk.visit(0, identity, origin, False, -1, "", ())
-    else:  # no scene graph: several models are animation frames (PACK or not)
-        index = min(max(frame, 0), len(parsed.models) - 1)
-        walk.add(index, identity, origin, False, -1, "", placed=False)
-    palette = np.zeros((256, 4), dtype=np.uint8)
+        walk.run()
+    else:
+        root = _State(np.eye(3, dtype=np.int64), np.zeros(3, np.int64), False, -1, "", 0)
+        walk.add(min(frame, len(parsed.models) - 1), root, raw=True)
     if parsed.rgba is not None:
+        palette = np.zeros((256, 4), dtype=np.uint8)
         palette[1:] = parsed.rgba[:255]
     else:
-        palette[:] = DEFAULT_PALETTE
+        palette = DEFAULT_PALETTE.copy()
     return VoxFile(
         version=parsed.version,
         models=parsed.models,
         instances=walk.instances,
         palette=palette,
-        materials=parsed.materials,
+        materials={**parsed.matt, **parsed.matl},
         layers=sorted(parsed.layers.values(), key=lambda layer: layer.layer_id),
         has_palette_chunk=parsed.rgba is not None,
         frame_count=_frame_count(parsed),
+        frame=frame,
+        pack_count=parsed.pack,
     )
 
 
-def read_file(path: str | os.PathLike[str], *, frame: int = 0) -> VoxFile:
+def read_file(
+    path: str | os.PathLike[str], *, frame: int = 0, max_voxels: int = MAX_VOXELS
+) -> VoxFile:
+    """Read and parse a file; OSError propagates, bad contents raise VoxFormatError."""
     with open(path, "rb") as f:
-        return read(f.read(), frame=frame)
+        return read(f.read(), frame=frame, max_voxels=max_voxels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import bpy
+from bpy.app.handlers import persistent
 from bpy.props import CollectionProperty, EnumProperty, FloatProperty, StringProperty
 from bpy.types import Operator
 
@@ -67,12 +68,14 @@ class CONJURE_OT_generate(Operator):
         return _network_poll(cls, context)
 
     def invoke(self, context, event):
+        """From the panel or F3: take what the caller did not set from the sidebar inputs."""
         settings = context.scene.conjure
-        self.provider, self.source = settings.provider, settings.source
-        self.prompt, self.image_path = settings.prompt, settings.image_path
-        self.image_paths.clear()
-        for item in settings.image_paths:
-            self.image_paths.add().name = item.name
+        for name in ("provider", "source", "prompt", "image_path"):
+            if not self.properties.is_property_set(name):
+                setattr(self, name, getattr(settings, name))
+        if not self.properties.is_property_set("image_paths"):
+            for item in settings.image_paths:
+                self.image_paths.add().name = item.name
         return self.execute(context)
 
     def execute(self, context):
@@ -196,12 +199,29 @@ class CONJURE_OT_job_monitor(Operator):
             return {"FINISHED"}
         return {"PASS_THROUGH"}
 
+    def cancel(self, context):
+        self.stop(context)  # e.g. a file load ended the modal; load_post starts a new one
+
     @classmethod
     def stop(cls, context) -> None:
         if cls._timer is not None:
             context.window_manager.event_timer_remove(cls._timer)
             cls._timer = None
         cls.running = False
+
+
+@persistent
+def restart_monitor_after_load(_file) -> None:
+    """Loading a file ends modal operators; jobs still running need their pump back."""
+    if pump.is_running() or pump.has_pending_events():
+        bpy.app.timers.register(start_monitor, first_interval=0.2)
+
+
+def start_monitor() -> None:
+    wm = bpy.context.window_manager
+    if wm and wm.windows and not CONJURE_OT_job_monitor.running:
+        with bpy.context.temp_override(window=wm.windows[0]):
+            bpy.ops.conjure.job_monitor("INVOKE_DEFAULT")
 
 
 CLASSES: tuple[type, ...] = (

@@ -341,3 +341,21 @@ def test_disable_after_jobs_leaves_no_threads_and_reenables(scene, trify) -> Non
         addon_utils.enable(ADDON_ID, default_set=True)
     assert bpy.ops.conjure.generate.poll()
     assert _generate(source="TEXT", prompt="a second bench") == {"FINISHED"}
+
+
+def test_loading_a_file_with_live_jobs_brings_the_pump_back(scene, trify) -> None:
+    import bpy
+
+    generate = sys.modules[f"{ADDON_ID}.operators.generate"]
+    pump = _pump()
+    trify.polls_to_complete = 10_000
+    job = pump.Job.new("trify3d", "TEXT", "a long job")
+    pump.start(job)
+    try:
+        bpy.ops.wm.read_homefile(use_empty=True)
+        assert bpy.app.timers.is_registered(generate.start_monitor)
+    finally:
+        pump.cancel(job.job_id)
+        pump.wait(bpy.context, [job.job_id], timeout=10)
+        if bpy.app.timers.is_registered(generate.start_monitor):
+            bpy.app.timers.unregister(generate.start_monitor)
