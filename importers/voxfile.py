@@ -15,13 +15,14 @@ Conventions (chosen once, tested in tests/test_voxfile.py):
   `VoxModel.dropped`), never an error: MagicaVoxel cannot show them either.
 - Palette: with an RGBA chunk, palette[i] = rgba[i - 1] (file colour k is index k + 1; the last
   file colour is unused); without one, DEFAULT_PALETTE. palette[0] is unused.
-- Placement in the scene graph (what MagicaVoxel draws): a model rotates about the lattice
-  point floor(size / 2), voxel centres are transformed and floored:
+- Placement in the scene graph (what MagicaVoxel draws): a model turns about the voxel corner
+  at size // 2; voxel centres are transformed and floored:
       world = floor(R @ (v + 0.5 - size // 2)) + T
-  with R, T the nTRN transforms composed from the root (parent @ child). For unrotated models
-  this is v - size // 2 + T; on an axis that R flips it is one lower than R @ (v - size // 2) + T,
-  which keeps a flipped model's bounding box where the unflipped one was (same rule as the
-  voxel-io and vengi readers). The result is int32 world voxel coordinates, Z up.
+  with R, T the nTRN transforms composed from the root (parent @ child). Unrotated, that is
+  v - size // 2 + T; on an axis that R negates it is one less than R @ (v - size // 2) + T,
+  so a mirrored even-sized model keeps its cells and an odd-sized one moves by one. It is the
+  rule the voxel-io and vengi readers settled on after comparing with MagicaVoxel; the plain
+  R @ (v - size // 2) + T differs by one on every negated axis. Output: int32 voxels, Z up.
 - Without a scene graph there is one instance: the only model, or for an animation (PACK or
   several models) the model selected by `frame`, clamped to the last one. It keeps its raw
   coordinates (standing on the ground at the origin); its `translation` is reported as
@@ -45,9 +46,9 @@ import numpy as np
 MAX_DIM = 2048  # per SIZE axis; MagicaVoxel itself stops at 256
 MAX_NODES = 1 << 18  # scene graph chunks
 MAX_DEPTH = 256  # nodes on one root-to-shape path
-MAX_VISITS = 1 << 20  # node visits while expanding shared subtrees
+MAX_VISITS = 1 << 18  # node visits while expanding shared subtrees
 MAX_INSTANCES = 1 << 16
-MAX_VOXELS = 1 << 25  # over all instances: ~400 MB of int32 coordinates
+MAX_VOXELS = 1 << 24  # over all instances (a full 256^3 model): ~200 MB of int32 xyz
 MAX_TRANSLATION = 1 << 20  # per nTRN axis; keeps composed coordinates inside int32
 MAX_FRAME = 1 << 16
 
@@ -160,7 +161,7 @@ class VoxFile:
     layers: list[VoxLayer]  # sorted by id
     has_palette_chunk: bool
     frame_count: int  # >= 1
-    frame: int = 0  # the frame the instances were built for
+    frame: int = 0  # the frame the instances show: the request clamped to 0..frame_count-1
     pack_count: int | None = None  # PACK's model count, informational only
 
     def palette_float(self) -> np.ndarray:
@@ -171,13 +172,51 @@ class VoxFile:
 # ----------------------------------------------------------------------------- byte cursor
 
 
+def _chunk_name(cid: bytes) -> str:
+    return cid.decode("latin-1") if cid.isascii() and cid.isalnum() else repr(cid)
+
+
+class _Chunk(NamedTuple):
+    cid: bytes
+    at: int  # offset of the chunk header
+    start: int  # content
+    end: int
+
+
+def _chunks(data: bytes, start: int, end: int) -> Iterator[_Chunk]:
+    """The chunks laid out in data[start:end], checked to fit, children skipped."""
+    pos = start
+    while pos < end:
+        if end - pos < _HEADER.size:
+            raise VoxFormatError(
+                f"truncated chunk header at byte {pos}: {end - pos} bytes left, 12 needed"
+            )
+        cid, content, children = _HEADER.unpack_from(data, pos)
+        body = pos + _HEADER.size
+        if content < 0 or children < 0:
+            raise VoxFormatError(f"chunk {_chunk_name(cid)} at byte {pos} has a negative size")
+        if content + children > end - body:
+            raise VoxFormatError(
+                f"chunk {_chunk_name(cid)} at byte {pos} claims {content + children} bytes "
+                f"but only {end - body} remain"
+            )
+        yield _Chunk(cid, pos, body, body + content)
+        pos = body + content + children
+
+
 class _Cursor:
     """Bounds-checked little-endian reads inside one chunk's content."""
 
-    __slots__ = ("data", "end", "pos", "where")
+    __slots__ = ("at", "cid", "data", "end", "pos")
 
-    def __init__(self, data: bytes, start: int, end: int, where: str) -> None:
-        self.data, self.pos, self.end, self.where = data, start, end, where
+    def __init__(self, data: bytes, chunk: _Chunk) -> None:
+        self.data, self.pos, self.end = data, chunk.start, chunk.end
+        self.cid, self.at = chunk.cid, chunk.at
+
+    @property
+    def where(self) -> str:
+        """Only built for error messages, so reading stays cheap."""
+        return f"chunk {_chunk_name(self.cid)} at byte {self.at}"
 
     def left(self) -> int:
         return self.end - self.pos
@@ -218,38 +257,6 @@ class _Cursor:
             key = self.string(f"{what} key")
             out[key] = self.string(f"{what} value")
         return out
-
-
-def _chunk_name(cid: bytes) -> str:
-    return cid.decode("latin-1") if cid.isascii() and cid.isalnum() else repr(cid)
-
-
-class _Chunk(NamedTuple):
-    cid: bytes
-    at: int  # offset of the chunk header
-    start: int  # content
-    end: int
-
-
-def _chunks(data: bytes, start: int, end: int) -> Iterator[_Chunk]:
-    """The chunks laid out in data[start:end], checked to fit, children skipped."""
-    pos = start
-    while pos < end:
-        if end - pos < _HEADER.size:
-            raise VoxFormatError(
-                f"truncated chunk header at byte {pos}: {end - pos} bytes left, 12 needed"
-            )
-        cid, content, children = _HEADER.unpack_from(data, pos)
-        name, body = _chunk_name(cid), pos + _HEADER.size
-        if content < 0 or children < 0:
-            raise VoxFormatError(f"chunk {name} at byte {pos} has a negative size")
-        if content + children > end - body:
-            raise VoxFormatError(
-                f"chunk {name} at byte {pos} claims {content + children} bytes "
-                f"but only {end - body} remain"
-            )
-        yield _Chunk(cid, pos, body, body + content)
-        pos = body + content + children
 
 
 # ----------------------------------------------------------------------------- attributes
@@ -457,7 +464,7 @@ def _read_ntrn(p: _Parsed, c: _Cursor) -> None:
     keys = []
     for _ in range(c.count("frame", 4)):
         frame = c.dict("frame attributes")
-        where = f"{c.where} (node {node_id})"
+        where = f"{c.where} (node {node_id})" if frame else ""  # no keys, nothing to report
         keys.append(
             _Key(
                 _attr_int(frame, "_f", 0, 0, MAX_FRAME, where),
@@ -483,7 +490,8 @@ def _read_nshp(p: _Parsed, c: _Cursor) -> None:
     for _ in range(c.count("model", 8)):
         model_id = c.i32("model id")
         frame = c.dict("model attributes")
-        models.append((_attr_int(frame, "_f", 0, 0, MAX_FRAME, c.where), model_id))
+        where = f"{c.where} (node {node_id})" if frame else ""
+        models.append((_attr_int(frame, "_f", 0, 0, MAX_FRAME, where), model_id))
     if not models:
         raise VoxFormatError(f"{c.where}: shape node {node_id} has no model")
     _add_node(p, c, node_id, _Node(b"nSHP", attrs, models=tuple(models)))
@@ -522,8 +530,7 @@ def _parse(data: bytes) -> _Parsed:
     for chunk in _chunks(data, main.end, children_end):
         reader = _READERS.get(chunk.cid)
         if reader is not None:
-            where = f"chunk {_chunk_name(chunk.cid)} at byte {chunk.at}"
-            reader(parsed, _Cursor(data, chunk.start, chunk.end, where))
+            reader(parsed, _Cursor(data, chunk))
     return parsed
 
 
@@ -557,12 +564,18 @@ def place(
 
 
 class _State(NamedTuple):
+    """What a node inherits from the path above it."""
+
     rotation: np.ndarray
     translation: np.ndarray
     hidden: bool
     layer: int
     name: str
     depth: int
+
+    @staticmethod
+    def root() -> _State:
+        return _State(np.eye(3, dtype=np.int64), np.zeros(3, np.int64), False, -1, "", 0)
 
 
 @dataclass
@@ -579,8 +592,7 @@ class _Walk:
         nodes = self.parsed.nodes
         if 0 not in nodes:
             raise VoxFormatError("scene graph has no root node 0")
-        root = _State(np.eye(3, dtype=np.int64), np.zeros(3, np.int64), False, -1, "", 0)
-        stack: list[tuple[int, _State] | int] = [(0, root)]
+        stack: list[tuple[int, _State] | int] = [(0, _State.root())]
         on_path: set[int] = set()
         visits = 0
         while stack:
@@ -672,13 +684,13 @@ def read(data: bytes, *, frame: int = 0, max_voxels: int = MAX_VOXELS) -> VoxFil
     parsed = _parse(bytes(data))
     if not parsed.models:
         raise VoxFormatError("the file contains no models")
-    frame = max(int(frame), 0)
+    frame_count = _frame_count(parsed)
+    frame = min(max(int(frame), 0), frame_count - 1)  # later frames hold the last state
     walk = _Walk(parsed, frame, max_voxels)
     if parsed.nodes:
         walk.run()
     else:
-        root = _State(np.eye(3, dtype=np.int64), np.zeros(3, np.int64), False, -1, "", 0)
-        walk.add(min(frame, len(parsed.models) - 1), root, raw=True)
+        walk.add(frame, _State.root(), raw=True)
     if parsed.rgba is not None:
         palette = np.zeros((256, 4), dtype=np.uint8)
         palette[1:] = parsed.rgba[:255]
@@ -692,7 +704,7 @@ def read(data: bytes, *, frame: int = 0, max_voxels: int = MAX_VOXELS) -> VoxFil
         materials={**parsed.matt, **parsed.matl},
         layers=sorted(parsed.layers.values(), key=lambda layer: layer.layer_id),
         has_palette_chunk=parsed.rgba is not None,
-        frame_count=_frame_count(parsed),
+        frame_count=frame_count,
         frame=frame,
         pack_count=parsed.pack,
     )
