@@ -226,6 +226,35 @@ def test_panels_draw_only_real_properties_and_operators(addon, scene, source) ->
         wm_jobs.clear()
 
 
+def test_preferences_show_where_a_key_comes_from_never_the_key(addon, monkeypatch) -> None:
+    import bpy
+
+    labels: list[str] = []
+
+    class Recorder(_RecordingLayout):
+        def label(self, text="", **_kw):
+            labels.append(text)
+
+    monkeypatch.setenv("CONJURE_SIRAY_API_KEY", "siray-secret-value")
+    prefs = bpy.context.preferences.addons[ADDON_ID].preferences
+    prefs.trify3d_api_key = "pref-secret-value"
+    try:
+        problems: list[str] = []
+        type(prefs).draw(_PanelShim(Recorder(problems), prefs), bpy.context)
+    finally:
+        prefs.trify3d_api_key = ""
+    assert problems == []
+    text = " | ".join(labels)
+    assert "Key set from CONJURE_SIRAY_API_KEY" in text and "Key set in preferences" in text
+    assert "No key" in text and "secret-value" not in text
+
+
 class _PanelShim:
-    def __init__(self, layout) -> None:
+    """`self` for a draw() call: a recording layout, other attributes from `target`."""
+
+    def __init__(self, layout, target=None) -> None:
         self.layout = layout
+        self._target = target
+
+    def __getattr__(self, name):
+        return getattr(self._target, name)

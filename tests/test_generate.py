@@ -359,3 +359,14 @@ def test_loading_a_file_with_live_jobs_brings_the_pump_back(scene, trify) -> Non
         pump.wait(bpy.context, [job.job_id], timeout=10)
         if bpy.app.timers.is_registered(generate.start_monitor):
             bpy.app.timers.unregister(generate.start_monitor)
+
+
+def test_one_undo_step_removes_a_generated_import(scene, trify) -> None:
+    import bpy
+
+    bpy.ops.ed.undo_push(message="before")
+    assert _generate(source="TEXT", prompt="an undoable chair") == {"FINISHED"}
+    assert any(c.get("conjure_prompt") == "an undoable chair" for c in bpy.data.collections)
+    bpy.ops.ed.undo()
+    assert not any(c.get("conjure_prompt") for c in bpy.data.collections)
+    assert not [o for o in bpy.data.objects if o.get("conjure_job_id")]
