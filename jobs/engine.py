@@ -194,7 +194,9 @@ class Engine:
         except JobCancelledError:
             self._emit(job.evolve(state=JobState.CANCELLED, message="Cancelled"))
         except ProviderError as exc:
-            if flag.is_set() and self._stopping.is_set():
+            if flag.is_set():  # a cancel interrupted a request or download mid-way
+                if not self._stopping.is_set():
+                    self._emit(job.evolve(state=JobState.CANCELLED, message="Cancelled"))
                 return  # shutting down: leave the job resumable as journaled
             self._emit(job.evolve(state=JobState.FAILED, message=str(exc)))
         except Exception as exc:  # a bug must still end the job visibly, never hang it

@@ -191,6 +191,9 @@ def import_job(context: bpy.types.Context, job: Job) -> None:
     except (gltf.GltfImportError, voxfile.VoxFormatError, OSError, ValueError) as exc:
         _finish(job.job_id, JobState.FAILED, f"Import failed: {exc}")
         return
+    except Exception as exc:  # never a traceback in the UI or a job stuck importing
+        _finish(job.job_id, JobState.FAILED, f"Import failed: {type(exc).__name__}: {exc}")
+        return
     provenance = {
         "conjure_provider": job.provider,
         "conjure_task_id": job.task_id or "",
@@ -217,7 +220,9 @@ def _import_files(context: bpy.types.Context, job: Job):
             created = [result.root, *result.objects]
         else:
             created = gltf.import_glb(model, collection, location)
-    except BaseException:
+    except BaseException:  # leave nothing half-imported behind
+        for obj in list(collection.all_objects):
+            bpy.data.objects.remove(obj, do_unlink=True)
         bpy.data.collections.remove(collection)
         raise
     return created, collection

@@ -250,3 +250,19 @@ def test_no_secret_in_logs_or_journal(tmp_path, trify, caplog) -> None:
     assert KEY not in caplog.text
     for path in tmp_path.glob("journal.sqlite*"):
         assert KEY.encode() not in path.read_bytes()
+
+
+def test_cancel_during_download_ends_cancelled_with_no_partial_files(tmp_path, trify) -> None:
+    trify.polls_to_complete = 1
+    trify.inject(delay=1.0, passthrough=True, method="GET", path="/files/")
+    engine = _engine(tmp_path, trify.url)
+    job = Job.new("trify3d", "TEXT", "a duck")
+    engine.submit(job)
+    deadline = time.monotonic() + 5
+    while not trify.count("GET", "/files/") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.cancel(job.job_id)
+    done = _run_to_end(engine, job.job_id)
+    engine.shutdown()
+    assert done.state == JobState.CANCELLED
+    assert not list((tmp_path / "jobs").rglob("*.part"))
