@@ -1,28 +1,43 @@
-# Conjure developer entry points.  `make test` (Blender 5.0.1) or `make test BLENDER=4.2`.
-# Everything installs itself into a local venv on first use; only Python 3.11 is needed.
+# Conjure developer entry points: `make demo`, `make test`, each on any supported Blender:
+#   make test BLENDER=4.2|4.5|5.0|5.2   (default 5.2 LTS)
+# Everything installs itself on first use into .venv-<version>: the pinned Blender-as-a-module
+# wheel and the test tools. 4.2-5.0 run on Python 3.11, 5.2 on Python 3.13; tools/find_python.sh
+# finds that Python (PATH, pyenv, uv, asdf) or builds it once into ~/.cache/conjure.
 
-BLENDER ?= 5.0
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+BLENDER ?= 5.2
 
 ifeq ($(BLENDER),4.2)
   BPY_PIN := bpy==4.2.23
-  VENV := .venv-4.2
+  PY_VERSION := 3.11
+  NUMPY_PIN := numpy==1.26.4
+else ifeq ($(BLENDER),4.5)
+  BPY_PIN := bpy==4.5.15
+  PY_VERSION := 3.11
+  NUMPY_PIN := numpy==1.26.4
 else ifeq ($(BLENDER),5.0)
   BPY_PIN := bpy==5.0.1
-  VENV := .venv
+  PY_VERSION := 3.11
+  NUMPY_PIN := numpy==1.26.4
+else ifeq ($(BLENDER),5.2)
+  BPY_PIN := bpy==5.2.3
+  PY_VERSION := 3.13
+  NUMPY_PIN := numpy==2.5.5
 else
-  $(error BLENDER must be 5.0 or 4.2)
+  $(error BLENDER must be one of 4.2 4.5 5.0 5.2)
 endif
 
-TEST_PINS := numpy==1.26.4 pytest==9.2.0 hypothesis==6.170.17 ruff==0.17.6
+TEST_PINS := $(NUMPY_PIN) pytest==9.2.0 hypothesis==6.170.17 ruff==0.17.6
+VENV := .venv-$(BLENDER)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.conjure-$(BLENDER)
 PYTEST_ARGS ?=
+# Recursive (=): the search (or one-time build) runs only when a venv must be created.
+BASE_PYTHON = $(shell tools/find_python.sh $(PY_VERSION))
 
 .PHONY: test build validate lint demo bench clean
 
 $(STAMP): Makefile
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || "$(BASE_PYTHON)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(BPY_PIN) $(TEST_PINS)
 	touch $@
 
@@ -46,4 +61,4 @@ bench: $(STAMP)
 	$(PY) tools/bench_pump.py
 
 clean:
-	rm -rf dist .venv .venv-4.2 .pytest_cache .ruff_cache
+	rm -rf dist .venv-* .pytest_cache .ruff_cache

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from . import voxmesh
+from . import compat, voxmesh
 from .voxfile import VoxFile, VoxMaterial
 
 NODE_GROUP = "Conjure Voxel Cubes"
@@ -186,9 +186,9 @@ def _add_cube_modifier(obj: bpy.types.Object, material: bpy.types.Material, size
         if item.item_type != "SOCKET" or item.in_out != "INPUT":
             continue
         if item.name == "Voxel Size":
-            mod[item.identifier] = size
+            compat.set_modifier_input(mod, item.identifier, size)
         elif item.name == "Material":
-            mod[item.identifier] = material
+            compat.set_modifier_input(mod, item.identifier, material)
 
 
 # ---------------------------------------------------------------------------------- meshes

@@ -242,3 +242,28 @@ def test_written_file_hidden_layer_glass_emission_and_frames(scene, tmp_path: Pa
     props = props.reshape(256, 4)
     assert props[3, 2] == pytest.approx(2.0)  # emission strength = emit * (1 + flux)
     assert props[2, 3] == pytest.approx(0.9)  # glass transmission
+
+
+@pytest.mark.parametrize("voxel_size", [0.25, 2.0])
+def test_voxel_size_and_material_reach_the_evaluated_cubes(scene, tmp_path: Path, voxel_size) -> None:
+    """The modifier's inputs are set through whichever API this Blender offers (5.2 changed it)."""
+    import bpy
+
+    import voxwriter as w
+
+    path = tmp_path / "pair.vox"
+    path.write_bytes(w.vox_file(w.model((2, 1, 1), [(0, 0, 0, 7), (1, 0, 0, 9)])))
+    assert _import(path, voxel_size=voxel_size) == {"FINISHED"}
+    (obj,) = _voxel_objects(bpy.data.objects["pair"])
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    extents, materials = [], []
+    for inst in depsgraph.object_instances:  # instance structs only live inside this loop
+        if inst.is_instance and inst.parent.original == obj:
+            corners = np.array([v.co[:] for v in inst.object.data.vertices])
+            extents.append(np.ptp(corners, axis=0))
+            mesh = inst.object.data
+            used = {p.material_index for p in mesh.polygons}
+            materials.append({mesh.materials[i].original.name for i in used})
+    assert len(extents) == 2
+    np.testing.assert_allclose(extents, [[voxel_size] * 3] * 2, rtol=1e-5)
+    assert materials == [{"pair Voxels"}] * 2
