@@ -14,6 +14,7 @@ from bpy.props import BoolProperty, IntProperty, StringProperty
 from bpy.types import AddonPreferences
 
 from .providers import PROVIDER_IDS, SERVICES
+from .providers.http import normalize_proxy
 
 ADDON_ID = __package__
 
@@ -58,10 +59,29 @@ class ConjurePreferences(AddonPreferences):
         **_service_annotations(),
         "max_concurrent_jobs": IntProperty(
             name="Concurrent Jobs",
-            description="How many generations may run at the same time",
-            default=4,
+            description="How many generations may be in progress on the services at once "
+            "(more wait in the queue; applies at once)",
+            default=8,
             min=1,
-            max=16,
+            max=100,
+        ),
+        "keep_days": IntProperty(
+            name="Keep Finished Jobs (Days)",
+            description="Finished jobs and their downloaded files older than this are removed",
+            default=30,
+            min=1,
+            max=3650,
+        ),
+        "proxy": StringProperty(
+            name="Proxy",
+            description="Proxy for every service, e.g. proxy.studio.lan:3128 "
+            "(empty: the system's HTTP_PROXY / HTTPS_PROXY)",
+        ),
+        "ca_bundle": StringProperty(
+            name="CA Bundle",
+            description="Certificate bundle (.pem) of a proxy that inspects HTTPS "
+            "(empty: the usual certificates)",
+            subtype="FILE_PATH",
         ),
         "show_advanced": BoolProperty(name="Advanced", default=False),
     }
@@ -84,9 +104,12 @@ class ConjurePreferences(AddonPreferences):
             else:
                 box.label(text=f"No key: paste one above or set {info.env_key}", icon="ERROR")
         layout.prop(self, "max_concurrent_jobs")
+        layout.prop(self, "keep_days")
         layout.prop(self, "show_advanced", icon="PREFERENCES")
         if self.show_advanced:
             adv = layout.box()
+            adv.prop(self, "proxy")
+            adv.prop(self, "ca_bundle")
             for pid in PROVIDER_IDS:
                 info = SERVICES[pid]
                 row = adv.row()
@@ -118,6 +141,15 @@ def service_settings(provider: str, prefs: ConjurePreferences | None = None) -> 
         key, source = "", ""
     base = (env_url or pref_url or info.default_base_url).rstrip("/")
     return ServiceSettings(provider, key, base, source)
+
+
+def network_settings(prefs: ConjurePreferences | None = None) -> tuple[str, str]:
+    """(proxy URL with a scheme, CA bundle path), both '' when unset."""
+    prefs = prefs if prefs is not None else addon_preferences()
+    if prefs is None:
+        return "", ""
+    ca_bundle = prefs.ca_bundle.strip()
+    return normalize_proxy(prefs.proxy), bpy.path.abspath(ca_bundle) if ca_bundle else ""
 
 
 def online_access_problem() -> str:

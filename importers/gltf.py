@@ -1,50 +1,114 @@
-"""Import a downloaded GLB with Blender's own glTF importer into the job's collection."""
+"""Import a downloaded glTF/GLB with Blender's own importer into the job's collection.
+
+The file is first confined to the job folder (gltfcheck), so a served file cannot pull other
+local files into the scene. The import is all or nothing: every data-block the importer made
+is found by difference against a snapshot taken just before it, and on any failure all of
+them are removed again, so a failed job never leaves meshes, materials or images behind.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import bpy
 from mathutils import Vector
 
+from . import gltfcheck
+from .scene import Snapshot, created, remove, rollback, snapshot
+
+# The importer's own helper collection for bone shapes; never exported, never wanted here.
+_NOT_EXPORTED = "glTF_not_exported"
+
+# Options that exist (same meaning) on every supported Blender, 4.2 to 5.2. Passed explicitly
+# so the result never depends on a default. `disable_bone_shape`: no Icosphere custom shape
+# and no `glTF_not_exported` collection; bones show as plain octahedral bones.
+# `import_pack_images`: textures are packed into the .blend, which so never refers to the job
+# folder (it may be cleaned up later).
+_OPTIONS = {"disable_bone_shape": True, "import_pack_images": True}
+
 
 class GltfImportError(Exception):
-    """The file could not be imported; the scene was left as it was."""
+    """The file could not be imported; the scene was left as it was. One line."""
 
 
-def import_glb(
-    path: str, collection: bpy.types.Collection, location: Sequence[float]
-) -> list[bpy.types.Object]:
-    """Import `path`, move what it created into `collection` and its roots to `location`.
+@dataclass
+class ImportResult:
+    """What an import made, and what it had to leave out (one line each, for the user)."""
 
-    New objects are found by difference, not selection: the importer's target collection and
-    selection rules differ between Blender versions.
+    objects: list[bpy.types.Object]
+    warnings: list[str]  # what was left out, e.g. textures outside the job folder
+
+
+def import_gltf(
+    path: str,
+    collection: bpy.types.Collection,
+    location: Sequence[float],
+    allowed_root: str,
+) -> ImportResult:
+    """Import `path` (may reference only files under `allowed_root`) into `collection`.
+
+    Every new object (of all the file's glTF scenes, as 4.2 imports them) is moved into
+    `collection` (owned by the caller, never removed here) and its root offset by `location`;
+    collections and scenes the importer made for them are removed. New data-blocks are found
+    by difference, not selection: the importer's target collection and selection rules
+    differ between Blender versions. Raises GltfImportError (one line) with nothing left.
     """
-    before = set(bpy.data.objects)
-    try:
-        result = bpy.ops.import_scene.gltf(filepath=path)
-    except RuntimeError as exc:  # the importer reports bad files as operator errors
-        _remove(set(bpy.data.objects) - before)
-        raise GltfImportError(_first_line(str(exc))) from None
-    created = [obj for obj in bpy.data.objects if obj not in before]
-    if result != {"FINISHED"} or not created:
-        _remove(set(created))
-        raise GltfImportError("the glTF importer produced no objects")
     offset = Vector(location)
-    for obj in created:
-        for coll in list(obj.users_collection):
-            coll.objects.unlink(obj)
-        collection.objects.link(obj)
-        if obj.parent is None:
-            obj.location += offset
-    return created
+    try:
+        model, warnings = gltfcheck.confine(path, allowed_root)
+    except (gltfcheck.GltfCheckError, OSError) as exc:
+        raise GltfImportError(_one_line(str(exc))) from None
+    before = snapshot()
+    try:
+        _run_importer(model)
+        _drop_leftovers(before)
+        objects = created(before, "objects")
+        if not objects:
+            raise GltfImportError("the glTF importer produced no objects")
+        for obj in objects:
+            for coll in list(obj.users_collection):
+                coll.objects.unlink(obj)
+            collection.objects.link(obj)
+            if obj.parent is None:
+                obj.location += offset
+        for kind in ("collections", "scenes"):  # the importer's own, empty by now
+            remove(kind, created(before, kind))
+    except BaseException as exc:
+        rollback(before, keep=collection)
+        if isinstance(exc, GltfImportError):
+            raise
+        if isinstance(exc, Exception):
+            raise GltfImportError(f"{type(exc).__name__}: {_one_line(str(exc))}") from None
+        raise  # KeyboardInterrupt, SystemExit: cleaned up, but not disguised
+    return ImportResult(objects, warnings)
 
 
-def _remove(objects: set[bpy.types.Object]) -> None:
-    for obj in objects:
-        bpy.data.objects.remove(obj, do_unlink=True)
+def _run_importer(path: str) -> None:
+    try:
+        result = bpy.ops.import_scene.gltf(filepath=path, **_OPTIONS)
+    except RuntimeError as exc:  # the importer reports bad files as operator errors
+        raise GltfImportError(_one_line(str(exc))) from None
+    if result != {"FINISHED"}:
+        raise GltfImportError(f"the glTF importer stopped ({', '.join(sorted(result))})")
 
 
-def _first_line(text: str) -> str:
+def _drop_leftovers(before: Snapshot) -> None:
+    """Remove a bone-shape collection and its objects should the importer still make them."""
+    helper = bpy.data.collections.get(_NOT_EXPORTED)
+    if helper is None or helper.session_uid in before["collections"]:
+        return
+    made = {obj.session_uid for obj in created(before, "objects")}
+    shapes = [obj for obj in helper.objects if obj.session_uid in made]
+    meshes = [obj.data for obj in shapes if isinstance(obj.data, bpy.types.Mesh)]
+    remove("objects", shapes)  # pose bones using them as custom shapes show plain bones
+    remove("meshes", [mesh for mesh in meshes if mesh.users == 0])
+    bpy.data.collections.remove(helper)
+
+
+def _one_line(text: str) -> str:
+    """The line that says what went wrong: operator errors end in a traceback's last line,
+    followed by the calling script's `Location:`, which says nothing about the file."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown glTF import error"
+    lines = [line for line in lines if not line.startswith("Location:")]
+    return lines[-1].removeprefix("Error: ") if lines else "unknown glTF import error"

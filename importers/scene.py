@@ -1,10 +1,37 @@
-"""Scene placement shared by every importer: where new assets go and what gets selected."""
+"""Shared by every importer: where new assets go, what gets selected, and how a failed
+import removes every data-block it made (found by difference against a snapshot)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Sequence
 
 import bpy
+
+# Data-blocks an import can create, in the order a rollback removes them: objects first
+# (they use everything else), then collections and scenes (4.5+ make them for a file with
+# several glTF scenes), then data. Kinds missing from a Blender version are skipped; shape
+# keys have no `remove` and go with their mesh.
+_KINDS = (
+    "objects",
+    "collections",
+    "scenes",
+    "meshes",
+    "armatures",
+    "cameras",
+    "lights",
+    "curves",
+    "pointclouds",
+    "materials",
+    "node_groups",
+    "textures",
+    "images",
+    "actions",
+    "worlds",
+    "shape_keys",
+)
+
+Snapshot = dict[str, set[int]]
 
 
 def new_collection(context: bpy.types.Context, name: str) -> bpy.types.Collection:
@@ -26,3 +53,39 @@ def select_only(
         if not (obj.hide_viewport or obj.hide_get()):
             obj.select_set(True)
     view_layer.objects.active = active
+
+
+def snapshot() -> Snapshot:
+    """Which data-blocks exist now, to find (or remove) what an import adds."""
+    return {kind: {block.session_uid for block in _blocks(kind)} for kind in _KINDS}
+
+
+def _blocks(kind: str) -> list[bpy.types.ID]:
+    return list(getattr(bpy.data, kind, ()))
+
+
+def created(before: Snapshot, kind: str) -> list[bpy.types.ID]:
+    return [block for block in _blocks(kind) if block.session_uid not in before[kind]]
+
+
+def rollback(before: Snapshot, keep: bpy.types.ID | None = None) -> None:
+    """Remove every data-block created since `before`, objects first; never `keep`.
+
+    Best effort, block by block: it runs while an error is on its way to the user, and one
+    block that will not go must neither hide that error nor keep the others.
+    """
+    if bpy.context.mode != "OBJECT" and bpy.ops.object.mode_set.poll():
+        bpy.ops.object.mode_set(mode="OBJECT")  # a failed armature import may be in Edit mode
+    for kind in _KINDS:
+        if kind == "shape_keys":
+            continue
+        for block in created(before, kind):
+            if block != keep:
+                with contextlib.suppress(ReferenceError, RuntimeError):
+                    remove(kind, [block])
+
+
+def remove(kind: str, blocks: Sequence[bpy.types.ID]) -> None:
+    data = getattr(bpy.data, kind)
+    for block in blocks:
+        data.remove(block, do_unlink=True)

@@ -1,40 +1,61 @@
-"""Worker threads that submit, poll and download jobs. No bpy: events go out on a queue.
+"""The job engine: one scheduler thread owns every job's state machine. No bpy.
 
-Rules this module keeps (ARCHITECTURE.md):
-- the journal is written before the create request and again the moment the task id is
-  known, so a crash never costs a second paid generation;
-- a create that may have reached the service is only re-sent with the same idempotency key,
-  and only to services that honour one;
-- polls follow the service's pace and rate limits, and transient failures wait and retry
-  until a deadline; other errors end the job with the provider's one-line message;
-- workers never touch bpy; only the main thread reads `events`.
+Each step of a job (upload, create, one poll, one download) is a short blocking call handed
+to a small fixed pool of workers; its result comes back to the scheduler as a command. A job
+that waits (poll pace, Retry-After, a rate budget, a stalled back-off, a user's pick) is only
+an entry in a heap of (due time, job), so a hundred waiting jobs cost no thread, and a cancel
+takes effect at once. The money rules (docs/jobs.md):
+- a job is journaled before anything is sent, and its task id the moment it is known;
+- a create is dispatched only for a job that is still wanted, and the worker checks the
+  cancel flag again right before sending it;
+- a create that may have reached the service is re-sent only with the same idempotency key
+  to a service that honours one; otherwise the job fails asking the user to check;
+- once paid, the network can only stall a job (visible reason, next try, back-off): only
+  the service's own answer, the user's cancel or the service's documented job lifetime end it.
+Workers never touch the journal or bpy; only the scheduler writes job states, and events (Job
+snapshots) go to the main thread on `events`.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import queue
+import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..providers import SERVICES
 from ..providers.base import (
     Asset,
     ErrorKind,
+    FlowStep,
     Provider,
     ProviderError,
+    RateRule,
+    Step,
     TaskState,
     TaskStatus,
 )
+from ..providers.http import NotSentError
 from .journal import Journal
-from .model import Job, JobEvent, JobState
+from .model import Job, JobState
+from .ratelimit import RateNote, ServiceLimiter
 
-__all__ = ["Engine", "JobEvent", "detect_format"]
+__all__ = ["Engine", "describe_bytes", "detect_format"]
 
-MODEL_FORMATS = {"glb", "vox", "obj", "zip"}
-_STOP = object()
+MODEL_FORMATS = {"glb", "gltf", "vox", "obj", "zip"}
+MAX_STALL_DELAY = 300.0
+MAX_RETRY_AFTER = 900.0
+LEASE_SECONDS = 30.0
+
+ProviderFactory = Callable[[Job, Callable[[RateNote], None]], Provider]
 
 
 def detect_format(head: bytes) -> str | None:
@@ -49,7 +70,11 @@ def detect_format(head: bytes) -> str | None:
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
     text = head[:512].decode("utf-8", "ignore")
+    if text.lstrip().startswith("{") and '"asset"' in text:
+        return "gltf"
     if "newmtl" in text:
         return "mtl"
     if any(
@@ -59,282 +84,607 @@ def detect_format(head: bytes) -> str | None:
     return None
 
 
-class JobCancelledError(Exception):
-    pass
+def describe_bytes(head: bytes) -> str:
+    """What a file we cannot use looks like, in a few words for the one-line error."""
+    if not head:
+        return "an empty file"
+    text = head[:64].decode("utf-8", "replace").strip().lower()
+    if text.startswith(("<!doctype html", "<html")):
+        return "an HTML page"
+    if text.startswith(("{", "[")):
+        return "JSON text"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "a GIF image"
+    if all(32 <= b < 127 or b in b"\r\n\t" for b in head[:64]):
+        return f"text starting {head[:24].decode('ascii')!r}"
+    return f"unknown bytes {head[:8].hex(' ')}"
+
+
+class _CancelledError(Exception):
+    """The job was cancelled between dispatch and the create request."""
 
 
 @dataclass
-class _Gate:
-    """Per-service pacing: a token bucket refilled at the service's advertised rate."""
+class _Live:
+    job: Job
+    provider: Provider
+    flow: tuple[FlowStep, ...]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    busy: bool = False
+    token: int = 0  # heap entries carry it; scheduling again makes older entries stale
+    polls: int = 0
+    failures: int = 0  # consecutive network troubles (back-off)
+    refetches: int = 0  # downloads that had to ask for fresh URLs
+    assets: tuple[Asset, ...] = ()
+    candidates: tuple[Asset, ...] = ()
+    fetching: tuple[Asset, ...] = ()  # the downloads in flight, all at once
+    required: str = "model"  # the role among them that must arrive
+    fetched: dict[int, str | ProviderError] = field(default_factory=dict)
 
-    per_hour: float = 600.0
-    burst: float = 10.0
-    tokens: float = 10.0
-    stamp: float = 0.0
-
-    def take(self, now: float) -> float:
-        """0 and a token spent if one is free, else the seconds until one will be."""
-        rate = self.per_hour / 3600.0
-        if self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / rate
+    @property
+    def here(self) -> FlowStep:
+        return self.flow[min(self.job.step, len(self.flow) - 1)]
 
 
 class Engine:
     def __init__(
         self,
         journal: Journal,
-        provider_factory: Callable[[str], Provider],
+        provider_for: ProviderFactory,
         *,
         jobs_root: Path | str,
-        max_workers: int = 4,
-        poll_deadline: float = 900.0,
-        max_poll_interval: float = 10.0,
+        owner: str,
+        workers: int = 4,
+        max_in_flight: int = 8,
+        poll_interval: float | None = None,
+        rate_rules: Mapping[str, Sequence[RateRule]] | None = None,
+        probe_after: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.journal = journal
-        self.provider_factory = provider_factory
+        self.provider_for = provider_for
         self.jobs_root = Path(jobs_root)
-        self.max_workers = max_workers
-        self.poll_deadline = poll_deadline
-        self.max_poll_interval = max_poll_interval
-        self.clock = clock
-        self.events: queue.Queue[JobEvent] = queue.Queue()
-        self._work: queue.Queue[object] = queue.Queue()
-        self._threads: list[threading.Thread] = []
-        self._cancel: dict[str, threading.Event] = {}
-        self._gates: dict[str, _Gate] = {}
-        self._lock = threading.Lock()
+        self.owner = owner
+        self.max_in_flight = max_in_flight
+        self.poll_interval = poll_interval
+        self.events: queue.Queue[Job] = queue.Queue()
+        self._rate_rules = dict(rate_rules or {})
+        self._probe_after = probe_after
+        self._clock = clock
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._scheduler: threading.Thread | None = None
+        self._commands: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._seq = itertools.count()
+        self._live: dict[str, _Live] = {}
+        self._waiting: deque[str] = deque()  # jobs held back by max_in_flight
+        self._limiters: dict[str, ServiceLimiter] = {}
+        self._lock = threading.Lock()  # guards _live's key set for readers on other threads
+        self._next_renew = 0.0
 
-    # -- public, main thread ------------------------------------------------------------
+    # -- public: any thread --------------------------------------------------------------
 
     def submit(self, job: Job) -> None:
-        """Journal the job, then queue it; a worker sends the create request."""
+        """Journal the job (before anything is sent) and hand it to the scheduler."""
+        self._check_running()
         self.journal.save(job)
-        self._enqueue(job)
+        self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
+        self._post("start", job)
 
-    def resume(self, job: Job) -> None:
-        """Continue a journaled job without paying again."""
-        self._enqueue(job)
+    def resume(self, job: Job) -> str:
+        """Continue a journaled job without paying again; "" or why it cannot be taken."""
+        self._check_running()
+        holder = self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
+        if holder:
+            return "running in another Blender"
+        self._post("start", job)
+        return ""
 
     def cancel(self, job_id: str) -> bool:
         with self._lock:
-            flag = self._cancel.get(job_id)
-        if flag is None:
+            live = self._live.get(job_id)
+        if live is None:
             return False
-        flag.set()
+        live.cancel.set()  # seen by a worker about to send a create, and by downloads
+        self._post("cancel", job_id)
         return True
+
+    def pick(self, job_id: str, index: int) -> None:
+        self._post("pick", job_id, index)
+
+    def set_max_in_flight(self, count: int) -> None:
+        self._post("limit", max(1, int(count)))
 
     def live_job_ids(self) -> set[str]:
         with self._lock:
-            return set(self._cancel)
+            return set(self._live)
+
+    def limiter(self, service: str) -> ServiceLimiter:
+        with self._lock:
+            limiter = self._limiters.get(service)
+            if limiter is None:
+                rules = self._rate_rules.get(service)
+                if rules is None:
+                    rules = SERVICES[service].rate_rules if service in SERVICES else ()
+                limiter = ServiceLimiter(rules, probe_after=self._probe_after, clock=self._clock)
+                self._limiters[service] = limiter
+            return limiter
 
     def worker_count(self) -> int:
-        with self._lock:
-            return sum(t.is_alive() for t in self._threads)
+        return sum(t.is_alive() and t.name.startswith("conjure-") for t in threading.enumerate())
 
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop every worker (event + sentinel + join); jobs stay resumable in the journal."""
-        self._stopping.set()
-        with self._lock:
-            for flag in self._cancel.values():
-                flag.set()
-            threads = list(self._threads)
-        for _ in threads:
-            self._work.put(_STOP)
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Stop within `timeout`: nothing new is sent, jobs stay in the journal as they are.
+
+        Workers still inside a request are abandoned (they write nothing), then the leases
+        are released so another Blender may take the jobs over at once."""
         deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(deadline - time.monotonic(), 0.0))
+        self._stopping.set()
+        self._wake.set()
+        if self._scheduler is not None:
+            self._scheduler.join(max(deadline - time.monotonic(), 0.0))
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for thread in list(getattr(self._pool, "_threads", ())):
+                thread.join(max(deadline - time.monotonic(), 0.0))
+        self.journal.release(self.owner)
         with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
+            self._live.clear()
 
-    # -- workers ------------------------------------------------------------------------
+    # -- scheduler thread ----------------------------------------------------------------
 
-    def _enqueue(self, job: Job) -> None:
+    def _check_running(self) -> None:
         if self._stopping.is_set():
-            raise RuntimeError("engine is shut down")
+            raise RuntimeError("the job engine is shut down")
         with self._lock:
-            self._cancel[job.job_id] = threading.Event()
-            if len(self._threads) < self.max_workers:
-                thread = threading.Thread(
-                    target=self._worker, name=f"conjure-worker-{len(self._threads)}", daemon=True
+            if self._scheduler is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="conjure-step")
+                self._scheduler = threading.Thread(
+                    target=self._loop, name="conjure-scheduler", daemon=True
                 )
-                self._threads.append(thread)
-                thread.start()
-        self._work.put(job)
+                self._scheduler.start()
 
-    def _worker(self) -> None:
-        while True:
-            item = self._work.get()
-            if item is _STOP:
-                return
-            assert isinstance(item, Job)
-            try:
-                self._run(item)
-            finally:
-                with self._lock:
-                    self._cancel.pop(item.job_id, None)
+    def _post(self, *command: object) -> None:
+        if not self._stopping.is_set():
+            self._commands.put(command)
+            self._wake.set()
 
-    def _run(self, job: Job) -> None:
-        flag = self._cancel[job.job_id]
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            while True:
+                try:
+                    command = self._commands.get_nowait()
+                except queue.Empty:
+                    break
+                self._handle(command)
+                if self._stopping.is_set():
+                    return
+            now = self._clock()
+            while self._heap and self._heap[0][0] <= now and not self._stopping.is_set():
+                _, _, job_id, token = heapq.heappop(self._heap)
+                live = self._live.get(job_id)
+                if live is not None and live.token == token:
+                    self._advance(live)
+            self._renew_leases(now)
+            timeout = self._heap[0][0] - self._clock() if self._heap else LEASE_SECONDS / 3
+            self._wake.wait(min(max(timeout, 0.0), LEASE_SECONDS / 3))
+
+    def _handle(self, command: tuple) -> None:
+        kind = command[0]
+        if kind == "start":
+            self._start(command[1])
+        elif kind == "cancel":
+            live = self._live.get(command[1])
+            if live is not None:
+                self._finish(live, JobState.CANCELLED, "Cancelled")
+        elif kind == "pick":
+            self._on_pick(command[1], command[2])
+        elif kind == "limit":
+            self.max_in_flight = command[1]
+            self._release_waiting()
+        elif kind == "done":
+            self._on_done(*command[1:])
+
+    def _schedule(self, live: _Live, delay: float = 0.0) -> None:
+        live.token += 1
+        due = self._clock() + max(delay, 0.0)
+        heapq.heappush(self._heap, (due, next(self._seq), live.job.job_id, live.token))
+
+    def _renew_leases(self, now: float) -> None:
+        if now >= self._next_renew and self._live:
+            self._next_renew = now + LEASE_SECONDS / 3
+            self.journal.renew(self.owner, list(self._live), LEASE_SECONDS)
+
+    # -- job life -------------------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        if job.job_id in self._live:
+            return
+        limiter = self.limiter(job.provider)
         try:
-            provider = self.provider_factory(job.provider)
-            if job.state in (JobState.DOWNLOADED, JobState.IMPORTING) and _files_exist(job):
-                self._emit(job.evolve(state=JobState.DOWNLOADED))
-                return
-            if not job.task_id:
-                job = self._submit(job, provider, flag)
-            status = self._poll_until_done(job, provider, flag)
-            job = self._download(job, provider, status, flag)
-        except JobCancelledError:
-            self._emit(job.evolve(state=JobState.CANCELLED, message="Cancelled"))
+            provider = self.provider_for(job, limiter.observe)
+            flow = provider.flow(job.request())
         except ProviderError as exc:
-            if flag.is_set():  # a cancel interrupted a request or download mid-way
-                if not self._stopping.is_set():
-                    self._emit(job.evolve(state=JobState.CANCELLED, message="Cancelled"))
-                return  # shutting down: leave the job resumable as journaled
-            self._emit(job.evolve(state=JobState.FAILED, message=str(exc)))
-        except Exception as exc:  # a bug must still end the job visibly, never hang it
-            self._emit(
-                job.evolve(
-                    state=JobState.FAILED, message=f"Internal error: {type(exc).__name__}: {exc}"
-                )
-            )
+            self._emit_final(job.evolve(state=JobState.FAILED, message=str(exc)))
+            return
+        live = _Live(job, provider, flow)
+        with self._lock:
+            self._live[job.job_id] = live
+        if job.state == JobState.READY and not _files_exist(job):
+            # Downloaded files vanished: ask the service again for the asset URLs.
+            self._update(live, step=_last_poll(flow, len(flow)), state=JobState.RUNNING)
+        self._schedule(live)
 
-    def _emit(self, job: Job) -> Job:
-        if job.state == JobState.CANCELLED and self._stopping.is_set():
-            return job  # interrupted by shutdown, not by the user: keep it resumable
-        self.journal.save(job)
-        self.events.put(
-            JobEvent(job.job_id, job.state, job.progress, job.message, job.task_id, job.files)
-        )
-        return job
+    def _advance(self, live: _Live) -> None:
+        job = live.job
+        if live.busy or job.finished:
+            return
+        if job.step >= len(live.flow) or (job.state == JobState.READY and _files_exist(job)):
+            self._hand_over(live)
+            return
+        here = live.here
+        if here.step == Step.PICK:
+            self._advance_pick(live)
+            return
+        if here.step == Step.DOWNLOAD:
+            self._download(live, live.assets, "model")
+            return
+        if here.step == Step.CREATE and not job.paid and self._in_flight() >= self.max_in_flight:
+            if job.job_id not in self._waiting:
+                self._waiting.append(job.job_id)
+            return
+        wait = self.limiter(job.provider).reserve(here.bucket)
+        if wait > 0:
+            self._schedule(live, wait)
+            return
+        if here.step == Step.CREATE:
+            self._send_create(live)
+        elif here.step == Step.UPLOAD:
+            self._update(live, state=JobState.UPLOADING, message="Uploading")
+            self._dispatch(live, "upload", live.provider.upload, job.request())
+        else:
+            self._dispatch(live, "poll", live.provider.poll, job.task_id or "", here.stage)
 
-    def _pause(self, flag: threading.Event, seconds: float) -> None:
-        if seconds > 0 and flag.wait(seconds):
-            raise JobCancelledError
-        if flag.is_set():
-            raise JobCancelledError
-
-    def _gate(self, job: Job, provider: Provider, flag: threading.Event) -> None:
-        """Wait for the service's budget; re-checked often, so a learned limit applies at once."""
-        rate = getattr(getattr(provider, "http", None), "rate", None)
-        while True:
-            with self._lock:
-                gate = self._gates.setdefault(job.provider, _Gate())
-                if rate is not None and rate.limit:
-                    gate.per_hour = float(rate.limit)
-                if rate is not None and rate.remaining == 0:
-                    gate.tokens = min(gate.tokens, 0.0)
-                wait = gate.take(self.clock())
-            if wait <= 0:
-                return
-            self._pause(flag, min(wait, 0.5))
-
-    def _submit(self, job: Job, provider: Provider, flag: threading.Event) -> Job:
-        if job.state == JobState.SUBMITTING and not provider.supports_idempotency:
-            raise ProviderError(
-                ErrorKind.TIMEOUT,
-                "the create request may have reached the service; check its dashboard "
+    def _send_create(self, live: _Live) -> None:
+        job, here = live.job, live.here
+        if job.state == JobState.SUBMITTING and not live.provider.info.idempotent_create:
+            self._finish(
+                live,
+                JobState.FAILED,
+                "The create request may have reached the service; check its dashboard "
                 "before generating again",
             )
-        job = self._emit(job.evolve(state=JobState.SUBMITTING, message="Submitting"))
-        provider.check(job.request())
-        for attempt in range(3):
-            self._gate(job, provider, flag)
-            try:
-                task_id = provider.submit(job.request(), job.idempotency_key)
-                break
-            except ProviderError as exc:
-                # With an idempotency key the same create can be sent again safely.
-                if not (provider.supports_idempotency and exc.retryable) or attempt == 2:
-                    raise
-                self._pause(flag, max(exc.retry_after or 0.0, 1.0 + attempt))
-        return self._emit(
-            job.evolve(state=JobState.SUBMITTED, task_id=task_id, message="Submitted")
-        )
+            return
+        key = job.idempotency_key + (f"-{here.stage}" if job.step else "")
+        self._update(live, state=JobState.SUBMITTING, message="Submitting")  # journaled first
+        self._dispatch(live, "create", self._create, live, key, here.stage)
 
-    def _poll_until_done(self, job: Job, provider: Provider, flag: threading.Event) -> TaskStatus:
-        assert job.task_id
-        deadline = self.clock() + self.poll_deadline
-        interval = provider.poll_interval
-        failures = 0
-        while True:
-            self._pause(flag, 0)
-            self._gate(job, provider, flag)
-            try:
-                status = provider.poll(job.task_id)
-                failures = 0
-            except ProviderError as exc:
-                if not exc.retryable or self.clock() > deadline:
-                    raise
-                failures += 1
-                self._pause(flag, max(exc.retry_after or 0.0, min(interval * failures, 30.0)))
-                continue
-            if status.state == TaskState.SUCCEEDED:
-                return status
-            if status.state in (TaskState.FAILED, TaskState.CANCELLED):
-                raise ProviderError(
-                    ErrorKind.BAD_REQUEST, status.message or f"task {status.state.value}"
-                )
-            if (status.progress, status.message) != (
-                job.progress,
-                job.message,
-            ) or job.state != JobState.RUNNING:
-                job = self._emit(
-                    job.evolve(
-                        state=JobState.RUNNING,
-                        progress=status.progress,
-                        message=status.message or "Generating",
-                    )
-                )
-            if self.clock() > deadline:
-                raise ProviderError(
-                    ErrorKind.TIMEOUT,
-                    f"no result after {self.poll_deadline / 60:.0f} minutes; resume later",
-                )
-            self._pause(flag, status.wait if status.wait is not None else interval)
-            interval = min(interval * 1.25, provider.poll_interval * 4, self.max_poll_interval)
+    def _create(self, live: _Live, key: str, stage: str) -> str:
+        """Worker: the last check that the job is still wanted, then the paid request."""
+        request = live.job.request()
+        live.provider.check(request)
+        if live.cancel.is_set() or self._stopping.is_set():
+            raise _CancelledErrorError
+        return live.provider.create(request, key, stage)
 
-    def _download(
-        self, job: Job, provider: Provider, status: TaskStatus, flag: threading.Event
-    ) -> Job:
-        job = self._emit(
-            job.evolve(state=JobState.DOWNLOADING, progress=1.0, message="Downloading")
-        )
-        folder = self.jobs_root / job.job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        http = getattr(provider, "http", None)
-        if http is None:
-            raise ProviderError(ErrorKind.BAD_RESPONSE, "provider has no HTTP client for downloads")
-        files: list[str] = []
-        for index, asset in enumerate(sorted(status.assets, key=lambda a: a.role != "model")):
-            files.append(self._fetch(http, asset, folder, index, flag))
-        if not any(Path(f).suffix.lstrip(".") in MODEL_FORMATS for f in files):
-            raise ProviderError(ErrorKind.BAD_RESPONSE, "the service returned no 3D model file")
-        return self._emit(
-            job.evolve(state=JobState.DOWNLOADED, files=tuple(files), message="Downloaded")
-        )
+    def _dispatch(self, live: _Live, kind: str, fn: Callable, *args: object) -> None:
+        assert self._pool is not None
+        live.busy = True
+        future = self._pool.submit(fn, *args)
+        job_id = live.job.job_id
+        future.add_done_callback(lambda f: self._post("done", job_id, kind, 0, f))
 
-    def _fetch(self, http, asset: Asset, folder: Path, index: int, flag: threading.Event) -> str:
-        raw = folder / f"asset-{index}.download"
-        http.download(asset.url, str(raw), cancelled=flag.is_set)
-        with open(raw, "rb") as f:
-            kind = detect_format(f.read(512))
-        if kind is None or (asset.role == "model" and kind not in MODEL_FORMATS):
-            raw.unlink()
-            raise ProviderError(
-                ErrorKind.BAD_RESPONSE, f"the {asset.role} file is not a format Conjure can read"
+    def _on_done(self, job_id: str, kind: str, tag: int, future: Future) -> None:
+        live = self._live.get(job_id)
+        if live is None:
+            self._note_late_result(job_id, kind, future)
+            return
+        if kind == "fetch":
+            self._on_fetched(live, tag, future)
+            return
+        live.busy = False
+        try:
+            result = future.result()
+        except _CancelledError:
+            self._finish(live, JobState.CANCELLED, "Cancelled")
+            return
+        except ProviderError as exc:
+            self._on_error(live, kind, exc)
+            return
+        except Exception as exc:  # a bug must end the job visibly, never hang it
+            self._finish(live, JobState.FAILED, f"Internal error: {type(exc).__name__}: {exc}")
+            return
+        live.failures = 0
+        if kind == "create":
+            paid_at = live.job.paid_at or time.time()
+            self._update(
+                live,
+                state=JobState.SUBMITTED,
+                task_id=str(result),
+                paid_at=paid_at,
+                step=live.job.step + 1,
+                message="Submitted",
             )
-        final = folder / f"{asset.role}.{kind}"
+            self._schedule(live, self._poll_delay(live))
+        elif kind == "upload":
+            self._update(live, options=dict(result.options), step=live.job.step + 1)
+            self._schedule(live)
+        else:
+            self._on_status(live, result)
+
+    def _note_late_result(self, job_id: str, kind: str, future: Future) -> None:
+        """A create answered after its job was cancelled: journal the task id (it was paid)."""
+        if kind != "create" or future.exception() is not None:
+            return
+        job = self.journal.get(job_id)
+        if job is not None and not job.task_id:
+            self.journal.save(
+                job.evolve(
+                    task_id=str(future.result()),
+                    paid_at=time.time(),
+                    message="Cancelled, but the service had already accepted it",
+                )
+            )
+
+    def _on_status(self, live: _Live, status: TaskStatus) -> None:
+        live.polls += 1
+        job = live.job
+        if status.state == TaskState.SUCCEEDED:
+            live.assets, live.candidates = status.assets, status.candidates
+            self._update(
+                live, state=JobState.RUNNING, progress=1.0, message="Done on the service",
+                step=job.step + 1,
+            )  # fmt: skip
+            self._schedule(live)
+            return
+        if status.state in (TaskState.FAILED, TaskState.CANCELLED):
+            self._finish(live, JobState.FAILED, status.message or f"task {status.state.value}")
+            return
+        lifetime = live.provider.info.job_lifetime
+        if lifetime and job.paid and time.time() - job.paid_at > lifetime * 1.5 + 60:
+            minutes = lifetime / 60
+            self._finish(
+                live,
+                JobState.FAILED,
+                f"No result within {live.provider.info.name}'s {minutes:.0f}-minute job lifetime",
+            )
+            return
+        message = status.message or "Generating"
+        if (job.state, job.progress, job.message) != (JobState.RUNNING, status.progress, message):
+            self._update(live, state=JobState.RUNNING, progress=status.progress, message=message)
+        self._schedule(live, status.wait if status.wait is not None else self._poll_delay(live))
+
+    def _poll_delay(self, live: _Live) -> float:
+        if self.poll_interval is not None:
+            return self.poll_interval
+        return live.provider.poll_delay(live.polls)
+
+    def _on_error(self, live: _Live, kind: str, exc: ProviderError) -> None:
+        job = live.job
+        if kind in ("create", "upload") and not job.paid:
+            self._on_unpaid_error(live, kind, exc)
+            return
+        if kind == "create":  # a later, paid stage's create: same care, but never fail blindly
+            if exc.kind == ErrorKind.RATE_LIMIT or isinstance(exc, NotSentError):
+                self._stall(live, exc)
+                return
+            self._on_unpaid_error(live, kind, exc)
+            return
+        if kind == "poll" and exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.BAD_REQUEST):
+            self._finish(live, JobState.FAILED, str(exc))  # the service's own answer
+            return
+        expired = exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.AUTH)
+        if kind == "download" and expired and live.refetches < 3:
+            # expired asset URLs: ask the service for fresh ones
+            live.refetches += 1
+            self._update(live, step=_last_poll(live.flow, job.step), message="Refreshing")
+            self._schedule(live)
+            return
+        if kind == "download" and exc.kind == ErrorKind.BAD_RESPONSE:
+            self._finish(live, JobState.FAILED, str(exc))
+            return
+        self._stall(live, exc)
+
+    def _on_unpaid_error(self, live: _Live, kind: str, exc: ProviderError) -> None:
+        name = live.provider.info.name
+        if exc.kind == ErrorKind.RATE_LIMIT or isinstance(exc, NotSentError):
+            # Certainly not created: safe to send again once the service lets us.
+            delay = self._retry_delay(live, exc)
+            state = JobState.QUEUED if kind == "create" and not live.job.paid else live.job.state
+            self._update(live, state=state, message=f"{exc} — retrying in {delay:.0f} s")
+            self._schedule(live, delay)
+        elif kind == "create" and (exc.retryable or exc.kind == ErrorKind.SERVER):
+            if live.provider.info.idempotent_create:
+                delay = self._retry_delay(live, exc)
+                self._update(
+                    live, message=f"Confirming the request with {name} in {delay:.0f} s ({exc})"
+                )
+                self._schedule(live, delay)  # state stays SUBMITTING: same key next time
+            else:
+                self._finish(
+                    live,
+                    JobState.FAILED,
+                    f"{exc}; the request may have reached {name}: check its dashboard "
+                    "before generating again",
+                )
+        elif kind == "upload" and exc.retryable:
+            delay = self._retry_delay(live, exc)
+            self._update(live, message=f"{exc} — retrying in {delay:.0f} s")
+            self._schedule(live, delay)
+        else:
+            self._finish(live, JobState.FAILED, str(exc))
+
+    def _retry_delay(self, live: _Live, exc: ProviderError) -> float:
+        live.failures += 1
+        backoff = min(2.0 * 2 ** (live.failures - 1), MAX_STALL_DELAY)
+        backoff *= 0.5 + random.random() / 2  # jitter: a hundred jobs must not retry as one
+        limiter_wait = self.limiter(live.job.provider).blocked_for()
+        return max(min(exc.retry_after or 0.0, MAX_RETRY_AFTER), limiter_wait, backoff)
+
+    def _stall(self, live: _Live, exc: ProviderError) -> None:
+        """Paid and in trouble: visible, retried with back-off, resumable after a restart."""
+        delay = self._retry_delay(live, exc)
+        when = time.time() + delay
+        clock = time.strftime("%H:%M:%S", time.localtime(when))
+        self._update(
+            live, state=JobState.STALLED, next_try=when, message=f"{exc} — next try at {clock}"
+        )
+        self._schedule(live, delay)
+
+    # -- picks and downloads --------------------------------------------------------------
+
+    def _advance_pick(self, live: _Live) -> None:
+        job = live.job
+        if "pick" in job.options:
+            self._update(live, step=job.step + 1)
+            self._schedule(live)
+        elif job.candidates and _files_exist(job, job.candidates):
+            if job.state != JobState.AWAITING_PICK:
+                self._update(live, state=JobState.AWAITING_PICK, message="Pick a candidate")
+        else:
+            self._download(live, live.candidates, "candidate")
+
+    def _on_pick(self, job_id: str, index: int) -> None:
+        live = self._live.get(job_id)
+        if live is None or live.here.step != Step.PICK or not 0 <= index < len(live.job.candidates):
+            return
+        options = {**live.job.options, "pick": index, "picked_path": live.job.candidates[index]}
+        self._update(live, options=options, state=JobState.RUNNING, message="Picked")
+        self._schedule(live)
+
+    def _download(self, live: _Live, assets: Sequence[Asset], required: str) -> None:
+        """All assets in parallel; `required` is the role that must arrive (others optional)."""
+        if not any(a.role == required for a in assets):
+            if required == "model" and live.refetches < 3:  # resumed: URLs come from a poll
+                live.refetches += 1
+                self._update(live, step=_last_poll(live.flow, live.job.step))
+                self._schedule(live)
+            else:
+                self._finish(live, JobState.FAILED, f"The service returned no {required} file")
+            return
+        folder = self.jobs_root / live.job.job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        self._update(live, state=JobState.DOWNLOADING, message="Downloading")
+        live.busy, live.fetched = True, {}
+        live.fetching, live.required = tuple(assets), required
+        assert self._pool is not None
+        stop = live.cancel.is_set
+        for index, asset in enumerate(assets):
+            future = self._pool.submit(self._fetch, live.provider, asset, folder, index, stop)
+            job_id = live.job.job_id
+            future.add_done_callback(
+                lambda f, i=index, j=job_id: self._post("done", j, "fetch", i, f)
+            )
+
+    def _fetch(
+        self, provider: Provider, asset: Asset, folder: Path, index: int, stop: Callable[[], bool]
+    ) -> str:
+        """Worker: one asset into the job folder, named by what its bytes are."""
+        raw = folder / f"asset-{index}.download"
+        provider.download(asset.url, str(raw), lambda: stop() or self._stopping.is_set())
+        with open(raw, "rb") as f:
+            head = f.read(512)
+        kind = detect_format(head)
+        usable = MODEL_FORMATS if asset.role == "model" else {"png", "jpg", "webp"}
+        if kind not in usable:
+            raw.unlink()
+            what = "model" if asset.role == "model" else asset.role
+            raise ProviderError(
+                ErrorKind.BAD_RESPONSE,
+                f"the {what} file is not a format Conjure can read: got {describe_bytes(head)}",
+            )
+        name = f"{asset.role}-{index}" if index else asset.role
+        final = folder / f"{name}.{kind}"
         os.replace(raw, final)
         return str(final)
 
+    def _on_fetched(self, live: _Live, index: int, future: Future) -> None:
+        try:
+            live.fetched[index] = future.result()
+        except ProviderError as exc:
+            live.fetched[index] = exc
+        except Exception as exc:
+            live.fetched[index] = ProviderError(ErrorKind.BAD_RESPONSE, f"{type(exc).__name__}")
+        assets, required = live.fetching, live.required
+        if len(live.fetched) < len(assets):
+            return
+        live.busy = False
+        files, warnings = [], []
+        for i, asset in enumerate(assets):
+            outcome = live.fetched[i]
+            if isinstance(outcome, str):
+                files.append(outcome)
+            elif asset.role == required:
+                self._on_error(live, "download", outcome)
+                return
+            else:  # thumbnails and previews are extras: a warning, never a failed job
+                warnings.append(f"{asset.role} not downloaded: {outcome}")
+        job = live.job
+        all_warnings = (*job.warnings, *warnings)
+        if required == "candidate":
+            self._update(live, candidates=tuple(files), warnings=all_warnings)
+        else:
+            self._update(
+                live, files=tuple(files), warnings=all_warnings, step=job.step + 1,
+                state=JobState.READY, message="Downloaded",
+            )  # fmt: skip
+        self._schedule(live)
 
-def _files_exist(job: Job) -> bool:
-    return bool(job.files) and all(os.path.isfile(f) for f in job.files)
+    def _hand_over(self, live: _Live) -> None:
+        """Downloaded: the engine's part is done; the main thread imports."""
+        if live.job.state != JobState.READY:
+            self._update(live, state=JobState.READY, message="Downloaded")
+        self._forget(live)
+
+    # -- state changes --------------------------------------------------------------------
+
+    def _update(self, live: _Live, **changes: object) -> None:
+        live.job = live.job.evolve(**changes)
+        self._emit(live.job)
+
+    def _finish(self, live: _Live, state: JobState, message: str) -> None:
+        live.job = live.job.evolve(state=state, message=message)
+        self._emit(live.job)
+        self._forget(live)
+
+    def _emit_final(self, job: Job) -> None:
+        self._emit(job)
+        self._release_waiting()
+
+    def _emit(self, job: Job) -> None:
+        self.journal.save(job)
+        self.events.put(job)
+
+    def _forget(self, live: _Live) -> None:
+        live.token += 1  # stale heap entries
+        with self._lock:
+            self._live.pop(live.job.job_id, None)
+        self._release_waiting()
+
+    def _in_flight(self) -> int:
+        return sum(
+            1
+            for live in self._live.values()
+            if live.job.paid or live.job.state == JobState.SUBMITTING
+        )
+
+    def _release_waiting(self) -> None:
+        """Room may have opened: let held-back jobs look again (each re-checks the cap)."""
+        if self._waiting and self._in_flight() < self.max_in_flight:
+            while self._waiting:
+                live = self._live.get(self._waiting.popleft())
+                if live is not None:
+                    self._schedule(live)
+
+
+def _last_poll(flow: Sequence[FlowStep], before: int) -> int:
+    return max((i for i, s in enumerate(flow[:before]) if s.step == Step.POLL), default=0)
+
+
+def _files_exist(job: Job, files: Sequence[str] | None = None) -> bool:
+    paths = job.files if files is None else files
+    return bool(paths) and all(os.path.isfile(f) for f in paths)

@@ -1,8 +1,9 @@
-"""A generation job as plain immutable data, and the events workers post about it."""
+"""A generation job as plain immutable data. docs/jobs.md describes the life cycle."""
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import time
 import uuid
@@ -14,12 +15,15 @@ from ..providers.base import GenerationRequest
 
 
 class JobState(enum.StrEnum):
-    QUEUED = "queued"
+    QUEUED = "queued"  # journaled, nothing sent yet
+    UPLOADING = "uploading"  # sending local files the create refers to (free)
     SUBMITTING = "submitting"  # create request may be on the wire: never resent blindly
-    SUBMITTED = "submitted"  # the service's task id is known and journaled
+    SUBMITTED = "submitted"  # the service's task id is known and journaled (paid)
     RUNNING = "running"
+    STALLED = "stalled"  # paid, but the network or service is in trouble: retrying
+    AWAITING_PICK = "awaiting_pick"  # candidates are ready; the user chooses one
     DOWNLOADING = "downloading"
-    DOWNLOADED = "downloaded"
+    READY = "ready"  # downloaded; waits for Object mode, its own file, or a click
     IMPORTING = "importing"
     IMPORTED = "imported"
     FAILED = "failed"
@@ -29,16 +33,9 @@ class JobState(enum.StrEnum):
 FINISHED = frozenset({JobState.IMPORTED, JobState.FAILED, JobState.CANCELLED})
 
 
-@dataclass(frozen=True)
-class JobEvent:
-    """Posted by a worker, read only by the main thread."""
-
-    job_id: str
-    state: JobState
-    progress: float = 0.0
-    message: str = ""
-    task_id: str | None = None
-    files: tuple[str, ...] = ()
+def key_fingerprint(api_key: str) -> str:
+    """Enough to tell two keys apart, useless to anyone who reads the journal."""
+    return hashlib.sha256(f"conjure:{api_key}".encode()).hexdigest()[:12] if api_key else ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +54,15 @@ class Job:
     idempotency_key: str = ""
     created: float = 0.0
     updated: float = 0.0
+    step: int = 0  # index into the provider's flow()
+    paid_at: float = 0.0  # wall time the first create succeeded (0: nothing paid yet)
+    key_fingerprint: str = ""
+    base_url: str = ""
+    blend_file: str = ""  # the .blend the job was started from ("" = unsaved file)
+    warnings: tuple[str, ...] = ()
+    next_try: float = 0.0  # wall time of the next attempt while stalled
+    candidates: tuple[str, ...] = ()  # downloaded candidate images (awaiting_pick)
+    objects: tuple[str, ...] = ()  # names of the imported objects
 
     @classmethod
     def new(
@@ -66,6 +72,7 @@ class Job:
         prompt: str = "",
         image_paths: tuple[str, ...] = (),
         options: Mapping[str, object] | None = None,
+        **context: str,
     ) -> Job:
         now = time.time()
         return cls(
@@ -78,6 +85,7 @@ class Job:
             idempotency_key=f"conjure-{uuid.uuid4().hex}",
             created=now,
             updated=now,
+            **context,  # type: ignore[arg-type]  # key_fingerprint, base_url, blend_file
         )
 
     @property
@@ -91,17 +99,33 @@ class Job:
     def finished(self) -> bool:
         return self.state in FINISHED
 
+    @property
+    def paid(self) -> bool:
+        return self.paid_at > 0
+
     def request(self) -> GenerationRequest:
         return GenerationRequest(self.source, self.prompt, self.image_paths, dict(self.options))
 
     def evolve(self, **changes: object) -> Job:
         return replace(self, updated=time.time(), **changes)
 
-    def with_event(self, event: JobEvent) -> Job:
-        return self.evolve(
-            state=event.state,
-            progress=event.progress,
-            message=event.message,
-            task_id=event.task_id or self.task_id,
-            files=event.files or self.files,
-        )
+    def warn(self, text: str) -> Job:
+        return self.evolve(warnings=(*self.warnings, text))
+
+    def status(self) -> dict[str, object]:
+        """What scripts see (api.status): plain values only, never a key."""
+        return {
+            "job_id": self.job_id,
+            "provider": self.provider,
+            "source": self.source,
+            "prompt": self.prompt,
+            "state": self.state.value,
+            "progress": self.progress,
+            "message": self.message,
+            "task_id": self.task_id,
+            "objects": list(self.objects),
+            "files": list(self.files),
+            "warnings": list(self.warnings),
+            "created": self.created,
+            "updated": self.updated,
+        }

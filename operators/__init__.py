@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..jobs import pump
+from ..jobs import runtime
 from . import generate, import_vox
 
 CLASSES: tuple[type, ...] = (*generate.CLASSES, *import_vox.CLASSES)
@@ -24,4 +24,4 @@ def detach() -> None:
     if bpy.app.timers.is_registered(generate.start_monitor):
         bpy.app.timers.unregister(generate.start_monitor)
     generate.CONJURE_OT_job_monitor.stop(bpy.context)
-    pump.shutdown()
+    runtime.shutdown()

@@ -1,8 +1,11 @@
-"""conjure.generate and the job operators: cancel, resume, and the modal event pump."""
+"""conjure.generate and the job operators: cancel, resume, import, clear, and the monitor.
+
+One rule for blocking, as Blender's own extension operators have: invoked from the UI an
+operator returns at once and the monitor carries the jobs on; executed (a script, `blender
+-b`, the API) it blocks until its jobs end, importing on the way.
+"""
 
 from __future__ import annotations
-
-import os
 
 import bpy
 from bpy.app.handlers import persistent
@@ -10,9 +13,9 @@ from bpy.props import CollectionProperty, EnumProperty, FloatProperty, StringPro
 from bpy.types import Operator
 
 from .. import props
-from ..jobs import pump
+from ..jobs import runtime
 from ..jobs.model import Job, JobState
-from ..preferences import online_access_problem, service_settings
+from ..preferences import online_access_problem
 from ..providers import SERVICES
 
 MONITOR_INTERVAL = 0.1
@@ -25,20 +28,35 @@ def _network_poll(cls, context) -> bool:
     return not problem
 
 
-def _finish_blocking(op: Operator, jobs: list[Job]) -> set[str]:
-    """Background mode result: FINISHED only if every job was imported; report each failure."""
-    failed = [j for j in jobs if j.state != JobState.IMPORTED]
-    for job in failed:
-        op.report({"ERROR"}, f"{SERVICES[job.provider].name}: {job.message}")
+def _report_outcome(op: Operator, jobs: list[Job], timeout: float) -> set[str]:
+    """FINISHED only if every job was imported; one line for each that was not."""
+    ok = [j for j in jobs if j.state == JobState.IMPORTED]
     for job in jobs:
+        name = SERVICES[job.provider].name
         if job.state == JobState.IMPORTED:
             op.report({"INFO"}, f"{job.label}: {job.message}")
-    return {"CANCELLED"} if failed else {"FINISHED"}
+        elif job.finished:
+            op.report({"ERROR"}, f"{name}: {job.message}")
+        else:
+            op.report(
+                {"ERROR"},
+                f"{name}: {job.label} is still {job.state.value} after {timeout:.0f} s; "
+                "it goes on (Resume Unfinished Jobs continues it later)",
+            )
+    return {"FINISHED"} if len(ok) == len(jobs) else {"CANCELLED"}
+
+
+def _start_monitor_or_block(op: Operator, context, job_ids: list[str], timeout: float):
+    if op.options.is_invoke:
+        ensure_monitor(context)
+        return None
+    done = runtime.get().wait(context, job_ids, timeout)
+    return _report_outcome(op, list(done.values()), timeout)
 
 
 def ensure_monitor(context: bpy.types.Context) -> None:
     """Start the modal pump once; it stops itself when no job is live."""
-    if not bpy.app.background and not CONJURE_OT_job_monitor.running:
+    if not bpy.app.background and not CONJURE_OT_job_monitor.running and context.window:
         bpy.ops.conjure.job_monitor("INVOKE_DEFAULT")
 
 
@@ -58,7 +76,7 @@ class CONJURE_OT_generate(Operator):
     mode: StringProperty(name="Mode", description="Service quality mode (empty: default)")
     timeout: FloatProperty(
         name="Timeout",
-        description="Background mode: seconds to wait for the asset",
+        description="When run from a script: seconds to wait for the asset (the job goes on)",
         default=1800.0,
         min=1.0,
     )
@@ -79,51 +97,38 @@ class CONJURE_OT_generate(Operator):
         return self.execute(context)
 
     def execute(self, context):
-        problem = online_access_problem() or self._input_problem()
-        if problem:
-            self.report({"ERROR"}, problem)
+        rt = runtime.get()
+        try:
+            problem = online_access_problem()
+            if problem:
+                raise runtime.ConjureError(problem)
+            job = rt.new_job(
+                self.provider,
+                self.source,
+                self.prompt,
+                self._images(),
+                {"model": self.model, "mode": self.mode},
+            )
+        except runtime.ConjureError as exc:
+            self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        job = Job.new(
-            provider=self.provider,
-            source=self.source,
-            prompt=self.prompt.strip(),
-            image_paths=self._images(),
-            options={k: v for k, v in (("model", self.model), ("mode", self.mode)) if v},
-        )
-        pump.start(job)
-        if bpy.app.background:
-            done = pump.wait(context, [job.job_id], self.timeout)
-            return _finish_blocking(self, list(done.values()))
-        ensure_monitor(context)
+        rt.submit(job)
+        outcome = _start_monitor_or_block(self, context, [job.job_id], self.timeout)
+        if outcome is not None:
+            return outcome
         self.report({"INFO"}, f"Conjure: started {job.label} on {SERVICES[job.provider].name}")
         return {"FINISHED"}
 
     def _images(self) -> tuple[str, ...]:
         if self.source == "IMAGE":
-            return (bpy.path.abspath(self.image_path),)
+            return (bpy.path.abspath(self.image_path),) if self.image_path else ()
         if self.source == "MULTIVIEW":
             return tuple(bpy.path.abspath(i.name) for i in self.image_paths if i.name)
         return ()
 
-    def _input_problem(self) -> str:
-        info = SERVICES[self.provider]
-        if not service_settings(self.provider).api_key:
-            return f"No API key for {info.name}: add one in the add-on preferences"
-        if self.source == "TEXT" and not self.prompt.strip():
-            return "Enter a prompt describing what to generate"
-        images = self._images()
-        if self.source == "IMAGE" and not self.image_path:
-            return "Choose an image to generate from"
-        if self.source == "MULTIVIEW" and len(images) < 2:
-            return "Multiview needs at least two images"
-        missing = [p for p in images if not os.path.isfile(p)]
-        if missing:
-            return f"Image not found: {missing[0]}"
-        return ""
-
 
 class CONJURE_OT_cancel_job(Operator):
-    """Stop a running generation (the service may still charge for work it started)"""
+    """Stop a generation: nothing more is sent for it (work already started may be charged)"""
 
     bl_idname = "conjure.cancel_job"
     bl_label = "Cancel Job"
@@ -132,7 +137,7 @@ class CONJURE_OT_cancel_job(Operator):
     job_id: StringProperty()
 
     def execute(self, context):
-        if not pump.cancel(self.job_id):
+        if not runtime.get().cancel(self.job_id):
             self.report({"WARNING"}, "That job is not running")
             return {"CANCELLED"}
         return {"FINISHED"}
@@ -152,19 +157,52 @@ class CONJURE_OT_resume_jobs(Operator):
         return _network_poll(cls, context)
 
     def execute(self, context):
-        jobs = pump.runtime().journal.unfinished()
-        if not jobs:
-            self.report({"INFO"}, "No unfinished jobs")
+        started = runtime.get().resume()
+        if not started:
+            self.report({"INFO"}, "No unfinished jobs to resume")
             return {"FINISHED"}
-        for job in jobs:
-            if job.job_id in pump.runtime().jobs:
-                continue
-            pump.start(job, resume=True)
-        if bpy.app.background:
-            done = pump.wait(context, [j.job_id for j in jobs], self.timeout)
-            return _finish_blocking(self, list(done.values()))
-        ensure_monitor(context)
-        self.report({"INFO"}, f"Resuming {len(jobs)} job(s)")
+        outcome = _start_monitor_or_block(self, context, started, self.timeout)
+        if outcome is not None:
+            return outcome
+        self.report({"INFO"}, f"Resuming {len(started)} job(s)")
+        return {"FINISHED"}
+
+
+class CONJURE_OT_import_job(Operator):
+    """Import a downloaded asset into this file now (switches to Object mode)"""
+
+    bl_idname = "conjure.import_job"
+    bl_label = "Import"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    job_id: StringProperty()
+
+    def execute(self, context):
+        rt = runtime.get()
+        job = rt.jobs.get(self.job_id)
+        if job is None or job.state != JobState.READY:
+            self.report({"WARNING"}, "That job has nothing ready to import")
+            return {"CANCELLED"}
+        if context.mode != "OBJECT" and bpy.ops.object.mode_set.poll():
+            bpy.ops.object.mode_set(mode="OBJECT")
+        rt.import_job(context, self.job_id)
+        job = rt.jobs[self.job_id]
+        if job.state != JobState.IMPORTED:
+            self.report({"ERROR"}, job.message)
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class CONJURE_OT_clear_finished_jobs(Operator):
+    """Forget finished jobs (imported, failed, cancelled) in the list and the journal"""
+
+    bl_idname = "conjure.clear_finished_jobs"
+    bl_label = "Clear Finished Jobs"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context):
+        count = runtime.get().clear_finished()
+        self.report({"INFO"}, f"Cleared {count} finished job(s)")
         return {"FINISHED"}
 
 
@@ -190,11 +228,12 @@ class CONJURE_OT_job_monitor(Operator):
     def modal(self, context, event):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        if pump.drain(context):
+        rt = runtime.get()
+        if rt.drain(context):
             for area in context.screen.areas if context.screen else ():
                 if area.type == "VIEW_3D":
                     area.tag_redraw()
-        if not pump.is_running() and not pump.has_pending_events():
+        if not rt.is_busy() and not rt.has_ready():
             self.stop(context)
             return {"FINISHED"}
         return {"PASS_THROUGH"}
@@ -213,7 +252,8 @@ class CONJURE_OT_job_monitor(Operator):
 @persistent
 def restart_monitor_after_load(_file) -> None:
     """Loading a file ends modal operators; jobs still running need their pump back."""
-    if pump.is_running() or pump.has_pending_events():
+    rt = runtime.current()
+    if rt is not None and (rt.is_busy() or rt.has_ready()):
         bpy.app.timers.register(start_monitor, first_interval=0.2)
 
 
@@ -228,5 +268,7 @@ CLASSES: tuple[type, ...] = (
     CONJURE_OT_generate,
     CONJURE_OT_cancel_job,
     CONJURE_OT_resume_jobs,
+    CONJURE_OT_import_job,
+    CONJURE_OT_clear_finished_jobs,
     CONJURE_OT_job_monitor,
 )

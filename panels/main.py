@@ -5,7 +5,10 @@ from __future__ import annotations
 import bpy
 from bpy.types import Panel
 
-LIVE_STATES = {"queued", "submitting", "submitted", "running", "downloading", "downloaded"}
+LIVE_STATES = {
+    "queued", "uploading", "submitting", "submitted", "running", "stalled", "awaiting_pick",
+    "downloading",
+}  # fmt: skip
 
 
 class _ConjurePanel:
@@ -53,12 +56,17 @@ class VIEW3D_PT_conjure_jobs(_ConjurePanel, Panel):
             row = box.row()
             row.label(text=job.label or job.job_id[:8])
             row.label(text=job.state)
-            if job.state in LIVE_STATES:
+            if job.state in LIVE_STATES or job.state == "ready":
                 row.operator("conjure.cancel_job", text="", icon="X").job_id = job.job_id
+            if job.state == "ready":
+                box.operator("conjure.import_job", icon="IMPORT").job_id = job.job_id
+            elif job.state in LIVE_STATES:
                 box.prop(job, "progress", text=job.message or "Working", slider=True)
             elif job.message:
                 box.label(text=job.message)
-        layout.operator("conjure.resume_jobs", icon="FILE_REFRESH")
+        row = layout.row(align=True)
+        row.operator("conjure.resume_jobs", icon="FILE_REFRESH")
+        row.operator("conjure.clear_finished_jobs", text="", icon="TRASH")
 
 
 CLASSES: tuple[type, ...] = (VIEW3D_PT_conjure_generate, VIEW3D_PT_conjure_jobs)

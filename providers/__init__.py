@@ -1,103 +1,76 @@
-"""The five generation services: static facts shared by preferences, operators and engine.
+"""The five generation services, registered in one place. No bpy: worker threads and the
+pure test suite import this package.
 
-No bpy here: worker threads and the pure test suite import this package.
+A built service is one module (`trify3d.py`): its `INFO` facts and its Provider class.
+Services not built yet are listed by their facts only, so preferences can hold their keys.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from . import trify3d
+from .base import ErrorKind, ProviderError, ServiceInfo
 
 if TYPE_CHECKING:
     from .base import Provider
     from .http import HttpClient
 
+_BUILT: dict[str, type[Provider]] = {trify3d.INFO.id: trify3d.Trify3D}
+
+_NOT_BUILT_YET = (
+    ServiceInfo(
+        "ravenra",
+        "Ravenra",
+        "https://api.ravenra.io",
+        "https://dashboard.ravenra.io/api-dashboard",
+        "Text or image to textured OBJ",
+        auth_header="x-api-key",
+        auth_scheme="",
+    ),
+    ServiceInfo(
+        "siray",
+        "Siray",
+        "https://api.siray.ai",
+        "https://siray.ai/dashboard/api-keys",
+        "Hosted Hunyuan3D / Tripo models",
+    ),
+    ServiceInfo(
+        "voxelai",
+        "Voxel-AI",
+        "https://voxelai.studio",
+        "https://voxelai.studio/account",
+        "Text to candidate images to MagicaVoxel",
+    ),
+    ServiceInfo(
+        "triverse",
+        "Triverse",
+        "https://api.triverse.ai/api/v1",
+        "https://triverse.ai/api-keys",
+        "Image or text to GLB",
+    ),
+)
+
 PROVIDER_IDS: tuple[str, ...] = ("ravenra", "siray", "voxelai", "trify3d", "triverse")
-
-
-@dataclass(frozen=True)
-class ServiceInfo:
-    id: str
-    name: str
-    default_base_url: str
-    key_page_url: str
-    description: str
-
-    @property
-    def env_key(self) -> str:
-        return f"CONJURE_{self.id.upper()}_API_KEY"
-
-    @property
-    def env_base_url(self) -> str:
-        return f"CONJURE_{self.id.upper()}_BASE_URL"
-
-
 SERVICES: dict[str, ServiceInfo] = {
-    info.id: info
-    for info in (
-        ServiceInfo(
-            "ravenra",
-            "Ravenra",
-            "https://api.ravenra.io",
-            "https://dashboard.ravenra.io/api-dashboard",
-            "Text or image to textured OBJ",
-        ),
-        ServiceInfo(
-            "siray",
-            "Siray",
-            "https://api.siray.ai",
-            "https://siray.ai/dashboard/api-keys",
-            "Hosted Hunyuan3D / Tripo models",
-        ),
-        ServiceInfo(
-            "voxelai",
-            "Voxel-AI",
-            "https://voxelai.studio",
-            "https://voxelai.studio/account",
-            "Text to candidate images to MagicaVoxel",
-        ),
-        ServiceInfo(
-            "trify3d",
-            "Trify3D",
-            "https://trify3d.com",
-            "https://trify3d.com/api-keys",
-            "Text, image or multiview to GLB",
-        ),
-        ServiceInfo(
-            "triverse",
-            "Triverse",
-            "https://api.triverse.ai/api/v1",
-            "https://triverse.ai/api-keys",
-            "Image or text to GLB",
-        ),
-    )
+    info.id: info for info in (*_NOT_BUILT_YET, *(cls.info for cls in _BUILT.values()))
 }
+assert set(SERVICES) == set(PROVIDER_IDS)
 
 
-# Header and scheme each service expects its key in (PROVIDERS.md).
-AUTH_HEADERS: dict[str, tuple[str, str]] = {
-    "ravenra": ("x-api-key", ""),
-    "siray": ("Authorization", "Bearer"),
-    "voxelai": ("Authorization", "Bearer"),
-    "trify3d": ("Authorization", "Bearer"),
-    "triverse": ("Authorization", "Bearer"),
-}
-
-
-def make_http(provider_id: str, api_key: str, base_url: str, **kw: object) -> HttpClient:
+def make_http(provider_id: str, api_key: str, base_url: str, **kw: Any) -> HttpClient:
     from .http import HttpClient
 
-    header, scheme = AUTH_HEADERS[provider_id]
-    return HttpClient(api_key, base_url, auth_header=header, auth_scheme=scheme, **kw)
+    info = SERVICES[provider_id]
+    return HttpClient(
+        api_key, base_url, auth_header=info.auth_header, auth_scheme=info.auth_scheme, **kw
+    )
 
 
 def get_provider(provider_id: str, http: HttpClient) -> Provider:
     """The implementation of one service; services not built yet fail with a clear message."""
-    from .base import ErrorKind, ProviderError
-
-    if provider_id == "trify3d":
-        from .trify3d import Trify3D
-
-        return Trify3D(http)
-    name = SERVICES[provider_id].name if provider_id in SERVICES else provider_id
-    raise ProviderError(ErrorKind.BAD_REQUEST, f"{name} is not available in this version yet")
+    cls = _BUILT.get(provider_id)
+    if cls is None:
+        name = SERVICES[provider_id].name if provider_id in SERVICES else provider_id
+        raise ProviderError(ErrorKind.BAD_REQUEST, f"{name} is not available in this version yet")
+    return cls(http)

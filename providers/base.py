@@ -1,7 +1,8 @@
 """The contract every generation service implements. Plain Python: no bpy, thread-safe.
 
-A provider turns a GenerationRequest into a task id (`submit`) and a task id into a
-normalized TaskStatus (`poll`). Everything that goes wrong is a ProviderError whose kind
+A service is one module: its facts (`ServiceInfo`: name, base URL, auth, capabilities,
+documented limits) and a Provider whose steps (upload, create, poll, pick, download) the
+engine runs in the order `flow()` declares. Everything that goes wrong is a ProviderError whose kind
 decides what the engine does (wait and retry, or fail the job) and whose text is one line a
 user can act on. Keys never reach these messages: the HTTP layer redacts them first.
 """
@@ -12,8 +13,12 @@ import base64
 import enum
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .http import HttpClient
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
@@ -90,7 +95,7 @@ class ProviderError(Exception):
 @dataclass(frozen=True)
 class Asset:
     url: str
-    role: str  # "model", "thumbnail", "texture", "image"
+    role: str  # "model" (required), or an optional extra: "thumbnail", "texture", "image"
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class TaskStatus:
     message: str = ""
     assets: tuple[Asset, ...] = ()
     wait: float | None = None  # seconds the service suggests before the next poll
+    candidates: tuple[Asset, ...] = ()  # images the user picks from (Step.PICK)
 
 
 @dataclass(frozen=True)
@@ -110,19 +116,104 @@ class GenerationRequest:
     options: Mapping[str, str | int | float | bool] = field(default_factory=dict)
 
 
-class Provider(ABC):
-    id: str = ""
+class Step(enum.StrEnum):
+    """What a job does next; a provider declares its flow as a sequence of these."""
+
+    UPLOAD = "upload"  # send local files the create will refer to (free)
+    CREATE = "create"  # start a task on the service: the step that may cost money
+    POLL = "poll"  # ask until the task ends (or offers candidates)
+    PICK = "pick"  # wait for the user to choose one of the task's candidates
+    DOWNLOAD = "download"  # fetch the model (and optional extras) into the job folder
+
+
+@dataclass(frozen=True)
+class FlowStep:
+    step: Step
+    stage: str = ""  # which create/poll of a multi-stage flow ("images", "voxelize")
+
+    @property
+    def bucket(self) -> str:
+        """The rate bucket its requests count against (see RateRule)."""
+        return f"{self.step.value}:{self.stage}" if self.stage else self.step.value
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """A documented request budget: at most `requests` per `window` seconds.
+
+    `bucket` "*" counts every API request; "upload" or "create:images" only those steps."""
+
+    requests: int
+    window: float
+    bucket: str = "*"
+
+    def applies_to(self, bucket: str) -> bool:
+        return self.bucket in ("*", bucket) or bucket.startswith(self.bucket + ":")
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """Everything static about one service, declared in its own module."""
+
+    id: str
+    name: str
+    default_base_url: str
+    key_page_url: str
+    description: str
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
     capabilities: frozenset[Capability] = frozenset()
-    supports_idempotency: bool = False
+    rate_rules: tuple[RateRule, ...] = ()
+    idempotent_create: bool = False  # the service dedupes a re-sent create by its key
     poll_interval: float = 5.0  # seconds between polls when the service suggests nothing
+    job_lifetime: float | None = None  # documented seconds after which a task ends
+
+    @property
+    def env_key(self) -> str:
+        return f"CONJURE_{self.id.upper()}_API_KEY"
+
+    @property
+    def env_base_url(self) -> str:
+        return f"CONJURE_{self.id.upper()}_BASE_URL"
+
+
+STANDARD_FLOW = (FlowStep(Step.CREATE), FlowStep(Step.POLL), FlowStep(Step.DOWNLOAD))
+
+
+class Provider(ABC):
+    """One service's steps. Each method is one short blocking call made on a worker thread;
+    the engine decides when to call it, so a provider never sleeps, retries or paces."""
+
+    info: ServiceInfo
+
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def flow(self, request: GenerationRequest) -> tuple[FlowStep, ...]:
+        return STANDARD_FLOW
+
+    def upload(self, request: GenerationRequest) -> GenerationRequest:
+        """Send local files; returns the request with the service's references in options."""
+        return request
 
     @abstractmethod
-    def submit(self, request: GenerationRequest, idempotency_key: str) -> str:
+    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
         """Start a task and return its id. May raise ProviderError."""
 
     @abstractmethod
-    def poll(self, task_id: str) -> TaskStatus:
+    def poll(self, task_id: str, stage: str = "") -> TaskStatus:
         """The task's current state. May raise ProviderError."""
+
+    def poll_delay(self, polls: int) -> float:
+        """Seconds before poll number `polls` + 1 when the service suggests nothing."""
+        return self.info.poll_interval
+
+    def download(self, url: str, dest: str, cancelled: Callable[[], bool]) -> int:
+        return self.http.download(url, dest, cancelled=cancelled)
 
     def check(self, request: GenerationRequest) -> None:
         """Reject what this service cannot do before anything is sent."""
@@ -131,9 +222,10 @@ class Provider(ABC):
             "IMAGE": Capability.IMAGE,
             "MULTIVIEW": Capability.MULTIVIEW,
         }.get(request.source)
-        if wanted is None or wanted not in self.capabilities:
+        if wanted is None or wanted not in self.info.capabilities:
             raise ProviderError(
-                ErrorKind.BAD_REQUEST, f"{self.id} cannot generate from {request.source.lower()}"
+                ErrorKind.BAD_REQUEST,
+                f"{self.info.name} cannot generate from {request.source.lower()}",
             )
 
 

@@ -3,21 +3,27 @@
 - GETs (idempotent) are retried with exponential back-off and full jitter, honouring
   Retry-After. A create (POST) is retried only when the service certainly did not act on it
   (429, or a connect timeout); after a read timeout it is never resent here.
+- No hidden waits: with `max_retries=0` a call is exactly one attempt and never sleeps, so
+  the engine owns every wait. What the service said about its budget goes to `on_rate`.
+- Studio networks: an explicit proxy and CA bundle (preferences) win over the environment;
+  without them HTTP(S)_PROXY / NO_PROXY / REQUESTS_CA_BUNDLE are honoured as usual.
 - Every message that leaves this module passes through `redact`, so no key reaches an
   exception, a log line, the journal or the UI.
 - Downloads stream to `<dest>.part` and are renamed when complete, with a size cap, http(s)
-  only, redirects followed by hand so the key is sent only to the service's own origin.
+  only, redirects followed by hand so the key is sent only to the service's own origin and
+  never from https down to http.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import logging
+import math
 import os
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +40,8 @@ log = logging.getLogger("conjure.http")
 
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 MAX_REDIRECTS = 5
+# X-RateLimit-Reset below this is a number of seconds; above, an epoch time (year 2001+).
+_EPOCH_THRESHOLD = 1e9
 _SECRET_PATTERNS = (
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(bearer\s+)?[^\s\"',}]+"),
     re.compile(r"(?i)(x-api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
@@ -44,6 +52,14 @@ _SECRET_PATTERNS = (
 
 class NotSentError(ProviderError):
     """The request never reached the service (connect failed): safe to send again."""
+
+
+def normalize_proxy(text: str) -> str:
+    """A proxy as typed in preferences, usable by requests: `host:port` means http://."""
+    text = text.strip()
+    if text and "://" not in text:
+        text = "http://" + text
+    return text
 
 
 def redact(text: str, *secrets: str) -> str:
@@ -64,14 +80,61 @@ class RateLimit:
     blocked_until: float = 0.0  # monotonic time before which no request should be sent
 
 
+@dataclass(frozen=True)
+class RateNote:
+    """One response's word on the budget, handed to the engine's limiter (`on_rate`)."""
+
+    status: int
+    limit: int | None
+    remaining: int | None
+    reset_after: float | None  # seconds until the budget refills
+    retry_after: float | None  # seconds the service asked us to wait
+
+
+def _int_header(headers: Any, name: str) -> int | None:
+    try:
+        return int(headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def _reset_after(value: str | None) -> float | None:
+    """X-RateLimit-Reset as seconds from now; services send either a delta or an epoch."""
+    try:
+        number = float(value or "")
+    except ValueError:
+        return None
+    if not math.isfinite(number):  # "nan"/"inf" parse as floats but mean nothing
+        return None
+    if number >= _EPOCH_THRESHOLD:
+        number -= time.time()
+    return max(number, 0.0)
+
+
+def _is_certificate_failure(exc: BaseException) -> bool:
+    """True when the TLS handshake rejected the server's certificate (nothing was sent)."""
+    todo: list[BaseException] = [exc]
+    for _ in range(16):  # urllib3/requests nest a few wrappers deep; never loop forever
+        if not todo:
+            return False
+        current = todo.pop()
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        linked = (*current.args, getattr(current, "reason", None), current.__cause__)
+        todo.extend(item for item in linked if isinstance(item, BaseException))
+    return False
+
+
 def _retry_after(value: str | None) -> float | None:
     """Retry-After as seconds: a number, or an HTTP date."""
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan"/"inf" parse as floats but mean nothing
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):
@@ -137,6 +200,9 @@ class HttpClient:
         backoff_cap: float = 30.0,
         sleep: Callable[[float], Any] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        proxy: str = "",
+        ca_bundle: str = "",
+        on_rate: Callable[[RateNote], None] | None = None,
     ) -> None:
         scheme = urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
@@ -150,8 +216,19 @@ class HttpClient:
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.sleep, self.clock = sleep, clock
         self.rate = RateLimit()
+        self.on_rate = on_rate
         self._lock = threading.Lock()
         self._local = threading.local()
+        # Passed on every request rather than set on the session: requests lets the
+        # environment (HTTPS_PROXY, REQUESTS_CA_BUNDLE) override session-level settings, and
+        # the user's explicit choice must win. Left out, the environment applies as usual.
+        self._transport: dict[str, Any] = {}
+        if proxy := normalize_proxy(proxy):
+            self._transport["proxies"] = {"http": proxy, "https": proxy}
+        if ca_bundle:
+            if not os.path.exists(ca_bundle):
+                raise ProviderError(ErrorKind.BAD_REQUEST, f"CA bundle not found: {ca_bundle}")
+            self._transport["verify"] = ca_bundle
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -193,29 +270,36 @@ class HttpClient:
 
     def _note_rate(self, response: requests.Response) -> None:
         headers = response.headers
+        note = RateNote(
+            status=response.status_code,
+            limit=_int_header(headers, "X-RateLimit-Limit"),
+            remaining=_int_header(headers, "X-RateLimit-Remaining"),
+            reset_after=_reset_after(headers.get("X-RateLimit-Reset")),
+            retry_after=_retry_after(headers.get("Retry-After")),
+        )
         with self._lock:
-            for name, attr in (
-                ("X-RateLimit-Limit", "limit"),
-                ("X-RateLimit-Remaining", "remaining"),
-            ):
-                with contextlib.suppress(KeyError, ValueError):
-                    setattr(self.rate, attr, int(headers[name]))
-            wait = _retry_after(headers.get("Retry-After"))
-            if response.status_code in (429, 503) and wait is not None:
-                self.rate.blocked_until = max(self.rate.blocked_until, self.clock() + wait)
-
-    def _wait_for_budget(self) -> None:
-        delay = self.rate.blocked_until - self.clock()
-        if delay > 0:
-            self.sleep(delay)
+            if note.limit is not None:
+                self.rate.limit = note.limit
+            if note.remaining is not None:
+                self.rate.remaining = note.remaining
+            if response.status_code in (429, 503) and note.retry_after is not None:
+                until = self.clock() + note.retry_after
+                self.rate.blocked_until = max(self.rate.blocked_until, until)
+        if self.on_rate is None:
+            return
+        # Outside the lock, on the requesting thread. A failing observer must not lose the
+        # answer: after a create it carries the task id of a job that is already paid for.
+        try:
+            self.on_rate(note)
+        except Exception:
+            log.warning("rate observer failed", exc_info=True)
 
     # -- requests ---------------------------------------------------------------------
 
     def _send(self, method: str, url: str, **kw: Any) -> requests.Response:
-        self._wait_for_budget()
         try:
             response = self.session.request(
-                method, url, timeout=self.timeout, allow_redirects=False, **kw
+                method, url, timeout=self.timeout, allow_redirects=False, **self._transport, **kw
             )
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, urlsplit(url).netloc) from None
@@ -227,6 +311,20 @@ class HttpClient:
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             return NotSentError(ErrorKind.TIMEOUT, self.redact(f"connecting to {host} timed out"))
+        if isinstance(exc, requests.exceptions.ProxyError):
+            # Raised only while reaching the proxy itself; its URL may hold a password.
+            return NotSentError(
+                ErrorKind.NETWORK, self.redact(f"cannot reach the proxy for {host}")
+            )
+        if isinstance(exc, requests.exceptions.SSLError) and _is_certificate_failure(exc):
+            # Other TLS errors can strike after the request went out, so only this is NotSent.
+            return NotSentError(
+                ErrorKind.NETWORK,
+                self.redact(
+                    f"certificate check failed for {host}: behind a corporate proxy, set its"
+                    " CA bundle in Conjure's preferences (Advanced) or REQUESTS_CA_BUNDLE"
+                ),
+            )
         if isinstance(reason, NewConnectionError):
             return NotSentError(ErrorKind.NETWORK, self.redact(f"cannot connect to {host}"))
         if isinstance(exc, requests.exceptions.Timeout):
@@ -336,12 +434,21 @@ class HttpClient:
                     timeout=self.timeout,
                     stream=True,
                     allow_redirects=False,
+                    **self._transport,
                 )
             except requests.exceptions.RequestException as exc:
                 raise self._transport_error(exc, urlsplit(url).netloc) from None
+            if self._same_origin(url):  # a CDN's limits are not the service's budget
+                self._note_rate(response)
             if response.is_redirect and response.headers.get("Location"):
-                url = urljoin(url, response.headers["Location"])
+                target = urljoin(url, response.headers["Location"])
                 response.close()
+                if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http":
+                    raise self.error(
+                        ErrorKind.BAD_RESPONSE,
+                        "refusing a redirect from https to http for an asset",
+                    )
+                url = target
                 continue
             if response.status_code >= 400:
                 detail = f"download failed: HTTP {response.status_code}"

@@ -16,12 +16,26 @@ from .base import (
     GenerationRequest,
     Provider,
     ProviderError,
+    RateRule,
+    ServiceInfo,
     TaskState,
     TaskStatus,
     image_data_url,
     progress_fraction,
 )
-from .http import HttpClient
+
+INFO = ServiceInfo(
+    "trify3d",
+    "Trify3D",
+    "https://trify3d.com",
+    "https://trify3d.com/api-keys",
+    "Text, image or multiview to GLB",
+    capabilities=frozenset({Capability.TEXT, Capability.IMAGE, Capability.MULTIVIEW}),
+    rate_rules=(RateRule(600, 3600.0),),  # per key; X-RateLimit-* headers on every answer
+    idempotent_create=True,  # Idempotency-Key header
+    poll_interval=3.0,
+    job_lifetime=600.0,  # "jobs time out server-side after 10 minutes"
+)
 
 ENDPOINTS = {
     "TEXT": "/api/v1/generations/text-to-3d",
@@ -55,15 +69,9 @@ def _unwrap(body: Any) -> dict[str, Any]:
 
 
 class Trify3D(Provider):
-    id = "trify3d"
-    capabilities = frozenset({Capability.TEXT, Capability.IMAGE, Capability.MULTIVIEW})
-    supports_idempotency = True
-    poll_interval = 3.0
+    info = INFO
 
-    def __init__(self, http: HttpClient) -> None:
-        self.http = http
-
-    def submit(self, request: GenerationRequest, idempotency_key: str) -> str:
+    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
         self.check(request)
         body: dict[str, Any] = {k: v for k, v in request.options.items() if v not in ("", None)}
         if request.source == "TEXT":
@@ -85,7 +93,7 @@ class Trify3D(Provider):
             )
         return task_id
 
-    def poll(self, task_id: str) -> TaskStatus:
+    def poll(self, task_id: str, stage: str = "") -> TaskStatus:
         data = _unwrap(self.http.get_json(f"/api/v1/generations/{task_id}"))
         raw = str(data.get("status", "")).lower()
         state = _STATES.get(raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def test_enable_disable_enable_leaves_nothing_behind(addon) -> None:
 def test_preferences_found_by_package_and_env_wins(addon, monkeypatch) -> None:
     import bpy
 
-    prefs_mod = sys.modules[f"{ADDON_ID}.preferences"]
+    prefs_mod = importlib.import_module(f"{ADDON_ID}.preferences")
     prefs = bpy.context.preferences.addons[ADDON_ID].preferences
     assert type(prefs).bl_idname == ADDON_ID
     assert prefs.trify3d_base_url == "https://trify3d.com"
@@ -98,7 +99,7 @@ def test_every_service_has_key_and_url_preferences(addon) -> None:
 def test_online_access_gate_says_why(addon) -> None:
     import bpy
 
-    prefs_mod = sys.modules[f"{ADDON_ID}.preferences"]
+    prefs_mod = importlib.import_module(f"{ADDON_ID}.preferences")
     bpy.context.preferences.system.use_online_access = False
     try:
         reason = prefs_mod.online_access_problem()
@@ -112,10 +113,10 @@ def _pure_modules() -> list[str]:
     names = []
     for folder in ("providers", "jobs"):
         for path in sorted((ROOT / folder).glob("*.py")):
-            if path.stem != "pump":
+            if path.stem != "runtime":
                 names.append(f"{folder}.{path.stem}".removesuffix(".__init__"))
     parsers = [
-        n for n in ("voxfile", "voxmesh", "mtl") if (ROOT / "importers" / f"{n}.py").exists()
+        n for n in ("voxfile", "voxmesh", "gltfcheck", "mtl") if (ROOT / "importers" / f"{n}.py").exists()
     ]
     names += [f"importers.{n}" for n in parsers]
     return names

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import logging
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conjure_src.jobs.engine import Engine, detect_format
-from conjure_src.jobs.journal import Journal
-from conjure_src.jobs.model import Job, JobState
+from conjure_src.jobs.engine import detect_format
+from conjure_src.jobs.model import Job
 from conjure_src.providers import get_provider, make_http
 from conjure_src.providers.base import ErrorKind, ProviderError, progress_fraction
-from conjure_src.providers.http import redact
+from conjure_src.providers.http import HttpClient, NotSentError, RateNote, normalize_proxy, redact
 from emulators.base import Emulator, json_reply
+from emulators.proxy import ForwardProxy
+from emulators.tls import make_cert, serve_tls
 from emulators.trify3d import Trify3DEmulator, tiny_png
 
 KEY = "trf_live_PURE-test-secret-99"
@@ -89,12 +90,12 @@ def test_create_is_never_resent_after_a_read_timeout(trify) -> None:
     provider = get_provider("trify3d", http)
     job = Job.new("trify3d", "TEXT", "a chair")
     with pytest.raises(ProviderError) as info:
-        provider.submit(job.request(), job.idempotency_key)
+        provider.create(job.request(), job.idempotency_key)
     assert info.value.kind == ErrorKind.TIMEOUT
     time.sleep(1.0)
     assert trify.count("POST") == 1  # the service did create a task; we did not pay twice
     # The same key later finds the task the lost answer described.
-    assert provider.submit(job.request(), job.idempotency_key) == next(iter(trify.tasks))
+    assert provider.create(job.request(), job.idempotency_key) == next(iter(trify.tasks))
     assert len(trify.tasks) == 1
 
 
@@ -166,103 +167,263 @@ def test_formats_are_detected_by_content(head, kind) -> None:
     assert detect_format(head) == kind
 
 
-# ------------------------------------------------------------------------------ engine
+# ------------------------------------------------------------------ studio networks, engine v2
+
+_PROXY_VARS = ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
 
 
-def _engine(tmp_path: Path, url: str, *, idempotent: bool = True) -> Engine:
-    def factory(pid: str):
-        provider = get_provider(pid, _client(url))
-        provider.poll_interval = 0.02
-        provider.supports_idempotency = idempotent
-        return provider
-
-    return Engine(Journal(tmp_path / "journal.sqlite"), factory, jobs_root=tmp_path / "jobs")
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    made = make_cert(tmp_path_factory.mktemp("tls"))
+    if made is None:
+        pytest.skip("the openssl CLI is not installed; the HTTPS tests need it for a certificate")
+    return made
 
 
-def _run_to_end(engine: Engine, job_id: str) -> Job:
-    while True:
-        event = engine.events.get(timeout=10)
-        if event.job_id == job_id and event.state in (
-            JobState.DOWNLOADED,
-            JobState.FAILED,
-            JobState.CANCELLED,
-        ):
-            return engine.journal.get(job_id)
+@pytest.fixture
+def serve():
+    """start(emulator, tls=None) -> base URL; everything started is stopped afterwards."""
+    started: list[Emulator] = []
+
+    def start(emulator: Emulator, tls: tuple[Path, Path] | None = None) -> str:
+        url = serve_tls(emulator, *tls) if tls else emulator.start().url
+        started.append(emulator)
+        return url
+
+    yield start
+    for emulator in started:
+        emulator.stop()
 
 
-def test_engine_downloads_model_and_thumbnail_named_by_content(tmp_path, trify) -> None:
-    engine = _engine(tmp_path, trify.url)
-    job = Job.new("trify3d", "TEXT", "a duck")
-    engine.submit(job)
-    done = _run_to_end(engine, job.job_id)
-    assert done.state == JobState.DOWNLOADED and done.task_id in trify.tasks
-    assert sorted(Path(f).name for f in done.files) == ["model.glb", "thumbnail.png"]
-    assert engine.worker_count() == 1
-    engine.shutdown()
-    assert engine.worker_count() == 0
+@pytest.fixture
+def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The host's proxy variables (NO_PROXY may list 127.0.0.1) must not decide these tests."""
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
 
 
-def test_journal_records_intent_before_the_create_is_sent(tmp_path, trify) -> None:
-    engine = _engine(tmp_path, trify.url)
-    trify.inject(delay=0.5, passthrough=True, method="POST")
-    job = Job.new("trify3d", "TEXT", "a duck")
-    engine.submit(job)
-    time.sleep(0.25)  # the create is on the wire now
-    seen = engine.journal.get(job.job_id)
-    assert seen.state == JobState.SUBMITTING and seen.task_id is None
-    assert _run_to_end(engine, job.job_id).state == JobState.DOWNLOADED
-    engine.shutdown()
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert "\n" not in text and "Traceback" not in text and KEY not in text
+    return text
 
 
-def test_resume_of_an_unsure_submit_reuses_the_idempotency_key(tmp_path, trify) -> None:
-    first = _engine(tmp_path, trify.url)
-    job = Job.new("trify3d", "TEXT", "a duck")
-    first.provider_factory("trify3d").submit(job.request(), job.idempotency_key)  # answer lost
-    first.journal.save(job.evolve(state=JobState.SUBMITTING))
-    second = _engine(tmp_path, trify.url)
-    (pending,) = second.journal.unfinished()
-    second.resume(pending)
-    assert _run_to_end(second, job.job_id).state == JobState.DOWNLOADED
-    assert trify.count("POST") == 2 and len(trify.tasks) == 1  # one task, one charge
-    second.shutdown()
+def test_https_asset_redirect_down_to_http_is_refused(tmp_path, cert, serve) -> None:
+    origin, plain = Files(), Files()
+    origin_url = serve(origin, cert)
+    origin.elsewhere = serve(plain)
+    http = HttpClient(KEY, origin_url, ca_bundle=str(cert[0]), max_retries=0)
+    dest = tmp_path / "asset.glb"
+    with pytest.raises(ProviderError) as info:
+        http.download(f"{origin_url}/hop", str(dest))
+    assert info.value.kind == ErrorKind.BAD_RESPONSE
+    assert "refusing a redirect from https to http for an asset" in _one_line(info.value)
+    assert len(origin.requests) == 1 and plain.requests == []  # nothing asked over plain http
+    assert not dest.exists() and not Path(f"{dest}.part").exists()
 
 
-def test_unsure_submit_without_idempotency_is_not_resent(tmp_path, trify) -> None:
-    engine = _engine(tmp_path, trify.url, idempotent=False)
-    job = Job.new("trify3d", "TEXT", "a duck").evolve(state=JobState.SUBMITTING)
-    engine.journal.save(job)
-    engine.resume(job)
-    done = _run_to_end(engine, job.job_id)
-    assert done.state == JobState.FAILED and "dashboard" in done.message
-    assert trify.count("POST") == 0
-    engine.shutdown()
+@pytest.mark.parametrize("origin_tls", [True, False], ids=["https-to-https", "http-to-https"])
+def test_redirects_that_keep_or_gain_tls_are_followed(tmp_path, cert, serve, origin_tls) -> None:
+    origin, other = Files(), Files()
+    origin_url = serve(origin, cert if origin_tls else None)
+    origin.elsewhere = serve(other, cert)
+    http = HttpClient(KEY, origin_url, ca_bundle=str(cert[0]), max_retries=0)
+    dest = tmp_path / "asset.glb"
+    assert http.download(f"{origin_url}/hop", str(dest)) == len(GLB)
+    assert dest.read_bytes() == GLB
+    assert origin.requests[0].headers.get("Authorization") == f"Bearer {KEY}"
+    assert "Authorization" not in other.requests[0].headers
 
 
-def test_no_secret_in_logs_or_journal(tmp_path, trify, caplog) -> None:
-    caplog.set_level(logging.DEBUG, logger="conjure")
-    trify.inject(status=401, body={"error": f"key {KEY} revoked"}, method="POST")
-    engine = _engine(tmp_path, trify.url)
-    job = Job.new("trify3d", "TEXT", "a duck")
-    engine.submit(job)
-    done = _run_to_end(engine, job.job_id)
-    engine.shutdown()
-    assert done.state == JobState.FAILED and "***" in done.message
-    assert KEY not in caplog.text
-    for path in tmp_path.glob("journal.sqlite*"):
-        assert KEY.encode() not in path.read_bytes()
+def test_ca_bundle_preference_trusts_a_private_certificate(tmp_path, cert, serve, monkeypatch):
+    import certifi
+
+    # requests lets REQUESTS_CA_BUNDLE override a session's verify; the preference must win.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    url = serve(Files(), cert)
+    http = HttpClient(KEY, url, ca_bundle=str(cert[0]), max_retries=0)
+    assert http.get_json("/json") == {"ok": True}
+    assert http.post_json("/json", {}) == {"ok": True}
+    assert http.download(f"{url}/file", str(tmp_path / "a.glb")) == len(GLB)
 
 
-def test_cancel_during_download_ends_cancelled_with_no_partial_files(tmp_path, trify) -> None:
-    trify.polls_to_complete = 1
-    trify.inject(delay=1.0, passthrough=True, method="GET", path="/files/")
-    engine = _engine(tmp_path, trify.url)
-    job = Job.new("trify3d", "TEXT", "a duck")
-    engine.submit(job)
-    deadline = time.monotonic() + 5
-    while not trify.count("GET", "/files/") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert engine.cancel(job.job_id)
-    done = _run_to_end(engine, job.job_id)
-    engine.shutdown()
-    assert done.state == JobState.CANCELLED
-    assert not list((tmp_path / "jobs").rglob("*.part"))
+def test_untrusted_certificate_is_one_line_and_not_sent(tmp_path, cert, serve, monkeypatch):
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    files = Files()
+    url = serve(files, cert)
+    host = url.removeprefix("https://")
+    slept: list[float] = []
+    http = HttpClient(KEY, url, max_retries=0, sleep=slept.append)
+    calls = (
+        lambda: http.get_json("/json"),
+        lambda: http.post_json("/json", {"prompt": "a chair"}, "idem-1"),
+        lambda: http.download(f"{url}/file", str(tmp_path / "a.glb")),
+    )
+    for call in calls:
+        with pytest.raises(NotSentError) as info:  # a create may safely be sent again
+            call()
+        assert info.value.kind == ErrorKind.NETWORK
+        text = _one_line(info.value)
+        assert f"certificate check failed for {host}: behind a corporate proxy" in text
+        assert "Conjure's preferences (Advanced) or REQUESTS_CA_BUNDLE" in text
+    assert files.requests == [] and slept == []
+
+
+def test_missing_ca_bundle_is_a_one_line_error(tmp_path) -> None:
+    missing = tmp_path / "studio-ca.pem"
+    with pytest.raises(ProviderError) as info:
+        HttpClient(KEY, "https://api.example", ca_bundle=str(missing))
+    assert info.value.kind == ErrorKind.BAD_REQUEST
+    assert f"CA bundle not found: {missing}" in _one_line(info.value)
+
+
+@pytest.mark.parametrize(
+    ("typed", "want"),
+    [
+        ("", ""),
+        ("   ", ""),
+        ("proxy.example:3128", "http://proxy.example:3128"),
+        ("  proxy.example:3128\n", "http://proxy.example:3128"),
+        ("user:pw@proxy.example:8080", "http://user:pw@proxy.example:8080"),
+        ("http://proxy.example:3128", "http://proxy.example:3128"),
+        ("https://proxy.example:443", "https://proxy.example:443"),
+        ("socks5://127.0.0.1:1080", "socks5://127.0.0.1:1080"),
+    ],
+)
+def test_normalize_proxy(typed, want) -> None:
+    assert normalize_proxy(typed) == want
+
+
+def test_proxy_preference_without_scheme_routes_every_request(tmp_path, serve, no_env_proxy):
+    files, proxy = Files(), ForwardProxy()
+    url, proxy_url = serve(files), serve(proxy)
+    no_env_proxy.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the preference beats this
+    http = HttpClient(KEY, url, proxy=proxy_url.removeprefix("http://"), max_retries=0)
+    assert http.get_json("/json") == {"ok": True}
+    assert http.post_json("/json", {}) == {"ok": True}
+    assert http.download(f"{url}/file", str(tmp_path / "a.glb")) == len(GLB)
+    relayed = [(seen.method, seen.path) for seen in proxy.requests]
+    assert relayed == [("GET", f"{url}/json"), ("POST", f"{url}/json"), ("GET", f"{url}/file")]
+    assert [seen.path for seen in files.requests] == ["/json", "/json", "/file"]
+
+
+def test_http_proxy_environment_is_honoured_without_a_preference(serve, no_env_proxy) -> None:
+    files, proxy = Files(), ForwardProxy()
+    url, proxy_url = serve(files), serve(proxy)
+    no_env_proxy.setenv("HTTP_PROXY", proxy_url)
+    assert HttpClient(KEY, url, max_retries=0).get_json("/json") == {"ok": True}
+    assert [seen.path for seen in proxy.requests] == [f"{url}/json"]
+    assert len(files.requests) == 1
+
+
+def test_unreachable_proxy_is_not_sent_and_hides_its_password(no_env_proxy) -> None:
+    slept: list[float] = []
+    http = HttpClient(
+        KEY,
+        "http://api.example",
+        proxy="studio:pr0xy-pw@127.0.0.1:9",
+        max_retries=0,
+        sleep=slept.append,
+    )
+    for call in (lambda: http.get_json("/x"), lambda: http.post_json("/x", {})):
+        with pytest.raises(NotSentError) as info:
+            call()
+        assert info.value.kind == ErrorKind.NETWORK
+        text = _one_line(info.value)
+        assert "proxy" in text and "pr0xy-pw" not in text
+    assert slept == []
+
+
+def test_on_rate_reports_budget_headers_on_the_requesting_thread(tmp_path, serve) -> None:
+    origin, cdn = Files(), Files()
+    url = serve(origin)
+    origin.elsewhere = serve(cdn)
+    notes: list[RateNote] = []
+    where: list[tuple[threading.Thread, bool]] = []
+
+    def on_rate(note: RateNote) -> None:
+        notes.append(note)
+        where.append((threading.current_thread(), http._lock.locked()))
+
+    http = HttpClient(KEY, url, max_retries=0, sleep=lambda s: None, on_rate=on_rate)
+    budget = {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "59", "X-RateLimit-Reset": "12"}
+    origin.inject(status=200, body={"ok": True}, headers=budget)
+    assert http.get_json("/json") == {"ok": True}
+    assert notes == [RateNote(200, 60, 59, 12.0, None)]
+
+    reset_at = int(time.time()) + 30  # an epoch timestamp, as some services send
+    origin.inject(
+        status=429,
+        headers={
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(reset_at),
+            "Retry-After": "5",
+        },
+    )
+    with pytest.raises(ProviderError):
+        http.post_json("/json", {})
+    note = notes[-1]
+    assert (note.status, note.limit, note.remaining, note.retry_after) == (429, None, 0, 5.0)
+    assert note.reset_after == pytest.approx(30, abs=2)
+    assert http.rate.limit == 60 and http.rate.remaining == 0  # the old bookkeeping stays
+
+    origin.inject(status=200, body={"ok": True}, headers={"X-RateLimit-Reset": "1000000000"})
+    http.get_json("/json")
+    assert notes[-1].reset_after == 0.0  # a reset time in the past means now, never negative
+
+    origin.inject(status=200, body={}, headers={"X-RateLimit-Reset": "nan", "Retry-After": "inf"})
+    http.get_json("/json")
+    assert (notes[-1].reset_after, notes[-1].retry_after) == (None, None)  # hostile numbers
+
+    # A download notes the origin's answers (the redirect) but not the asset host's.
+    before = len(notes)
+    assert http.download(f"{url}/hop", str(tmp_path / "a.glb")) == len(GLB)
+    assert [n.status for n in notes[before:]] == [302]
+    assert where == [(threading.current_thread(), False)] * len(notes)
+
+
+def test_a_failing_rate_observer_never_loses_an_answer(serve) -> None:
+    def broken(note: RateNote) -> None:
+        raise RuntimeError("observer bug")
+
+    http = HttpClient(KEY, serve(Files()), max_retries=0, on_rate=broken)
+    assert http.post_json("/json", {}) == {"ok": True}  # e.g. the task id of a paid create
+
+
+def test_no_retries_means_one_attempt_and_no_sleep(serve) -> None:
+    files = Files()
+    slept: list[float] = []
+    http = HttpClient(KEY, serve(files), max_retries=0, sleep=slept.append)
+
+    files.inject(status=429, headers={"Retry-After": "5"}, method="GET")
+    with pytest.raises(ProviderError) as info:
+        http.get_json("/json")
+    assert info.value.kind == ErrorKind.RATE_LIMIT and info.value.retry_after == 5.0
+    assert files.count("GET") == 1
+
+    # The 429 above said "wait 5 s": the engine decides that now, this client must not.
+    files.inject(status=503, headers={"Retry-After": "7"}, method="GET")
+    with pytest.raises(ProviderError) as info:
+        http.get_json("/json")
+    assert info.value.kind == ErrorKind.TRANSIENT and info.value.retry_after == 7.0
+    assert files.count("GET") == 2
+
+    files.inject(status=429, headers={"Retry-After": "5"}, method="POST")
+    with pytest.raises(ProviderError) as info:
+        http.post_json("/json", {}, "idem-1")
+    assert info.value.kind == ErrorKind.RATE_LIMIT and info.value.retry_after == 5.0
+    assert files.count("POST") == 1
+
+    assert http.get_json("/json") == {"ok": True} and files.count("GET") == 3
+    assert slept == []
+
+
+def test_no_retries_unreachable_service_fails_at_once() -> None:
+    slept: list[float] = []
+    http = HttpClient(KEY, "http://127.0.0.1:9", max_retries=0, sleep=slept.append)
+    for call in (lambda: http.get_json("/x"), lambda: http.post_json("/x", {})):
+        with pytest.raises(NotSentError):
+            call()
+    assert slept == []

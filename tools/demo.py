@@ -88,6 +88,7 @@ def main() -> None:
 
     blender_env.isolate_user_resources()
     addon = blender_env.build_and_install()
+    import addon_utils
     import bpy
 
     emu = Trify3DEmulator(sample_glb(out), api_key="trf_live_demo", polls_to_complete=3).start()
@@ -136,7 +137,7 @@ def main() -> None:
     render(out / "demo.png")
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     print(f"  saved {blend} and {out / 'demo.png'}")
-    sys.modules[f"{addon.__name__}.jobs.pump"].shutdown()
+    addon_utils.disable(addon.__name__)  # stops the job engine as closing Blender would
 
 
 if __name__ == "__main__":

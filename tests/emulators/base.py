@@ -65,6 +65,9 @@ class Emulator:
                 pass
 
             def _serve(self) -> None:
+                if emulator._server is None:  # stopped: drop kept-alive connections too
+                    self.close_connection = True
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 status, headers, payload = emulator.dispatch(

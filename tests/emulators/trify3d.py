@@ -5,10 +5,13 @@ served (like a CDN) from extension-less URLs behind a redirect."""
 from __future__ import annotations
 
 import json
+import math
 import struct
 import threading
+import time
 import uuid
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +61,7 @@ class Trify3DEmulator(Emulator):
         credits: int = 1000,
         polls_to_complete: int = 2,
         rate_limit: int = 600,
+        rate_window: float | None = None,
         wrap: bool = False,
     ) -> None:
         super().__init__()
@@ -67,6 +71,10 @@ class Trify3DEmulator(Emulator):
         self.polls_to_complete = polls_to_complete
         self.rate_limit = rate_limit
         self.remaining = rate_limit
+        self.rate_window = rate_window  # None: the budget never refills (a long window)
+        self._recent: deque[float] = deque()
+        self.refused = 0  # requests answered 429
+        self.thumbnail: tuple[int, bytes] = (200, tiny_png())  # (status, bytes) served
         self.wrap = wrap
         self.tasks: dict[str, Task] = {}
         self.by_idempotency: dict[str, str] = {}
@@ -79,6 +87,21 @@ class Trify3DEmulator(Emulator):
             "X-RateLimit-Remaining": str(max(self.remaining, 0)),
         }
 
+    def _spend(self) -> int | None:
+        """Count one request; None if allowed, else the Retry-After seconds (per key)."""
+        if self.rate_window is None:
+            self.remaining -= 1
+            return 1 if self.remaining < 0 else None
+        now = time.monotonic()
+        while self._recent and self._recent[0] <= now - self.rate_window:
+            self._recent.popleft()
+        if len(self._recent) >= self.rate_limit:
+            self.remaining = 0
+            return max(1, math.ceil(self._recent[0] + self.rate_window - now))
+        self._recent.append(now)
+        self.remaining = self.rate_limit - len(self._recent)
+        return None
+
     def _answer(self, status: int, body: object) -> Reply:
         if self.wrap and status < 400:
             body = {"data": body}
@@ -90,10 +113,13 @@ class Trify3DEmulator(Emulator):
         with self._state:
             if headers.get("Authorization") != f"Bearer {self.api_key}":
                 return json_reply(401, {"error": "Invalid or revoked API key"}, self._limits())
-            self.remaining -= 1
-            if self.remaining < 0:
+            retry_after = self._spend()
+            if retry_after is not None:
+                self.refused += 1
                 return json_reply(
-                    429, {"error": "Rate limit exceeded"}, {**self._limits(), "Retry-After": "1"}
+                    429,
+                    {"error": "Rate limit exceeded"},
+                    {**self._limits(), "Retry-After": str(retry_after)},
                 )
             if method == "POST" and path in CREATE_PATHS:
                 return self._create(CREATE_PATHS[path], headers, body)
@@ -116,11 +142,21 @@ class Trify3DEmulator(Emulator):
         if self.credits < COST:
             return json_reply(402, {"error": "INSUFFICIENT_CREDITS"}, self._limits())
         self.credits -= COST
-        task = Task(str(uuid.uuid4()), kind, body, failed="fail" in str(body.get("prompt", "")))
-        self.tasks[task.task_id] = task
+        task = self._new_task(kind, body)
         if key:
             self.by_idempotency[key] = task.task_id
         return self._answer(201, self._created(task))
+
+    def _new_task(self, kind: str, body: dict, task_id: str | None = None) -> Task:
+        task = Task(task_id or str(uuid.uuid4()), kind, body)
+        task.failed = "fail" in str(body.get("prompt", ""))
+        self.tasks[task.task_id] = task
+        return task
+
+    def create_task(self, kind: str, body: dict, task_id: str | None = None) -> str:
+        """A task that exists on the service already (created by an earlier session)."""
+        with self._state:
+            return self._new_task(kind, body, task_id).task_id
 
     @staticmethod
     def _invalid(kind: str, body: dict) -> str:
@@ -174,5 +210,6 @@ class Trify3DEmulator(Emulator):
             if parts[2] == "model":
                 return 200, {"Content-Type": "application/octet-stream"}, self.model_bytes
             if parts[2] == "thumb":
-                return 200, {"Content-Type": "image/png"}, tiny_png()
+                status, payload = self.thumbnail
+                return status, {"Content-Type": "image/png"}, payload
         return 404, {"Content-Type": "text/plain"}, b"no such file"

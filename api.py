@@ -1,0 +1,96 @@
+"""The script API: the same code paths as the operators, for Python scripts and pipelines.
+
+    from bl_ext.user_default.conjure import api     # the installed extension's package
+    objects = api.generate("trify3d", prompt="a wooden crate")
+
+`submit` never blocks on the network. `wait` (and `generate`) run Blender's main-thread side
+while they wait, so finished assets are imported as they arrive; at the timeout they return
+and the jobs go on (`resume` continues them in a later session). Errors are `ConjureError`,
+one line, never a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import bpy
+
+from .jobs import runtime
+from .jobs.runtime import ConjureError
+from .preferences import online_access_problem
+
+__all__ = ["ConjureError", "cancel", "generate", "jobs", "resume", "status", "submit", "wait"]
+
+
+def submit(
+    provider: str,
+    source: str = "TEXT",
+    prompt: str = "",
+    image_paths: Sequence[str] = (),
+    options: Mapping[str, object] | None = None,
+) -> str:
+    """Start a job and return its id at once; raises ConjureError if it cannot be sent."""
+    problem = online_access_problem()
+    if problem:
+        raise ConjureError(problem)
+    rt = runtime.get()
+    paths = [bpy.path.abspath(p) for p in image_paths]
+    job = rt.new_job(provider, source.upper(), prompt, paths, dict(options or {}))
+    return rt.submit(job)
+
+
+def status(job_id: str) -> dict[str, object]:
+    """state (queued … stalled, ready, imported, failed, cancelled), progress, message,
+    task_id, objects (names), files, warnings."""
+    rt = runtime.get()
+    job = rt.jobs.get(job_id) or rt.journal.get(job_id)
+    if job is None:
+        raise ConjureError(f"No job {job_id!r}")
+    return job.status()
+
+
+def cancel(job_id: str) -> bool:
+    """Stop a job; nothing more is sent for it. False if it was not live."""
+    return runtime.get().cancel(job_id)
+
+
+def wait(job_ids: str | Iterable[str], timeout: float = 1800.0) -> dict[str, dict[str, object]]:
+    """Import as jobs finish; return every job's status when all ended or at the timeout."""
+    ids = [job_ids] if isinstance(job_ids, str) else list(job_ids)
+    done = runtime.get().wait(bpy.context, ids, timeout)
+    return {job_id: job.status() for job_id, job in done.items() if job is not None}
+
+
+def generate(
+    provider: str,
+    source: str = "TEXT",
+    prompt: str = "",
+    image_paths: Sequence[str] = (),
+    options: Mapping[str, object] | None = None,
+    timeout: float = 1800.0,
+) -> list[bpy.types.Object]:
+    """Submit, wait and return the imported objects; raises ConjureError otherwise."""
+    job_id = submit(provider, source, prompt, image_paths, options)
+    result = wait(job_id, timeout)[job_id]
+    if result["state"] != "imported":
+        if result["state"] in ("failed", "cancelled"):
+            raise ConjureError(str(result["message"]))
+        raise ConjureError(
+            f"Job {job_id} is still {result['state']} after {timeout:.0f} s; it goes on "
+            "(api.wait or api.resume continue it)"
+        )
+    return [bpy.data.objects[name] for name in result["objects"] if name in bpy.data.objects]
+
+
+def resume() -> list[str]:
+    """Continue every unfinished job this Blender may take; returns their ids."""
+    problem = online_access_problem()
+    if problem:
+        raise ConjureError(problem)
+    return runtime.get().resume()
+
+
+def jobs() -> list[dict[str, object]]:
+    """Every job in the journal, newest first (live ones as this session knows them)."""
+    rt = runtime.get()
+    return [(rt.jobs.get(j.job_id) or j).status() for j in rt.journal.recent(10_000)]

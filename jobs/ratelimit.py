@@ -1,0 +1,114 @@
+"""Per-service request budgets: "may I send now, or in how many seconds?" without blocking.
+
+Two sources, both kept: the documented limits (`RateRule`: N requests per window, as a
+sliding log of our own sends) and what the service says in its answers (X-RateLimit-Limit,
+-Remaining, -Reset, Retry-After). A "Remaining: 0" with no reset time blocks for at most
+`probe_after` seconds; then exactly one request probes, and its answer decides. Every wait
+is a number handed back to the scheduler, never a sleep.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ..providers.base import RateRule
+
+MAX_BLOCK = 15 * 60.0  # a Retry-After longer than this is treated as this
+PROBE_TIMEOUT = 60.0  # a probe whose answer never came frees the gate after this
+
+
+class RateNote(Protocol):
+    status: int
+    limit: int | None
+    remaining: int | None
+    reset_after: float | None
+    retry_after: float | None
+
+
+class ServiceLimiter:
+    def __init__(
+        self,
+        rules: Sequence[RateRule],
+        *,
+        probe_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rules = list(rules)
+        self.probe_after = probe_after
+        self.clock = clock
+        self._sent: list[deque[float]] = [deque() for _ in self.rules]
+        self._blocked_until = 0.0
+        self._needs_probe = False  # the last word was "Remaining: 0"
+        self._probe_started = 0.0  # 0: no probe in flight
+        self._lock = threading.Lock()
+
+    def reserve(self, bucket: str) -> float:
+        """0.0 and the send is counted; otherwise the seconds to wait before asking again."""
+        with self._lock:
+            now = self.clock()
+            if now < self._blocked_until:
+                return self._blocked_until - now
+            if self._needs_probe:
+                if self._probe_started and now - self._probe_started < PROBE_TIMEOUT:
+                    return 0.25  # one probe is out; its answer decides for everyone
+                self._probe_started = now  # the service's word beats our own log here
+            else:
+                rules = self._rules_for(bucket)
+                wait = max((self._window_wait(i, now) for i in rules), default=0.0)
+                if wait > 0:
+                    return wait
+            for i in self._rules_for(bucket):
+                self._sent[i].append(now)
+            return 0.0
+
+    def observe(self, note: RateNote) -> None:
+        """An answer's rate headers (called on worker threads)."""
+        with self._lock:
+            now = self.clock()
+            if note.limit and note.limit > 0:
+                self._learn_limit(note.limit)
+            self._probe_started = 0.0
+            self._needs_probe = False
+            if note.status == 429:
+                wait = note.retry_after or note.reset_after or self.probe_after
+            elif note.remaining == 0:
+                self._needs_probe = True
+                wait = note.reset_after if note.reset_after is not None else self._probe_wait(now)
+            else:
+                return
+            self._blocked_until = max(self._blocked_until, now + min(wait, MAX_BLOCK))
+
+    def blocked_for(self) -> float:
+        with self._lock:
+            return max(self._blocked_until - self.clock(), 0.0)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _rules_for(self, bucket: str) -> list[int]:
+        return [i for i, rule in enumerate(self.rules) if rule.applies_to(bucket)]
+
+    def _window_wait(self, i: int, now: float) -> float:
+        rule, sent = self.rules[i], self._sent[i]
+        # Our clock starts a send a little before the service counts it: keep a margin.
+        span = rule.window * 1.02 + 0.05
+        while sent and sent[0] <= now - span:
+            sent.popleft()
+        if len(sent) < rule.requests:
+            return 0.0
+        return sent[-rule.requests] + span - now
+
+    def _probe_wait(self, now: float) -> float:
+        """No reset time given: when our own log frees a slot, else `probe_after`."""
+        own = [self._window_wait(i, now) for i in range(len(self.rules))]
+        soonest = max(own, default=0.0)
+        return min(soonest, self.probe_after) if soonest > 0 else self.probe_after
+
+    def _learn_limit(self, limit: int) -> None:
+        """The service's stated limit replaces the documented count of its overall rule."""
+        for i, rule in enumerate(self.rules):
+            if rule.bucket == "*" and rule.requests != limit:
+                self.rules[i] = RateRule(limit, rule.window, rule.bucket)

@@ -1,0 +1,411 @@
+"""The one runtime object: engine, journal and live-job mirror, on Blender's main thread.
+
+Operators, panels, `api.py` and the CLI are thin doors onto `get()`. This is the only module
+under jobs/ that touches bpy. Workers post Job snapshots; only the main thread reads them,
+here: a few at a time from the modal monitor (UI) or in a loop (`wait`, scripts and
+`blender -b`, where timers never fire).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from ..importers import gltf, scene, vox, voxfile
+from ..preferences import addon_preferences, network_settings, service_settings
+from ..providers import SERVICES, get_provider, make_http
+from ..providers.base import Provider
+from ..providers.http import HttpClient
+from .engine import Engine
+from .journal import Journal, process_owner
+from .model import FINISHED, Job, JobState, key_fingerprint
+from .ratelimit import RateNote
+
+ADDON_PACKAGE = __package__.rpartition(".")[0]
+POLL_ENV = "CONJURE_POLL_SECONDS"  # pipelines (and tests) may pace polling themselves
+KEPT_FINISHED = 20  # finished jobs kept in the sidebar mirror; the journal keeps them all
+LIVE_STATES = frozenset(JobState) - FINISHED
+
+
+class ConjureError(Exception):
+    """What a script or the UI is told: one line, never a key."""
+
+
+@dataclass(frozen=True)
+class _Access:
+    """A job's key and network settings, captured on the main thread, used by workers."""
+
+    api_key: str
+    proxy: str
+    ca_bundle: str
+
+
+class Runtime:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.journal = Journal(root / "journal.sqlite")
+        self.owner = process_owner()
+        self.jobs: dict[str, Job] = {}
+        self._access: dict[str, _Access] = {}
+        self._clients: dict[tuple[str, str, _Access], HttpClient] = {}
+        prefs = addon_preferences()
+        self.engine = Engine(
+            self.journal,
+            self._provider_for,
+            jobs_root=root / "jobs",
+            owner=self.owner,
+            max_in_flight=prefs.max_concurrent_jobs if prefs else 8,
+            poll_interval=_poll_seconds(),
+        )
+        self.prune(prefs.keep_days if prefs else 30)
+
+    # -- starting (main thread) ------------------------------------------------------------
+
+    def new_job(
+        self,
+        provider: str,
+        source: str = "TEXT",
+        prompt: str = "",
+        image_paths: Sequence[str] = (),
+        options: dict[str, object] | None = None,
+    ) -> Job:
+        """Validate a request and make its job; raises ConjureError with one line."""
+        if provider not in SERVICES:
+            raise ConjureError(f"Unknown service {provider!r}: use one of {', '.join(SERVICES)}")
+        problem = request_problem(provider, source, prompt, image_paths)
+        if problem:
+            raise ConjureError(problem)
+        settings = service_settings(provider)
+        return Job.new(
+            provider,
+            source,
+            prompt.strip(),
+            tuple(image_paths),
+            {k: v for k, v in (options or {}).items() if v not in ("", None)},
+            key_fingerprint=key_fingerprint(settings.api_key),
+            base_url=settings.base_url,
+            blend_file=bpy.data.filepath,
+        )
+
+    def submit(self, job: Job) -> str:
+        self._remember(job)
+        self.engine.submit(job)
+        return job.job_id
+
+    def resume(self) -> list[str]:
+        """Continue every unfinished job of the journal that this Blender may take."""
+        started = []
+        for job in self.journal.unfinished():
+            if job.job_id in self.engine.live_job_ids() or self._is_pending_import(job):
+                continue
+            reason = self._resume_problem(job)
+            if reason:
+                self._mirror(job.evolve(message=reason))
+                continue
+            if job.state == JobState.READY and _files_exist(job):
+                self._remember(job)
+                self._emit_local(job)
+                started.append(job.job_id)
+                continue
+            self._remember(job)
+            reason = self.engine.resume(job)
+            if reason:
+                self.jobs.pop(job.job_id, None)
+                self._mirror(job.evolve(message=f"Running in another Blender: {reason}"))
+                continue
+            started.append(job.job_id)
+        return started
+
+    def _resume_problem(self, job: Job) -> str:
+        settings = service_settings(job.provider)
+        name = SERVICES[job.provider].name
+        if not settings.api_key:
+            return f"No API key for {name}: add one to resume this job"
+        if job.key_fingerprint and job.key_fingerprint != key_fingerprint(settings.api_key):
+            return f"Created with another {name} API key: set that key to resume this job"
+        return ""
+
+    def _remember(self, job: Job) -> None:
+        settings = service_settings(job.provider)
+        proxy, ca_bundle = network_settings()
+        self._access[job.job_id] = _Access(settings.api_key, proxy, ca_bundle)
+        if not job.base_url:
+            job = job.evolve(base_url=settings.base_url)
+        self.jobs[job.job_id] = job
+        self.engine.set_max_in_flight(self._max_in_flight())
+        self._mirror(job)
+
+    def _max_in_flight(self) -> int:
+        prefs = addon_preferences()
+        return prefs.max_concurrent_jobs if prefs else 8
+
+    def _provider_for(self, job: Job, on_rate) -> Provider:
+        """Scheduler thread: only plain values captured on the main thread.
+
+        One HTTP client per service, base URL and access: its jobs share one session."""
+        access = self._access[job.job_id]
+        key = (job.provider, job.base_url, access)
+        http = self._clients.get(key)
+        if http is None:
+            http = make_http(
+                job.provider,
+                access.api_key,
+                job.base_url or SERVICES[job.provider].default_base_url,
+                max_retries=0,
+                on_rate=on_rate,
+                proxy=access.proxy,
+                ca_bundle=access.ca_bundle,
+            )
+            self._clients[key] = http
+        return get_provider(job.provider, http)
+
+    def cancel(self, job_id: str) -> bool:
+        if self.engine.cancel(job_id):
+            return True
+        job = self.jobs.get(job_id)
+        if job is None or job.finished:
+            return False
+        self._set(job, JobState.CANCELLED, "Cancelled")  # e.g. Ready, not imported yet
+        return True
+
+    def pick(self, job_id: str, index: int) -> None:
+        self.engine.pick(job_id, index)
+
+    # -- main thread: events, imports ------------------------------------------------------
+
+    def drain(self, context: bpy.types.Context, budget: float = 0.004) -> int:
+        """Apply events until the time budget is used; returns how many were applied."""
+        deadline = time.perf_counter() + budget
+        applied = 0
+        while time.perf_counter() < deadline:
+            try:
+                job = self.engine.events.get_nowait()
+            except queue.Empty:
+                break
+            self.apply(context, job)
+            applied += 1
+        self.import_waiting(context)
+        return applied
+
+    def wait(
+        self, context: bpy.types.Context, job_ids: Iterable[str], timeout: float
+    ) -> dict[str, Job]:
+        """Run the main-thread side until the jobs end or `timeout` passes (jobs go on)."""
+        ids = list(job_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            self.import_waiting(context)
+            pending = [i for i in ids if i in self.jobs and self.jobs[i].state in LIVE_STATES]
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                break
+            try:
+                job = self.engine.events.get(timeout=min(remaining, 0.1))
+            except queue.Empty:
+                continue
+            self.apply(context, job)
+        return {i: self.jobs.get(i) or self.journal.get(i) for i in ids}  # type: ignore[misc]
+
+    def apply(self, context: bpy.types.Context, job: Job) -> None:
+        known = self.jobs.get(job.job_id)
+        if known is None or known.finished:
+            return
+        self.jobs[job.job_id] = job
+        if job.state == JobState.READY:
+            self.import_waiting(context)
+        self._mirror(self.jobs[job.job_id])
+
+    def _emit_local(self, job: Job) -> None:
+        self.engine.events.put(job)
+
+    def _is_pending_import(self, job: Job) -> bool:
+        known = self.jobs.get(job.job_id)
+        return known is not None and known.state == JobState.READY
+
+    def import_waiting(self, context: bpy.types.Context) -> None:
+        """Import READY jobs that may import now: their own file, and Object mode."""
+        for job in [j for j in self.jobs.values() if j.state == JobState.READY]:
+            if context.mode == "OBJECT" and bpy.data.filepath == job.blend_file:
+                self.import_job(context, job.job_id)
+            elif job.message != "Ready — Import":
+                self._set(job, JobState.READY, "Ready — Import")
+
+    def import_job(self, context: bpy.types.Context, job_id: str) -> None:
+        """Import a downloaded job's model into a new collection at the 3D cursor (one undo)."""
+        job = self._set(self.jobs[job_id], JobState.IMPORTING, "Importing")
+        try:
+            objects, collection, warnings = self._import_files(context, job)
+        except (gltf.GltfImportError, voxfile.VoxFormatError, OSError, ValueError) as exc:
+            self._set(job, JobState.FAILED, f"Import failed: {exc}")
+            return
+        except Exception as exc:  # never a traceback in the UI or a job stuck importing
+            self._set(job, JobState.FAILED, f"Import failed: {type(exc).__name__}: {exc}")
+            return
+        provenance = {
+            "conjure_provider": job.provider,
+            "conjure_task_id": job.task_id or "",
+            "conjure_job_id": job.job_id,
+            "conjure_prompt": job.prompt,
+        }
+        for target in (collection, *objects):
+            for key, value in provenance.items():
+                target[key] = value
+        roots = [o for o in objects if o.parent is None]
+        scene.select_only(context, objects, roots[0] if roots else objects[0])
+        job = job.evolve(
+            objects=tuple(o.name for o in objects), warnings=(*job.warnings, *warnings)
+        )
+        self._set(job, JobState.IMPORTED, f"Imported {len(objects)} object(s)")
+        bpy.ops.ed.undo_push(message=f"Conjure: import {job.label}")
+
+    def _import_files(self, context: bpy.types.Context, job: Job):
+        model = _model_file(job.files)
+        folder = str(self.root / "jobs" / job.job_id)
+        location = context.scene.cursor.location.copy()
+        before = scene.snapshot()
+        try:
+            collection = scene.new_collection(context, f"Conjure {job.label}")
+            if model.endswith(".vox"):
+                data = voxfile.read_file(model)
+                result = vox.build(data, job.label, collection, vox.VoxOptions(), location)
+                objects, warnings = [result.root, *result.objects], []
+            else:
+                imported = gltf.import_gltf(model, collection, location, folder)
+                objects, warnings = imported.objects, imported.warnings
+        except BaseException:
+            scene.rollback(before)  # nothing half-imported: objects, data, the collection
+            raise
+        return objects, collection, warnings
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def clear_finished(self) -> int:
+        finished = [j for j in self.journal.recent(10_000) if j.finished]
+        self.journal.delete(j.job_id for j in finished)
+        for job in finished:
+            self.jobs.pop(job.job_id, None)
+        self._prune_mirror(keep=0)
+        return len(finished)
+
+    def prune(self, keep_days: float) -> int:
+        """Remove finished jobs (rows and folders) older than `keep_days`."""
+        old = self.journal.finished_before(time.time() - keep_days * 86400)
+        for job in old:
+            shutil.rmtree(self.root / "jobs" / job.job_id, ignore_errors=True)
+        self.journal.delete(j.job_id for j in old)
+        return len(old)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop workers, then close the journal; unfinished jobs stay in it."""
+        self.engine.shutdown(timeout)
+        self.journal.close()
+
+    def is_busy(self) -> bool:
+        return bool(self.engine.live_job_ids()) or not self.engine.events.empty()
+
+    def has_ready(self) -> bool:
+        """Jobs downloaded but waiting for Object mode, their file, or a click."""
+        return any(j.state == JobState.READY for j in self.jobs.values())
+
+    # -- mirror -----------------------------------------------------------------------------
+
+    def _set(self, job: Job, state: JobState, message: str) -> Job:
+        job = job.evolve(state=state, message=message)
+        self.jobs[job.job_id] = job
+        self.journal.save(job)
+        self._mirror(job)
+        return job
+
+    def _mirror(self, job: Job) -> None:
+        wm = bpy.context.window_manager
+        if wm is None or not hasattr(wm, "conjure"):
+            return
+        items = wm.conjure.jobs
+        item = next((i for i in items if i.job_id == job.job_id), None)
+        if item is None:
+            item = items.add()
+            item.job_id, item.label, item.provider = job.job_id, job.label, job.provider
+        item.state, item.progress, item.message = job.state.value, job.progress, job.message
+        if job.finished:
+            self._prune_mirror(KEPT_FINISHED)
+
+    def _prune_mirror(self, keep: int) -> None:
+        wm = bpy.context.window_manager
+        if wm is None or not hasattr(wm, "conjure"):
+            return
+        items = wm.conjure.jobs
+        finished = [i for i, item in enumerate(items) if item.state in {s.value for s in FINISHED}]
+        for index in reversed(finished[: max(len(finished) - keep, 0)]):
+            job_id = items[index].job_id
+            items.remove(index)
+            if job_id in self.jobs and self.jobs[job_id].finished:
+                del self.jobs[job_id]
+
+
+def request_problem(provider: str, source: str, prompt: str, image_paths: Sequence[str]) -> str:
+    """'' when the request can be sent, else the one line that says what to fix."""
+    info = SERVICES[provider]
+    if not service_settings(provider).api_key:
+        return f"No API key for {info.name}: add one in preferences or set {info.env_key}"
+    if source not in ("TEXT", "IMAGE", "MULTIVIEW"):
+        return f"Unknown source {source!r}: use TEXT, IMAGE or MULTIVIEW"
+    if source == "TEXT" and not prompt.strip():
+        return "Enter a prompt describing what to generate"
+    if source == "IMAGE" and len(image_paths) != 1:
+        return "Choose an image to generate from"
+    if source == "MULTIVIEW" and len(image_paths) < 2:
+        return "Multiview needs at least two images"
+    missing = [p for p in image_paths if not os.path.isfile(p)]
+    return f"Image not found: {missing[0]}" if missing else ""
+
+
+def _model_file(files: Iterable[str]) -> str:
+    for path in files:
+        if path.endswith((".glb", ".gltf", ".vox")) and os.path.isfile(path):
+            return path
+    raise ValueError("the service returned no model file this add-on can import")
+
+
+def _files_exist(job: Job) -> bool:
+    return bool(job.files) and all(os.path.isfile(f) for f in job.files)
+
+
+def _poll_seconds() -> float | None:
+    try:
+        value = float(os.environ.get(POLL_ENV, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+_current: Runtime | None = None
+
+
+def get() -> Runtime:
+    global _current
+    if _current is None:
+        root = Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="", create=True))
+        _current = Runtime(root)
+    return _current
+
+
+def current() -> Runtime | None:
+    """The runtime if one was started (panels and handlers must not start one)."""
+    return _current
+
+
+def shutdown(timeout: float = 1.0) -> None:
+    global _current
+    if _current is not None:
+        _current.close(timeout)
+        _current = None
+
+
+__all__ = ["ConjureError", "RateNote", "Runtime", "current", "get", "request_problem", "shutdown"]

@@ -1,0 +1,634 @@
+"""Engine v2 without Blender: the scheduler, money rules, stalls, leases, flows, the journal.
+
+Each test reproduces a finding from the engine review (issue 9) against the Trify3D emulator
+and counts what the service saw.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from conjure_src.jobs.engine import Engine
+from conjure_src.jobs.journal import HOST, Journal, process_owner
+from conjure_src.jobs.model import FINISHED, Job, JobState
+from conjure_src.providers import get_provider, make_http
+from conjure_src.providers.base import (
+    Asset,
+    Capability,
+    FlowStep,
+    GenerationRequest,
+    Provider,
+    RateRule,
+    ServiceInfo,
+    Step,
+    TaskState,
+    TaskStatus,
+)
+from emulators.trify3d import Trify3DEmulator, tiny_png
+
+KEY = "trf_live_ENGINE-secret-77"
+GLB = b"glTF\x02\x00\x00\x00" + b"\x00" * 64
+CREATE = "/api/v1/generations/"
+SETTLED = FINISHED | {JobState.READY}
+
+
+@pytest.fixture
+def trify(tmp_path: Path):
+    glb = tmp_path / "m.glb"
+    glb.write_bytes(GLB)
+    emu = Trify3DEmulator(glb, api_key=KEY, rate_limit=100_000).start()
+    yield emu
+    emu.stop()
+
+
+class Harness:
+    """An engine on a journal in tmp_path, talking to one emulator; collects its events."""
+
+    def __init__(self, tmp_path: Path, url: str, **kw: object) -> None:
+        self.journal = Journal(tmp_path / "journal.sqlite")
+        self.url = url
+        kw.setdefault("poll_interval", 0.02)
+        self.engine = Engine(
+            self.journal,
+            self._provider,
+            jobs_root=tmp_path / "jobs",
+            owner=kw.pop("owner", None) or process_owner(),
+            **kw,  # type: ignore[arg-type]
+        )
+        self.jobs: dict[str, Job] = {}
+        self.seen: dict[str, list[JobState]] = {}
+        self.extra_providers: dict[str, type[Provider]] = {}
+
+    def _provider(self, job: Job, on_rate) -> Provider:
+        http = make_http("trify3d", KEY, self.url, max_retries=0, on_rate=on_rate)
+        cls = self.extra_providers.get(job.provider)
+        return cls(http) if cls else get_provider(job.provider, http)
+
+    def submit(self, count: int = 1, prompt: str = "a chair", provider: str = "trify3d"):
+        jobs = [Job.new(provider, "TEXT", f"{prompt} {i}") for i in range(count)]
+        for job in jobs:
+            self.jobs[job.job_id] = job
+            self.engine.submit(job)
+        return [j.job_id for j in jobs]
+
+    def drain(self, until: float = 0.0) -> None:
+        deadline = time.monotonic() + until
+        while True:
+            try:
+                job = self.engine.events.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except Exception:
+                return
+            self.jobs[job.job_id] = job
+            self.seen.setdefault(job.job_id, []).append(job.state)
+
+    def wait(self, ids: Iterable[str], states=SETTLED, timeout: float = 10.0) -> list[Job]:
+        ids = list(ids)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.jobs[i].state in states for i in ids):
+                break
+            self.drain(0.02)
+        return [self.jobs[i] for i in ids]
+
+    def close(self) -> None:
+        self.engine.shutdown(1.0)
+        self.journal.close()
+
+
+@pytest.fixture
+def harness(tmp_path: Path, trify):
+    made: list[Harness] = []
+
+    def make(**kw: object) -> Harness:
+        h = Harness(tmp_path, trify.url, **kw)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def test_a_job_runs_to_ready_with_model_and_thumbnail(harness, trify) -> None:
+    h = harness()
+    (job,) = h.wait(h.submit())
+    assert job.state == JobState.READY and job.paid and job.task_id in trify.tasks
+    assert [Path(f).name for f in job.files] == ["model.glb", "thumbnail-1.png"]
+    assert h.journal.get(job.job_id).state == JobState.READY
+    assert trify.count("POST") == 1
+
+
+# -- 1. "Remaining: 0" no longer blocks a service for the rest of the session -------------
+
+
+def test_remaining_zero_waits_then_probes_once_and_continues(tmp_path, trify, harness) -> None:
+    trify.rate_limit, trify.rate_window = 3, 1.5
+    h = harness(probe_after=0.5, rate_rules={"trify3d": [RateRule(3, 1.5)]})
+    ids = h.submit(2)  # 2 creates + polls + ... needs more than 3 requests: two windows
+    jobs = h.wait(ids, timeout=15)
+    assert [j.state for j in jobs] == [JobState.READY] * 2
+    assert trify.refused <= 1  # one probe may meet a 429 (it carries Retry-After), never a storm
+
+
+# -- 2. cancel, disable and quit send nothing new and return at once ----------------------
+
+
+def test_cancelled_queued_jobs_send_no_create(harness, trify) -> None:
+    h = harness(max_in_flight=1)
+    trify.polls_to_complete = 50
+    ids = h.submit(6)
+    h.wait(ids[:1], states={JobState.RUNNING})
+    started = time.monotonic()
+    for job_id in ids[1:]:
+        assert h.engine.cancel(job_id)
+    assert time.monotonic() - started < 1.0
+    jobs = h.wait(ids[1:], states={JobState.CANCELLED})
+    assert all(j.state == JobState.CANCELLED for j in jobs)
+    time.sleep(0.3)
+    assert trify.count("POST") == 1  # only the job that was already running paid
+    assert {h.journal.get(i).state for i in ids[1:]} == {JobState.CANCELLED}
+
+
+def test_shutdown_with_queued_jobs_sends_nothing_and_keeps_them(harness, trify) -> None:
+    h = harness(max_in_flight=1)
+    trify.polls_to_complete = 50
+    ids = h.submit(8)
+    h.wait(ids[:1], states={JobState.RUNNING})
+    started = time.monotonic()
+    h.engine.shutdown(1.0)
+    assert time.monotonic() - started < 1.0
+    posts = trify.count("POST")
+    time.sleep(0.5)
+    assert posts == trify.count("POST") == 1
+    rows = {i: h.journal.get(i) for i in ids}
+    assert rows[ids[0]].state == JobState.RUNNING and rows[ids[0]].task_id
+    assert all(rows[i].state == JobState.QUEUED and not rows[i].task_id for i in ids[1:])
+    assert h.journal.holder(ids[0]) == ""  # lease released: another Blender may take over
+
+
+# -- 3. long Retry-After waits are bounded, cancellable, and shutdown is orderly -----------
+
+
+def test_retry_after_wait_is_cancellable(harness, trify) -> None:
+    trify.inject(status=429, headers={"Retry-After": "600"}, method="POST", times=5)
+    h = harness()
+    (job_id,) = h.submit()
+    h.wait([job_id], states={JobState.QUEUED}, timeout=2)
+    h.drain(0.3)
+    assert "retrying in" in h.jobs[job_id].message
+    started = time.monotonic()
+    h.engine.cancel(job_id)
+    (job,) = h.wait([job_id], states={JobState.CANCELLED}, timeout=1.0)
+    assert job.state == JobState.CANCELLED and time.monotonic() - started < 1.0
+    assert trify.count("POST") == 1
+
+
+def test_shutdown_during_requests_leaves_a_readable_journal(harness, trify) -> None:
+    trify.inject(delay=2.0, passthrough=True, method="GET", times=20)
+    h = harness()
+    ids = h.submit(4)
+    h.wait(ids, states={JobState.SUBMITTED, JobState.RUNNING}, timeout=3)
+    started = time.monotonic()
+    h.engine.shutdown(1.0)
+    h.journal.close()  # while workers may still be inside a request
+    assert time.monotonic() - started < 1.5
+    time.sleep(2.2)  # the stragglers come back to a closed journal: nothing raises
+    journal = Journal(h.journal.path)
+    try:
+        assert all(journal.get(i).task_id for i in ids)  # every paid job kept its task id
+    finally:
+        journal.close()
+
+
+def test_retry_after_is_capped_at_fifteen_minutes(harness, trify) -> None:
+    trify.inject(status=429, headers={"Retry-After": "86400"}, method="POST")
+    h = harness()
+    (job_id,) = h.submit()
+    h.wait([job_id], states={JobState.QUEUED}, timeout=2)
+    h.drain(0.3)
+    assert h.engine.limiter("trify3d").blocked_for() <= 15 * 60
+
+
+# -- 4. thumbnails are extras -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (404, b"gone", "thumbnail not downloaded"),
+        (200, b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 32, None),
+        (200, b"GIF89a" + b"\x00" * 32, "GIF"),
+    ],
+    ids=["404", "webp", "gif"],
+)
+def test_thumbnail_trouble_is_a_warning_not_a_failed_job(harness, trify, status, body, expected):
+    trify.thumbnail = (status, body)
+    h = harness()
+    (job,) = h.wait(h.submit())
+    assert job.state == JobState.READY and any(f.endswith(".glb") for f in job.files)
+    if expected:
+        assert any(expected in w for w in job.warnings)
+    else:
+        assert any(f.endswith(".webp") for f in job.files) and not job.warnings
+
+
+def test_model_that_is_no_known_format_fails_naming_what_it_got(harness, trify) -> None:
+    trify.model_bytes = b"<!DOCTYPE html><html><body>Access denied</body></html>"
+    h = harness()
+    (job,) = h.wait(h.submit())
+    assert job.state == JobState.FAILED
+    assert "not a format Conjure can read: got an HTML page" in job.message
+    assert "\n" not in job.message
+
+
+# -- 5. paid jobs stall, never fail, through the network ------------------------------------
+
+
+@pytest.mark.parametrize("status", [502, 503, 500, 429])
+def test_paid_job_stalls_on_trouble_and_continues_by_itself(harness, trify, status) -> None:
+    trify.inject(status=status, headers={"Retry-After": "1"}, method="GET", path=CREATE, times=3)
+    h = harness()
+    (job_id,) = h.submit()
+    job, = h.wait([job_id], timeout=20)
+    assert job.state == JobState.READY
+    assert JobState.STALLED in h.seen[job_id]
+    assert trify.count("POST") == 1
+
+
+def test_unreachable_service_after_create_stalls_with_reason_and_next_try(tmp_path, trify):
+    h = Harness(tmp_path, trify.url)
+    try:
+        trify.polls_to_complete = 100
+        (job_id,) = h.submit()
+        h.wait([job_id], states={JobState.RUNNING})
+        trify.stop()  # the network goes away after the create was paid for
+        (job,) = h.wait([job_id], states={JobState.STALLED}, timeout=5)
+        assert job.state == JobState.STALLED and job.next_try > time.time() - 1
+        assert "next try at" in job.message and "Could not reach" in job.message
+        assert h.journal.get(job_id).state == JobState.STALLED
+    finally:
+        h.close()
+
+
+def test_service_lifetime_ends_a_job_that_never_finishes(harness, trify) -> None:
+    trify.polls_to_complete = 10_000
+    h = harness()
+    (job_id,) = h.submit()
+    h.wait([job_id], states={JobState.RUNNING})
+    live = h.engine._live[job_id]
+    live.job = live.job.evolve(paid_at=time.time() - 3600)  # an hour past its 10 minutes
+    (job,) = h.wait([job_id], timeout=5)
+    assert job.state == JobState.FAILED and "10-minute job lifetime" in job.message
+
+
+# -- 8. jobs are not capped by threads -------------------------------------------------------
+
+
+def test_twenty_jobs_on_four_workers_all_submitted(harness, trify) -> None:
+    trify.polls_to_complete = 4
+    h = harness(workers=4, max_in_flight=100)
+    ids = h.submit(20)
+    jobs = h.wait(ids, timeout=20)
+    assert all(j.state == JobState.READY for j in jobs)
+    assert trify.count("POST") == 20 and len(trify.tasks) == 20
+    assert h.engine.worker_count() <= 5  # 4 step workers + the scheduler
+
+
+def test_hundred_jobs_in_flight_hold_no_thread_while_waiting(harness, trify) -> None:
+    trify.polls_to_complete = 10_000
+    h = harness(workers=4, max_in_flight=100, poll_interval=0.5)
+    ids = h.submit(100)
+    h.wait(ids, states={JobState.RUNNING, JobState.SUBMITTED}, timeout=20)
+    assert sum(h.jobs[i].paid for i in ids) == 100
+    assert h.engine.worker_count() <= 5
+
+
+def test_concurrency_limit_applies_live(harness, trify) -> None:
+    trify.polls_to_complete = 10_000
+    h = harness(max_in_flight=2)
+    h.submit(6)
+    h.drain(0.5)
+    assert trify.count("POST") == 2
+    h.engine.set_max_in_flight(5)
+    h.drain(0.5)
+    assert trify.count("POST") == 5
+
+
+# -- 9. one journal, many Blenders -------------------------------------------------------------
+
+
+def test_a_job_leased_by_a_live_process_is_not_taken_over(tmp_path, trify) -> None:
+    a = Harness(tmp_path, trify.url)
+    b = Harness(tmp_path, trify.url)
+    try:
+        trify.polls_to_complete = 10_000
+        (job_id,) = a.submit()
+        a.wait([job_id], states={JobState.RUNNING})
+        assert b.engine.resume(b.journal.get(job_id)) == "running in another Blender"
+        polls = trify.count("GET")
+        a.drain(0.3)
+        assert b.engine.live_job_ids() == set()
+        assert trify.count("GET") > polls  # a keeps polling, b does not
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_job_whose_process_is_gone_is_taken_over(tmp_path, trify) -> None:
+    h = Harness(tmp_path, trify.url)
+    try:
+        job = Job.new("trify3d", "TEXT", "orphan")
+        h.journal.save(job)
+        # A lease held by a process that no longer exists (pid 2**22 + 7 is never live here).
+        assert h.journal.claim(job.job_id, f"{HOST}/{2**22 + 7}/dead", 3600) == ""
+        assert h.engine.resume(job) == ""
+        h.jobs[job.job_id] = job
+        (done,) = h.wait([job.job_id])
+        assert done.state == JobState.READY
+    finally:
+        h.close()
+
+
+# -- 12. the journal migrates forward ----------------------------------------------------------
+
+
+V1_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS jobs (job_id, provider, source, prompt, image_paths, options, "
+    "state, task_id, progress, message, files, idempotency_key, created, updated, "
+    "PRIMARY KEY (job_id))"
+)
+
+
+def _v1_row(job_id: str, state: str, task_id: str | None, message: str = "") -> tuple:
+    now = time.time()
+    return (job_id, "trify3d", "TEXT", f"v1 {job_id}", "[]", "{}", state, task_id, 0.5,
+            message, "[]", f"conjure-{job_id}", now, now)  # fmt: skip
+
+
+def test_a_version_1_journal_is_migrated_and_its_jobs_resume(tmp_path, trify) -> None:
+    path = tmp_path / "journal.sqlite"
+    # Two paid tasks on the service, one written as "running", one that v1 gave up on.
+    task_a = trify.create_task("text_to_3d", {"prompt": "a"})
+    task_b = trify.create_task("text_to_3d", {"prompt": "b"})
+    db = sqlite3.connect(path)
+    db.execute(V1_SCHEMA)
+    db.executemany(
+        "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            _v1_row("a", "running", task_a),
+            _v1_row("b", "failed", task_b, "no result after 15 minutes; resume later"),
+            _v1_row("c", "imported", "t-old"),
+        ],
+    )
+    db.commit()
+    db.close()
+    h = Harness(tmp_path, trify.url)
+    try:
+        unfinished = h.journal.unfinished()
+        assert [j.job_id for j in unfinished] == ["a", "b"]
+        assert all(j.paid and j.step == 1 for j in unfinished)
+        assert h.journal.get("b").state == JobState.STALLED
+        for job in unfinished:
+            h.jobs[job.job_id] = job
+            assert h.engine.resume(job) == ""
+        jobs = h.wait(["a", "b"])
+        assert [j.state for j in jobs] == [JobState.READY] * 2
+        assert trify.count("POST") == 0  # resumed by polling, never by paying again
+        version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+        assert version == 2
+    finally:
+        h.close()
+
+
+def test_journal_never_holds_the_key(harness, trify, tmp_path) -> None:
+    h = harness()
+    h.wait(h.submit())
+    h.engine.shutdown(1.0)
+    for file in tmp_path.glob("journal.sqlite*"):
+        assert KEY.encode() not in file.read_bytes()
+
+
+# -- 13. a flow is steps a provider declares: the engine knows no service ---------------------
+
+
+class Staged(Provider):
+    """A made-up service: upload → create images → poll → pick → create model → poll → download."""
+
+    info = ServiceInfo(
+        "trify3d",  # its emulator serves the HTTP; the flow is what is tested
+        "Staged",
+        "",
+        "",
+        "",
+        capabilities=frozenset({Capability.TEXT}),
+        rate_rules=(RateRule(1, 0.2, "create:images"),),
+    )
+    calls: list[str] = []
+
+    def flow(self, request: GenerationRequest):
+        return (
+            FlowStep(Step.UPLOAD),
+            FlowStep(Step.CREATE, "images"),
+            FlowStep(Step.POLL, "images"),
+            FlowStep(Step.PICK),
+            FlowStep(Step.CREATE, "model"),
+            FlowStep(Step.POLL, "model"),
+            FlowStep(Step.DOWNLOAD),
+        )
+
+    def upload(self, request):
+        self.calls.append("upload")
+        return GenerationRequest(request.source, request.prompt, (), {"file_key": "fk-1"})
+
+    def create(self, request, idempotency_key, stage=""):
+        self.calls.append(f"create:{stage}:{request.options.get('file_key')}")
+        if stage == "model":
+            self.calls.append(f"picked:{request.options['pick']}")
+        return f"task-{stage}"
+
+    def poll(self, task_id, stage=""):
+        self.calls.append(f"poll:{stage}")
+        base = self.http.base_url
+        if stage == "images":
+            return TaskStatus(
+                TaskState.SUCCEEDED,
+                candidates=tuple(Asset(f"{base}/files/x/thumb", "candidate") for _ in range(3)),
+            )
+        return TaskStatus(TaskState.SUCCEEDED, assets=(Asset(f"{base}/r/x", "model"),))
+
+
+def test_engine_runs_any_declared_flow_including_a_pick(harness, trify) -> None:
+    trify.create_task("text_to_3d", {"prompt": "staged"}, task_id="x")
+    h = harness()
+    h.extra_providers["staged"] = Staged
+    Staged.calls = []
+    job = Job.new("staged", "TEXT", "a fox")
+    h.jobs[job.job_id] = job
+    h.engine.submit(job)
+    (job,) = h.wait([job.job_id], states={JobState.AWAITING_PICK} | SETTLED)
+    assert job.state == JobState.AWAITING_PICK and len(job.candidates) == 3
+    assert all(Path(c).read_bytes() == tiny_png() for c in job.candidates)
+    h.engine.pick(job.job_id, 2)
+    (job,) = h.wait([job.job_id])
+    assert job.state == JobState.READY and job.files[0].endswith("model.glb")
+    assert Staged.calls == [
+        "upload", "create:images:fk-1", "poll:images", "create:model:fk-1", "picked:2",
+        "poll:model",
+    ]  # fmt: skip
+
+
+def test_provider_module_declares_its_own_facts() -> None:
+    from conjure_src.providers import SERVICES, trify3d
+
+    info = SERVICES["trify3d"]
+    assert info is trify3d.INFO and info.idempotent_create and info.job_lifetime == 600
+    assert info.rate_rules == (RateRule(600, 3600.0),)
+    source = Path(trify3d.__file__).with_name("__init__.py").read_text()
+    assert "trify3d.com" not in source  # facts are not duplicated in the registry
+
+
+def test_engine_never_reaches_into_a_provider() -> None:
+    source = (Path(__file__).parents[1] / "jobs" / "engine.py").read_text()
+    assert ".http" not in source.replace("providers.http", "")
+    assert "trify" not in source.lower()
+
+
+def test_cancel_between_dispatch_and_send_sends_nothing(harness, trify) -> None:
+    """The worker re-checks the cancel flag right before the paid request."""
+    gate = threading.Event()
+    h = harness()
+    original = h._provider
+
+    def slow_provider(job, on_rate):
+        provider = original(job, on_rate)
+        check = provider.check
+
+        def held_check(request):
+            gate.wait(2)
+            return check(request)
+
+        provider.check = held_check
+        return provider
+
+    h.engine.provider_for = slow_provider
+    (job_id,) = h.submit()
+    h.wait([job_id], states={JobState.SUBMITTING})
+    h.engine.cancel(job_id)
+    gate.set()
+    (job,) = h.wait([job_id], states={JobState.CANCELLED})
+    time.sleep(0.2)
+    assert job.state == JobState.CANCELLED and trify.count("POST") == 0
+
+
+def test_journal_rows_are_json_clean(harness) -> None:
+    h = harness()
+    (job,) = h.wait(h.submit())
+    files, warnings, options = sqlite3.connect(h.journal.path).execute(
+        "SELECT files, warnings, options FROM jobs WHERE job_id = ?", (job.job_id,)
+    ).fetchone()
+    assert json.loads(files) == list(job.files) and json.loads(warnings) == []
+    assert json.loads(options) == {}
+
+
+# -- carried over from engine v1: the journal first, idempotent re-sends, secrets, cancels -----
+
+
+def test_journal_records_intent_before_the_create_is_sent(harness, trify) -> None:
+    trify.inject(delay=0.5, passthrough=True, method="POST")
+    h = harness()
+    (job_id,) = h.submit()
+    time.sleep(0.25)  # the create is on the wire now
+    seen = h.journal.get(job_id)
+    assert seen.state == JobState.SUBMITTING and seen.task_id is None
+    assert h.wait([job_id])[0].state == JobState.READY
+
+
+def test_resume_of_an_unsure_submit_reuses_the_idempotency_key(harness, trify) -> None:
+    h = harness()
+    job = Job.new("trify3d", "TEXT", "a duck")
+    http = make_http("trify3d", KEY, trify.url, max_retries=0)
+    get_provider("trify3d", http).create(job.request(), job.idempotency_key)  # answer lost
+    job = job.evolve(state=JobState.SUBMITTING)
+    h.journal.save(job)
+    h.jobs[job.job_id] = job
+    assert h.engine.resume(job) == ""
+    assert h.wait([job.job_id])[0].state == JobState.READY
+    assert trify.count("POST") == 2 and len(trify.tasks) == 1  # one task, one charge
+
+
+class NotIdempotent(Provider):
+    info = ServiceInfo("trify3d", "Plain", "", "", "", capabilities=frozenset({Capability.TEXT}))
+
+    def create(self, request, idempotency_key, stage=""):
+        return get_provider("trify3d", self.http).create(request, "")
+
+    def poll(self, task_id, stage=""):
+        return get_provider("trify3d", self.http).poll(task_id)
+
+
+def test_unsure_submit_without_idempotency_is_not_resent(harness, trify) -> None:
+    h = harness()
+    h.extra_providers["plain"] = NotIdempotent
+    job = Job.new("plain", "TEXT", "a duck").evolve(state=JobState.SUBMITTING)
+    h.journal.save(job)
+    h.jobs[job.job_id] = job
+    h.engine.resume(job)
+    (done,) = h.wait([job.job_id])
+    assert done.state == JobState.FAILED and "dashboard" in done.message
+    assert trify.count("POST") == 0
+
+
+def test_create_timeout_without_idempotency_fails_asking_to_check(harness, trify) -> None:
+    trify.inject(status=504, method="POST")
+    h = harness()
+    h.extra_providers["plain"] = NotIdempotent
+    job = Job.new("plain", "TEXT", "a duck")
+    h.jobs[job.job_id] = job
+    h.engine.submit(job)
+    (done,) = h.wait([job.job_id])
+    assert done.state == JobState.FAILED and "check its dashboard" in done.message
+    assert trify.count("POST") == 1
+
+
+def test_create_timeout_with_idempotency_confirms_with_the_same_key(harness, trify) -> None:
+    trify.inject(status=504, method="POST")
+    h = harness()
+    (job_id,) = h.submit()
+    (done,) = h.wait([job_id], timeout=15)
+    keys = {r.headers.get("Idempotency-Key") for r in trify.requests if r.method == "POST"}
+    assert done.state == JobState.READY and trify.count("POST") == 2 and len(keys) == 1
+
+
+def test_no_secret_in_logs_or_journal(harness, trify, tmp_path, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="conjure")
+    trify.inject(status=401, body={"error": f"key {KEY} revoked"}, method="POST")
+    h = harness()
+    (done,) = h.wait(h.submit())
+    h.engine.shutdown(1.0)
+    assert done.state == JobState.FAILED and "***" in done.message
+    assert KEY not in caplog.text and KEY not in done.message
+    for path in tmp_path.glob("journal.sqlite*"):
+        assert KEY.encode() not in path.read_bytes()
+
+
+def test_cancel_during_download_ends_cancelled_with_no_partial_files(harness, trify, tmp_path):
+    trify.polls_to_complete = 1
+    trify.inject(delay=1.0, passthrough=True, method="GET", path="/files/", times=2)
+    h = harness()
+    (job_id,) = h.submit()
+    deadline = time.monotonic() + 5
+    while not trify.count("GET", "/files/") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert h.engine.cancel(job_id)
+    (done,) = h.wait([job_id])
+    assert done.state == JobState.CANCELLED
+    time.sleep(1.2)
+    assert not list((tmp_path / "jobs").rglob("*.part"))

@@ -1,0 +1,633 @@
+"""glTF/GLB import: confined to the job folder, all or nothing, no importer leftovers.
+
+The first half tests `importers/gltfcheck.py` without Blender on files written here. The second
+half runs the installed add-on's `importers.gltf` in real Blender on models that Blender itself
+exports (a textured cube as .gltf + .bin + .png, a rigged and animated GLB) and then edits, and
+on the Khronos sample files in ../shared/fixtures/gltf.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import os
+import shutil
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from conftest import fixture_path
+from conjure_src.importers import gltfcheck
+from conjure_src.importers.gltfcheck import GltfCheckError
+
+# ------------------------------------------------------------------------------ file helpers
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A valid RGB PNG of one colour (written here, independent of the code under test)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _glb(doc: dict[str, Any], binary: bytes | None) -> bytes:
+    return _glb_raw(json.dumps(doc).encode(), binary)
+
+
+def _glb_raw(text: bytes, binary: bytes | None) -> bytes:
+    text += b" " * (-len(text) % 4)
+    out = struct.pack("<I4s", len(text), b"JSON") + text
+    if binary is not None:
+        binary += b"\x00" * (-len(binary) % 4)
+        out += struct.pack("<I4s", len(binary), b"BIN\x00") + binary
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(out)) + out
+
+
+def _parse_glb(data: bytes) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
+    """JSON and the later chunks, checking the container on the way."""
+    magic, version, total = struct.unpack_from("<4sII", data, 0)
+    assert (magic, version, total) == (b"glTF", 2, len(data))
+    chunks = []
+    offset = 12
+    while offset < len(data):
+        length, kind = struct.unpack_from("<I4s", data, offset)
+        assert offset % 4 == 0 and length % 4 == 0
+        chunks.append((kind, data[offset + 8 : offset + 8 + length]))
+        offset += 8 + length
+    assert offset == len(data)
+    assert chunks[0][0] == b"JSON"
+    return json.loads(chunks[0][1]), chunks[1:]
+
+
+def _doc(image_uris: list[str], buffer_uri: str | None = None) -> dict[str, Any]:
+    buffer: dict[str, Any] = {"byteLength": 8}
+    if buffer_uri is not None:
+        buffer["uri"] = buffer_uri
+    return {
+        "asset": {"version": "2.0"},
+        "buffers": [buffer],
+        "images": [{"uri": uri} for uri in image_uris],
+    }
+
+
+def _decode_placeholder(uri: str) -> bytes:
+    prefix = "data:image/png;base64,"
+    assert uri.startswith(prefix)
+    png = base64.b64decode(uri[len(prefix) :])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack_from(">II", png, 16)
+    assert (width, height) == (1, 1)
+    return png
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Path:
+    """A job folder holding a texture, with a PNG beside it (outside it)."""
+    folder = tmp_path / "job"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "tex.png").write_bytes(_png(2, 2, (1, 2, 3)))
+    (folder / "sub" / "tex a.png").write_bytes(_png(2, 2, (1, 2, 3)))
+    (tmp_path / "outside.png").write_bytes(_png(3, 5, (9, 9, 9)))
+    (tmp_path / "outside.bin").write_bytes(bytes(8))
+    return folder
+
+
+# ------------------------------------------------------------------------ gltfcheck (no bpy)
+
+
+def test_data_and_inside_uris_leave_the_file_untouched(job: Path) -> None:
+    data_png = "data:image/png;base64," + base64.b64encode(_png(1, 1, (0, 0, 0))).decode()
+    doc = _doc([data_png, "tex.png", "sub/tex%20a.png", "sub\\tex%20a.png", "./sub/../tex.png"])
+    doc["buffers"][0]["uri"] = "data:application/octet-stream;base64,AAAAAAAAAAA="
+    model = job / "m.glb"
+    model.write_bytes(_glb(doc, None))
+    before = sorted(job.rglob("*"))
+
+    assert gltfcheck.confine(str(model), str(job)) == (str(model), [])
+    assert sorted(job.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "/etc/hostname",
+        "../outside.png",
+        "sub/../../outside.png",
+        "%2E%2E/outside.png",
+        "..%2Foutside.png",
+        "sub\\..\\..\\outside.png",
+        "C:\\a\\b.png",
+        "C:/a/b.png",
+        "\\\\srv\\x.png",
+        "//srv/x.png",
+        "file:///etc/hostname",
+        "FILE:../outside.png",
+        "http://example.com/x.png",
+        "missing.png",
+        "data:image/png,../../outside.png",
+    ],
+)
+def test_disallowed_image_uri_is_replaced_and_named(job: Path, uri: str) -> None:
+    binary = bytes(range(13))  # odd length: the writer's padding must still come out right
+    model = job / "m.glb"
+    model.write_bytes(_glb(_doc(["tex.png", uri]), binary))
+    original_chunks = _parse_glb(model.read_bytes())[1]
+
+    path, warnings = gltfcheck.confine(str(model), str(job))
+
+    assert path == str(job / "m.confined.glb")
+    assert warnings == [warnings[0]] and f"'{uri}'" in warnings[0] and "\n" not in warnings[0]
+    doc, chunks = _parse_glb(Path(path).read_bytes())
+    assert chunks == original_chunks  # BIN chunk byte for byte
+    assert doc["images"][0] == {"uri": "tex.png"}
+    _decode_placeholder(doc["images"][1]["uri"])
+    assert model.read_bytes() == _glb(_doc(["tex.png", uri]), binary)  # original kept
+
+
+def test_symlink_in_the_job_folder_pointing_out_is_refused(job: Path) -> None:
+    (job / "link.png").symlink_to(job.parent / "outside.png")
+    (job / "linkdir").symlink_to(job.parent)
+    model = job / "m.gltf"
+    model.write_text(json.dumps(_doc(["link.png", "linkdir/outside.png", "tex.png"])))
+
+    path, warnings = gltfcheck.confine(str(model), str(job))
+
+    assert path == str(job / "m.confined.gltf")
+    assert len(warnings) == 2 and "'link.png'" in warnings[0] and "outside" in warnings[0]
+    doc = json.loads(Path(path).read_text())
+    assert [i["uri"] == "tex.png" for i in doc["images"]] == [False, False, True]
+
+
+def test_rewrite_replaces_a_symlink_at_the_target_instead_of_following_it(job: Path) -> None:
+    victim = job.parent / "victim.txt"
+    victim.write_text("keep")
+    (job / "m.confined.gltf").symlink_to(victim)
+    model = job / "m.gltf"
+    model.write_text(json.dumps(_doc(["../outside.png"])))
+
+    path, _ = gltfcheck.confine(str(model), str(job))
+
+    assert victim.read_text() == "keep" and not Path(path).is_symlink()
+
+
+@pytest.mark.parametrize(
+    "uri", ["../outside.bin", "/etc/hostname", "C:\\a\\b.bin", "\\\\srv\\b.bin", "nope.bin"]
+)
+def test_disallowed_buffer_uri_is_an_error_naming_it(job: Path, uri: str) -> None:
+    model = job / "m.gltf"
+    model.write_text(json.dumps(_doc([], buffer_uri=uri)))
+    with pytest.raises(GltfCheckError) as err:
+        gltfcheck.confine(str(model), str(job))
+    assert f"'{uri}'" in str(err.value) and "\n" not in str(err.value)
+    assert sorted(p.name for p in job.iterdir()) == ["m.gltf", "sub", "tex.png"]
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[:-7]
+
+
+def _json_length_too_big(data: bytes) -> bytes:
+    return data[:12] + struct.pack("<I", 1 << 30) + data[16:]
+
+
+def _bin_length_too_big(data: bytes) -> bytes:
+    json_length = struct.unpack_from("<I", data, 12)[0]
+    at = 20 + json_length
+    return data[:at] + struct.pack("<I", 1 << 20) + data[at + 4 :]
+
+
+def _total_wrong(data: bytes) -> bytes:
+    return data[:8] + struct.pack("<I", len(data) + 4) + data[12:]
+
+
+def _version_1(data: bytes) -> bytes:
+    return data[:4] + struct.pack("<I", 1) + data[8:]
+
+
+def _first_chunk_bin(data: bytes) -> bytes:
+    return data[:16] + b"BIN\x00" + data[20:]
+
+
+def _bad_json(data: bytes) -> bytes:
+    return data[:20] + b"[" + data[21:]
+
+
+def _json_not_object(data: bytes) -> bytes:
+    return _glb_raw(b"[1, 2]", data[-16:])
+
+
+def _json_nested_deeply(data: bytes) -> bytes:
+    return _glb_raw(b"[" * 200_000 + b"]" * 200_000, None)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        _truncated,
+        _json_length_too_big,
+        _bin_length_too_big,
+        _total_wrong,
+        _version_1,
+        _first_chunk_bin,
+        _bad_json,
+        _json_not_object,
+        _json_nested_deeply,
+        lambda data: data[:10],
+        lambda data: b"",
+    ],
+)
+def test_corrupt_glb_is_a_one_line_error(job: Path, corrupt: Callable[[bytes], bytes]) -> None:
+    model = job / "m.glb"
+    model.write_bytes(corrupt(_glb(_doc(["tex.png"]), bytes(16))))
+    with pytest.raises(GltfCheckError) as err:
+        gltfcheck.confine(str(model), str(job))
+    assert str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"asset": {}, "images": {"uri": "x"}},
+        {"asset": {}, "images": [{"uri": 5}]},
+        {"buffers": [1]},
+    ],
+)
+def test_malformed_uri_lists_are_errors(job: Path, doc: dict[str, Any]) -> None:
+    model = job / "m.gltf"
+    model.write_text(json.dumps(doc))
+    with pytest.raises(GltfCheckError):
+        gltfcheck.confine(str(model), str(job))
+
+
+def test_model_outside_the_allowed_root_is_refused(job: Path) -> None:
+    model = job.parent / "m.gltf"
+    model.write_text(json.dumps(_doc([])))
+    with pytest.raises(GltfCheckError, match="outside the job folder"):
+        gltfcheck.confine(str(model), str(job))
+
+
+def test_placeholder_is_a_valid_png() -> None:
+    png = _decode_placeholder(gltfcheck.PLACEHOLDER_PNG_URI)
+    offset = 8
+    while offset < len(png):  # every chunk's CRC is right and IDAT holds one RGBA pixel
+        (length,) = struct.unpack_from(">I", png, offset)
+        kind, data = png[offset + 4 : offset + 8], png[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack_from(">I", png, offset + 8 + length)
+        assert crc == zlib.crc32(kind + data)
+        if kind == b"IDAT":
+            assert len(zlib.decompress(data)) == 1 + 4
+        offset += 12 + length
+    assert offset == len(png)
+
+
+# -------------------------------------------------------------------------- Blender helpers
+
+KINDS = ("objects", "meshes", "materials", "images", "collections", "actions", "armatures")
+KINDS += ("textures", "node_groups", "cameras", "lights")
+
+
+def _gltf(addon: ModuleType) -> ModuleType:
+    return importlib.import_module(f"{addon.__name__}.importers.gltf")
+
+
+def _names() -> dict[str, set[str]]:
+    import bpy
+
+    return {kind: {block.name for block in getattr(bpy.data, kind)} for kind in KINDS}
+
+
+def _target(scene: Any) -> Any:
+    import bpy
+
+    collection = bpy.data.collections.new("Target")
+    scene.collection.children.link(collection)
+    return collection
+
+
+def _edit_json(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _textured_material(texture: Path) -> Any:
+    import bpy
+
+    material = bpy.data.materials.new("Wood")
+    if material.node_tree is None:
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    node = nodes.new("ShaderNodeTexImage")
+    node.image = bpy.data.images.load(str(texture))
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    material.node_tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
+    return material
+
+
+def _export_textured_cube(folder: Path) -> Path:
+    """folder/model.gltf + model.bin + wood.png (4x4), as Blender's exporter writes them."""
+    import bpy
+
+    source = folder.parent / "source"
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "wood.png").write_bytes(_png(4, 4, (200, 120, 40)))
+    folder.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.mesh.primitive_cube_add()
+    bpy.context.object.data.materials.append(_textured_material(source / "wood.png"))
+    model = folder / "model.gltf"
+    assert bpy.ops.export_scene.gltf(filepath=str(model), export_format="GLTF_SEPARATE") == {
+        "FINISHED"
+    }
+    bpy.ops.wm.read_homefile(use_empty=True)
+    doc = json.loads(model.read_text())
+    assert [i["uri"] for i in doc["images"]] == ["wood.png"]
+    assert [b["uri"] for b in doc["buffers"]] == ["model.bin"]
+    return model
+
+
+def _export_rig(path: Path, export_format: str = "GLB") -> Path:
+    """An armature with two bones, a skinned, textured cube and a bone animation."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    armature = bpy.data.armatures.new("Rig")
+    rig = bpy.data.objects.new("Rig", armature)
+    bpy.context.scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    root = armature.edit_bones.new("Root")
+    root.head, root.tail = (0, 0, 0), (0, 0, 1)
+    tip = armature.edit_bones.new("Tip")
+    tip.head, tip.tail, tip.parent = (0, 0, 1), (0, 0, 2), root
+    bpy.ops.object.mode_set(mode="OBJECT")
+
+    bpy.ops.mesh.primitive_cube_add(size=1, location=(0, 0, 1))
+    body = bpy.context.object
+    body.name = "Body"
+    texture = path.parent.parent / "rig_wood.png"
+    texture.write_bytes(_png(4, 4, (10, 200, 10)))
+    body.data.materials.append(_textured_material(texture))
+    low, high = body.vertex_groups.new(name="Root"), body.vertex_groups.new(name="Tip")
+    for v in body.data.vertices:
+        (low if v.co.z < 0 else high).add([v.index], 1.0, "REPLACE")
+    body.parent = rig
+    body.modifiers.new("Armature", "ARMATURE").object = rig
+
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="POSE")
+    bone = rig.pose.bones["Tip"]
+    bone.rotation_mode = "XYZ"
+    bone.keyframe_insert("rotation_euler", frame=1)
+    bone.rotation_euler = (0.5, 0, 0)
+    bone.keyframe_insert("rotation_euler", frame=10)
+    bpy.ops.object.mode_set(mode="OBJECT")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = bpy.ops.export_scene.gltf(filepath=str(path), export_format=export_format)
+    assert result == {"FINISHED"}
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return path
+
+
+def _inside(path: str, root: Path) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, top]) == top
+
+
+# ---------------------------------------------------------------------- import_gltf (Blender)
+
+
+def test_texture_inside_the_job_folder_is_imported_and_packed(scene, addon, tmp_path) -> None:
+    import bpy
+
+    gltf = _gltf(addon)
+    job = tmp_path / "job"
+    model = _export_textured_cube(job)
+    collection = _target(bpy.context.scene)
+
+    result = gltf.import_gltf(str(model), collection, (1, 2, 3), str(job))
+
+    assert result.warnings == []
+    assert [o.type for o in result.objects] == ["MESH"]
+    assert result.objects[0].users_collection == (collection,)
+    assert tuple(result.objects[0].location) == pytest.approx((1, 2, 3))
+    (image,) = bpy.data.images
+    assert image.packed_file is not None and tuple(image.size) == (4, 4)
+    assert not (job / "model.confined.gltf").exists()
+
+
+@pytest.mark.parametrize("kind", ["absolute", "parent", "file_url", "symlink"])
+def test_texture_outside_the_job_folder_is_left_out(scene, addon, tmp_path, kind) -> None:
+    import bpy
+
+    gltf = _gltf(addon)
+    job = tmp_path / "job"
+    model = _export_textured_cube(job)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(_png(3, 5, (255, 0, 0)))
+    (job / "link.png").symlink_to(outside)
+    uri = {
+        "absolute": str(outside),
+        "parent": "../outside.png",
+        "file_url": outside.as_uri(),
+        "symlink": "link.png",
+    }[kind]
+    _edit_json(model, lambda doc: doc["images"][0].update(uri=uri))
+    collection = _target(bpy.context.scene)
+
+    result = gltf.import_gltf(str(model), collection, (0, 0, 0), str(job))
+
+    assert len(result.warnings) == 1 and f"'{uri}'" in result.warnings[0]
+    (obj,) = result.objects
+    assert obj.users_collection == (collection,) and obj.active_material.name.startswith("Wood")
+    assert len(bpy.data.images) == 1  # the material keeps a (blank) texture
+    for image in bpy.data.images:
+        path = bpy.path.abspath(image.filepath) if image.filepath else ""
+        assert not path or _inside(path, job), path
+        packed = image.packed_file
+        assert packed is None or bytes(packed.data) != outside.read_bytes()
+        assert tuple(image.size) != (3, 5)
+
+
+@pytest.mark.parametrize("uri", ["../outside.bin", "ABSOLUTE"])
+def test_buffer_outside_the_job_folder_fails_and_changes_nothing(
+    scene, addon, tmp_path, uri
+) -> None:
+    import bpy
+
+    gltf = _gltf(addon)
+    job = tmp_path / "job"
+    model = _export_textured_cube(job)
+    shutil.move(job / "model.bin", tmp_path / "outside.bin")
+    uri = str(tmp_path / "outside.bin") if uri == "ABSOLUTE" else uri
+    _edit_json(model, lambda doc: doc["buffers"][0].update(uri=uri))
+    collection = _target(bpy.context.scene)
+    before = _names()
+
+    with pytest.raises(gltf.GltfImportError) as err:
+        gltf.import_gltf(str(model), collection, (0, 0, 0), str(job))
+
+    assert f"'{uri}'" in str(err.value) and "\n" not in str(err.value)
+    assert _names() == before
+    assert len(collection.objects) == 0
+
+
+def test_failure_midway_removes_everything_the_importer_made(scene, addon, tmp_path) -> None:
+    """A bad animation accessor: the importer fails after making objects, meshes, an armature,
+    a material, an image and an action. The plain importer leaves them; import_gltf may not."""
+    import bpy
+
+    gltf = _gltf(addon)
+    job = tmp_path / "job"
+    model = _export_rig(job / "rig.gltf", export_format="GLTF_SEPARATE")
+
+    def break_animation(doc: dict[str, Any]) -> None:
+        doc["accessors"][doc["animations"][0]["samplers"][0]["input"]]["count"] = 10**6
+
+    _edit_json(model, break_animation)
+    collection = _target(bpy.context.scene)
+    before = _names()
+
+    with pytest.raises(gltf.GltfImportError) as err:
+        gltf.import_gltf(str(model), collection, (0, 0, 0), str(job))
+
+    assert str(err.value) and "\n" not in str(err.value)
+    assert _names() == before
+    assert collection.name in bpy.data.collections and len(collection.objects) == 0
+
+    with pytest.raises(RuntimeError):  # the scenario is real: the bare importer leaves debris
+        bpy.ops.import_scene.gltf(filepath=str(model))
+    after = _names()
+    assert after["objects"] - before["objects"] and after["armatures"] - before["armatures"]
+
+
+def test_rigged_glb_leaves_no_bone_shapes_behind(scene, addon, tmp_path) -> None:
+    import bpy
+
+    gltf = _gltf(addon)
+    job = tmp_path / "job"
+    model = _export_rig(job / "rig.glb")
+    collection = _target(bpy.context.scene)
+    before = _names()
+
+    result = gltf.import_gltf(str(model), collection, (1, 2, 3), str(job))
+
+    assert result.warnings == []
+    assert "glTF_not_exported" not in bpy.data.collections
+    assert _names()["collections"] == before["collections"]  # the importer's own are gone
+    assert not [o for o in bpy.data.objects if o.name.startswith("Icosphere")]
+    assert not [m for m in bpy.data.meshes if m.name.startswith("Icosphere")]
+    assert set(bpy.data.objects) == set(result.objects)
+    assert all(o.users_collection == (collection,) for o in result.objects)
+    (rig,) = [o for o in result.objects if o.type == "ARMATURE"]
+    (body,) = [o for o in result.objects if o.type == "MESH"]
+    assert {b.name for b in rig.data.bones} == {"Root", "Tip"}
+    assert all(b.custom_shape is None for b in rig.pose.bones)
+    assert {g.name for g in body.vertex_groups} >= {"Root", "Tip"}
+    assert body.parent == rig or any(m.type == "ARMATURE" for m in body.modifiers)
+    assert rig.animation_data is not None and bpy.data.actions
+    assert rig.parent is None and tuple(rig.location) == pytest.approx((1, 2, 3))
+
+
+def test_several_gltf_scenes_end_in_the_target_collection_only(scene, addon, tmp_path) -> None:
+    """4.5+ make a Blender scene, a collection per glTF scene and one for orphan nodes."""
+    import bpy
+
+    gltf = _gltf(addon)
+    job = tmp_path / "job"
+    model = _export_textured_cube(job)
+
+    def add_scenes(doc: dict[str, Any]) -> None:
+        node = doc["nodes"][0]
+        doc["nodes"] += [dict(node, name="Other"), dict(node, name="Orphan")]
+        doc["scenes"] = [{"name": "Main", "nodes": [0]}, {"name": "Second", "nodes": [1]}]
+        doc["scene"] = 0
+
+    _edit_json(model, add_scenes)
+    collection = _target(bpy.context.scene)
+    before = _names()
+    scenes = {s.name for s in bpy.data.scenes}
+
+    result = gltf.import_gltf(str(model), collection, (0, 0, 0), str(job))
+
+    assert sorted(o.name for o in result.objects) == ["Cube", "Orphan", "Other"]
+    assert all(o.users_collection == (collection,) for o in result.objects)
+    assert _names()["collections"] == before["collections"]
+    assert {s.name for s in bpy.data.scenes} == scenes
+
+
+def _bad_asset_version(data: bytes) -> bytes:
+    doc, chunks = _parse_glb(data)
+    doc["asset"]["version"] = "1.0"
+    return _glb(doc, chunks[0][1])
+
+
+@pytest.mark.parametrize(
+    "corrupt", [_truncated, _json_length_too_big, _bad_json, _bad_asset_version]
+)
+def test_corrupt_glb_fails_with_one_line_and_changes_nothing(
+    scene, addon, tmp_path, corrupt
+) -> None:
+    import bpy
+
+    gltf = _gltf(addon)
+    job = tmp_path / "job"
+    model = _export_rig(job / "rig.glb")
+    model.write_bytes(corrupt(model.read_bytes()))
+    collection = _target(bpy.context.scene)
+    before = _names()
+
+    with pytest.raises(gltf.GltfImportError) as err:
+        gltf.import_gltf(str(model), collection, (0, 0, 0), str(job))
+
+    assert str(err.value) and "\n" not in str(err.value) and "Location" not in str(err.value)
+    assert _names() == before
+
+
+@pytest.mark.parametrize("name", ["Duck.glb", "BoxTextured.glb"])
+def test_khronos_samples_import_with_materials_and_images(scene, addon, tmp_path, name) -> None:
+    import bpy
+
+    gltf = _gltf(addon)
+    job = tmp_path / "job"
+    job.mkdir()
+    model = Path(shutil.copy(fixture_path("gltf", name), job))
+    collection = _target(bpy.context.scene)
+
+    result = gltf.import_gltf(str(model), collection, (5, 0, 0), str(job))
+
+    assert result.warnings == []
+    assert set(bpy.data.objects) == set(result.objects)
+    assert all(o.users_collection == (collection,) for o in result.objects)
+    meshes = [o for o in result.objects if o.type == "MESH"]
+    assert meshes and all(len(o.data.polygons) > 0 for o in meshes)
+    materials = {m for o in meshes for m in o.data.materials if m is not None}
+    assert materials
+    textured = [
+        n.image
+        for m in materials
+        for n in m.node_tree.nodes
+        if n.type == "TEX_IMAGE" and n.image is not None
+    ]
+    assert textured and all(i.packed_file is not None and i.size[0] > 1 for i in textured)
+    roots = [o for o in result.objects if o.parent is None]
+    assert roots and all(o.location.x == pytest.approx(5) for o in roots)
+    assert sorted(p.name for p in job.iterdir()) == [name]  # nothing rewritten
