@@ -42,8 +42,7 @@ def submit(
 def status(job_id: str) -> dict[str, object]:
     """state (queued … stalled, ready, imported, failed, cancelled), progress, message,
     task_id, objects (names), files, warnings."""
-    rt = runtime.get()
-    job = rt.jobs.get(job_id) or rt.journal.get(job_id)
+    job = runtime.get().latest(job_id)
     if job is None:
         raise ConjureError(f"No job {job_id!r}")
     return job.status()
@@ -93,4 +92,4 @@ def resume() -> list[str]:
 def jobs() -> list[dict[str, object]]:
     """Every job in the journal, newest first (live ones as this session knows them)."""
     rt = runtime.get()
-    return [(rt.jobs.get(j.job_id) or j).status() for j in rt.journal.recent(10_000)]
+    return [(rt.latest(j.job_id) or j).status() for j in rt.journal.recent(10_000)]

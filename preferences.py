@@ -52,6 +52,15 @@ def _service_annotations() -> dict[str, object]:
     return annotations
 
 
+def _apply_concurrency(count: int) -> None:
+    """The engine takes a changed limit at once (jobs already paid for keep running)."""
+    from .jobs import runtime
+
+    live = runtime.current()
+    if live is not None:
+        live.engine.set_max_in_flight(count)
+
+
 class ConjurePreferences(AddonPreferences):
     bl_idname = ADDON_ID
 
@@ -64,6 +73,7 @@ class ConjurePreferences(AddonPreferences):
             default=8,
             min=1,
             max=100,
+            update=lambda prefs, _context: _apply_concurrency(prefs.max_concurrent_jobs),
         ),
         "keep_days": IntProperty(
             name="Keep Finished Jobs (Days)",

@@ -139,6 +139,7 @@ class Engine:
         poll_interval: float | None = None,
         rate_rules: Mapping[str, Sequence[RateRule]] | None = None,
         probe_after: float = 30.0,
+        backoff_base: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.journal = journal
@@ -150,6 +151,7 @@ class Engine:
         self.events: queue.Queue[Job] = queue.Queue()
         self._rate_rules = dict(rate_rules or {})
         self._probe_after = probe_after
+        self._backoff_base = backoff_base  # first retry after trouble; doubles up to 5 min
         self._clock = clock
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
@@ -520,7 +522,7 @@ class Engine:
 
     def _retry_delay(self, live: _Live, exc: ProviderError) -> float:
         live.failures += 1
-        backoff = min(2.0 * 2 ** (live.failures - 1), MAX_STALL_DELAY)
+        backoff = min(self._backoff_base * 2 ** (live.failures - 1), MAX_STALL_DELAY)
         backoff *= 0.5 + random.random() / 2  # jitter: a hundred jobs must not retry as one
         limiter_wait = self.limiter(live.job.provider).blocked_for()
         return max(min(exc.retry_after or 0.0, MAX_RETRY_AFTER), limiter_wait, backoff)

@@ -32,6 +32,7 @@ ADDON_PACKAGE = __package__.rpartition(".")[0]
 POLL_ENV = "CONJURE_POLL_SECONDS"  # pipelines (and tests) may pace polling themselves
 KEPT_FINISHED = 20  # finished jobs kept in the sidebar mirror; the journal keeps them all
 LIVE_STATES = frozenset(JobState) - FINISHED
+READY_TO_CLICK = "Ready — Import"
 
 
 class ConjureError(Exception):
@@ -53,6 +54,8 @@ class Runtime:
         self.journal = Journal(root / "journal.sqlite")
         self.owner = process_owner()
         self.jobs: dict[str, Job] = {}
+        self._file_generation = 0  # +1 on every file load: a job imports into its own file
+        self._born_in: dict[str, int] = {}  # job id → file generation it was started in
         self._access: dict[str, _Access] = {}
         self._clients: dict[tuple[str, str, _Access], HttpClient] = {}
         prefs = addon_preferences()
@@ -96,8 +99,13 @@ class Runtime:
 
     def submit(self, job: Job) -> str:
         self._remember(job)
+        self._born_in[job.job_id] = self._file_generation
         self.engine.submit(job)
         return job.job_id
+
+    def file_loaded(self) -> None:
+        """Another .blend replaced the open one: running jobs no longer import by themselves."""
+        self._file_generation += 1
 
     def resume(self) -> list[str]:
         """Continue every unfinished job of the journal that this Blender may take."""
@@ -107,7 +115,7 @@ class Runtime:
                 continue
             reason = self._resume_problem(job)
             if reason:
-                self._mirror(job.evolve(message=reason))
+                self._hold(job, reason)
                 continue
             if job.state == JobState.READY and _files_exist(job):
                 self._remember(job)
@@ -117,11 +125,15 @@ class Runtime:
             self._remember(job)
             reason = self.engine.resume(job)
             if reason:
-                self.jobs.pop(job.job_id, None)
-                self._mirror(job.evolve(message=f"Running in another Blender: {reason}"))
+                self._hold(job, reason.capitalize())
                 continue
             started.append(job.job_id)
         return started
+
+    def _hold(self, job: Job, reason: str) -> None:
+        """Shown with why it was not resumed; not journaled (the row is not ours to change)."""
+        self.jobs[job.job_id] = job.evolve(message=reason)
+        self._mirror(self.jobs[job.job_id])
 
     def _resume_problem(self, job: Job) -> str:
         settings = service_settings(job.provider)
@@ -202,7 +214,14 @@ class Runtime:
         deadline = time.monotonic() + timeout
         while True:
             self.import_waiting(context)
-            pending = [i for i in ids if i in self.jobs and self.jobs[i].state in LIVE_STATES]
+            # A job waiting for Object mode or a click cannot move while a script waits.
+            pending = [
+                i
+                for i in ids
+                if i in self.jobs
+                and self.jobs[i].state in LIVE_STATES
+                and self.jobs[i].message != READY_TO_CLICK
+            ]
             remaining = deadline - time.monotonic()
             if not pending or remaining <= 0:
                 break
@@ -222,6 +241,14 @@ class Runtime:
             self.import_waiting(context)
         self._mirror(self.jobs[job.job_id])
 
+    def latest(self, job_id: str) -> Job | None:
+        """The newest word on a job: the journal (written by the scheduler at every change)
+        or this session's view (which also knows why a job was not resumed)."""
+        known, journaled = self.jobs.get(job_id), self.journal.get(job_id)
+        if known is None or journaled is None:
+            return known or journaled
+        return journaled if journaled.updated > known.updated else known
+
     def _emit_local(self, job: Job) -> None:
         self.engine.events.put(job)
 
@@ -232,10 +259,16 @@ class Runtime:
     def import_waiting(self, context: bpy.types.Context) -> None:
         """Import READY jobs that may import now: their own file, and Object mode."""
         for job in [j for j in self.jobs.values() if j.state == JobState.READY]:
-            if context.mode == "OBJECT" and bpy.data.filepath == job.blend_file:
+            if context.mode == "OBJECT" and self._in_its_file(job):
                 self.import_job(context, job.job_id)
-            elif job.message != "Ready — Import":
-                self._set(job, JobState.READY, "Ready — Import")
+            elif job.message != READY_TO_CLICK:
+                self._set(job, JobState.READY, READY_TO_CLICK)
+
+    def _in_its_file(self, job: Job) -> bool:
+        born = self._born_in.get(job.job_id)
+        if born is not None:
+            return born == self._file_generation
+        return bpy.data.filepath == job.blend_file  # resumed from an earlier session
 
     def import_job(self, context: bpy.types.Context, job_id: str) -> None:
         """Import a downloaded job's model into a new collection at the 3D cursor (one undo)."""

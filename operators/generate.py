@@ -253,6 +253,8 @@ class CONJURE_OT_job_monitor(Operator):
 def restart_monitor_after_load(_file) -> None:
     """Loading a file ends modal operators; jobs still running need their pump back."""
     rt = runtime.current()
+    if rt is not None:
+        rt.file_loaded()
     if rt is not None and (rt.is_busy() or rt.has_ready()):
         bpy.app.timers.register(start_monitor, first_interval=0.2)
 

@@ -56,6 +56,7 @@ class Harness:
         self.journal = Journal(tmp_path / "journal.sqlite")
         self.url = url
         kw.setdefault("poll_interval", 0.02)
+        kw.setdefault("backoff_base", 0.05)
         self.engine = Engine(
             self.journal,
             self._provider,
