@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,7 @@ class Engine:
         self._clock = clock
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
+        self._running: set[Future] = set()  # steps on workers, for an orderly shutdown
         self._scheduler: threading.Thread | None = None
         self._commands: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -181,7 +183,7 @@ class Engine:
         self._check_running()
         holder = self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
         if holder:
-            return "running in another Blender"
+            return "Running in another Blender"
         self._post("start", job)
         return ""
 
@@ -230,8 +232,7 @@ class Engine:
             self._scheduler.join(max(deadline - time.monotonic(), 0.0))
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-            for thread in list(getattr(self._pool, "_threads", ())):
-                thread.join(max(deadline - time.monotonic(), 0.0))
+            futures.wait(list(self._running), max(deadline - time.monotonic(), 0.0))
         self.journal.release(self.owner)
         with self._lock:
             self._live.clear()
@@ -370,15 +371,19 @@ class Engine:
         request = live.job.request()
         live.provider.check(request)
         if live.cancel.is_set() or self._stopping.is_set():
-            raise _CancelledErrorError
+            raise _CancelledError
         return live.provider.create(request, key, stage)
 
     def _dispatch(self, live: _Live, kind: str, fn: Callable, *args: object) -> None:
-        assert self._pool is not None
         live.busy = True
+        self._submit_step(live.job.job_id, kind, 0, fn, *args)
+
+    def _submit_step(self, job_id: str, kind: str, tag: int, fn: Callable, *args: object) -> None:
+        assert self._pool is not None
         future = self._pool.submit(fn, *args)
-        job_id = live.job.job_id
-        future.add_done_callback(lambda f: self._post("done", job_id, kind, 0, f))
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        future.add_done_callback(lambda f: self._post("done", job_id, kind, tag, f))
 
     def _on_done(self, job_id: str, kind: str, tag: int, future: Future) -> None:
         live = self._live.get(job_id)
@@ -573,14 +578,12 @@ class Engine:
         self._update(live, state=JobState.DOWNLOADING, message="Downloading")
         live.busy, live.fetched = True, {}
         live.fetching, live.required = tuple(assets), required
-        assert self._pool is not None
         stop = live.cancel.is_set
         for index, asset in enumerate(assets):
-            future = self._pool.submit(self._fetch, live.provider, asset, folder, index, stop)
-            job_id = live.job.job_id
-            future.add_done_callback(
-                lambda f, i=index, j=job_id: self._post("done", j, "fetch", i, f)
-            )
+            self._submit_step(
+                live.job.job_id, "fetch", index, self._fetch, live.provider, asset, folder,
+                index, stop,
+            )  # fmt: skip
 
     def _fetch(
         self, provider: Provider, asset: Asset, folder: Path, index: int, stop: Callable[[], bool]

@@ -60,24 +60,34 @@ _V1_TO_V2 = (
 HOST = socket.gethostname()
 
 
+def _start_time(pid: int | str) -> str:
+    """When a process started (Linux /proc), so a reused pid is not mistaken for its owner."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
 def process_owner() -> str:
-    """This process's lease name: host, pid and a token against pid reuse."""
-    return f"{HOST}/{os.getpid()}/{os.urandom(3).hex()}"
+    """A lease name: host, pid and start time (to tell whether its process is gone), and a
+    token, so two engines are two owners even within one process."""
+    return f"{HOST}/{os.getpid()}/{_start_time(os.getpid())}/{os.urandom(3).hex()}"
 
 
-def owner_alive(owner: str) -> bool:
-    """False only when we can tell the owning process is gone (same host, no such pid)."""
-    host, _, rest = owner.partition("/")
-    pid = rest.partition("/")[0]
+def owner_alive(owner: str) -> bool | None:
+    """True/False when we can tell (same host), None for another machine (only its lease
+    expiring tells)."""
+    host, pid, started = ([*owner.split("/"), "", ""])[:3]
     if host != HOST or not pid.isdigit():
-        return True  # another machine: only its lease expiring tells
+        return None
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return started in ("?", "") or _start_time(pid) in ("?", started)
 
 
 class JournalClosedError(RuntimeError):
@@ -183,10 +193,12 @@ class Journal:
                     "SELECT owner, lease_until FROM jobs WHERE job_id = ?", (job_id,)
                 ).fetchone()
                 holder = str(row[0] or "") if row else ""
-                held = bool(holder) and holder != owner and float(row[1] or 0) > now
-                if held and owner_alive(holder):
-                    self._db.execute("COMMIT")
-                    return holder
+                if holder and holder != owner:
+                    alive = owner_alive(holder)
+                    leased = float(row[1] or 0) > now
+                    if alive or (alive is None and leased):
+                        self._db.execute("COMMIT")
+                        return holder
                 self._db.execute(
                     "UPDATE jobs SET owner = ?, lease_until = ? WHERE job_id = ?",
                     (owner, now + lease, job_id),
@@ -216,9 +228,11 @@ class Journal:
             row = self._db.execute(
                 "SELECT owner, lease_until FROM jobs WHERE job_id = ?", (job_id,)
             ).fetchone()
-        if not row or not row[0] or float(row[1] or 0) <= time.time():
+        if not row or not row[0]:
             return ""
-        return str(row[0]) if owner_alive(str(row[0])) else ""
+        alive = owner_alive(str(row[0]))
+        leased = float(row[1] or 0) > time.time()
+        return str(row[0]) if alive or (alive is None and leased) else ""
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -118,6 +118,9 @@ class Runtime:
                 self._hold(job, reason)
                 continue
             if job.state == JobState.READY and _files_exist(job):
+                if self.journal.claim(job.job_id, self.owner):  # downloaded: import here
+                    self._hold(job, "Running in another Blender")
+                    continue
                 self._remember(job)
                 self._emit_local(job)
                 started.append(job.job_id)
@@ -125,7 +128,7 @@ class Runtime:
             self._remember(job)
             reason = self.engine.resume(job)
             if reason:
-                self._hold(job, reason.capitalize())
+                self._hold(job, reason)
                 continue
             started.append(job.job_id)
         return started

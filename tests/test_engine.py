@@ -333,7 +333,7 @@ def test_a_job_leased_by_a_live_process_is_not_taken_over(tmp_path, trify) -> No
         trify.polls_to_complete = 10_000
         (job_id,) = a.submit()
         a.wait([job_id], states={JobState.RUNNING})
-        assert b.engine.resume(b.journal.get(job_id)) == "running in another Blender"
+        assert b.engine.resume(b.journal.get(job_id)) == "Running in another Blender"
         polls = trify.count("GET")
         a.drain(0.3)
         assert b.engine.live_job_ids() == set()

@@ -358,7 +358,7 @@ def test_two_blenders_never_run_the_same_job(built_zip, trify, tmp_path) -> None
         other.stdin.write("go\n")
         other.stdin.flush()
         first = other.stdout.readline()
-        assert first.startswith("RESUMED []") and "Running in another blender" in first, first
+        assert first.startswith("RESUMED []") and "Running in another Blender" in first, first
         owner.kill()  # the owning Blender is gone
         owner.wait(10)
         (task,) = trify.tasks.values()
