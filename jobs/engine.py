@@ -31,6 +31,7 @@ from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..providers import SERVICES
 from ..providers.base import (
@@ -263,7 +264,7 @@ class Engine:
                     command = self._commands.get_nowait()
                 except queue.Empty:
                     break
-                self._handle(command)
+                self._guarded(self._handle, command)
                 if self._stopping.is_set():
                     return
             now = self._clock()
@@ -271,10 +272,25 @@ class Engine:
                 _, _, job_id, token = heapq.heappop(self._heap)
                 live = self._live.get(job_id)
                 if live is not None and live.token == token:
-                    self._advance(live)
+                    self._guarded(self._advance, live)
             self._renew_leases(now)
             timeout = self._heap[0][0] - self._clock() if self._heap else LEASE_SECONDS / 3
             self._wake.wait(min(max(timeout, 0.0), LEASE_SECONDS / 3))
+
+    def _guarded(self, step: Callable[[Any], None], arg: Any) -> None:
+        """A bug in one job's handling fails that job visibly; the scheduler keeps going."""
+        try:
+            step(arg)
+        except Exception as exc:
+            message = f"Internal error: {type(exc).__name__}: {exc}"
+            target = arg.job if isinstance(arg, _Live) else arg[1]
+            job_id = target.job_id if isinstance(target, Job) else str(target)
+            live = self._live.get(job_id)
+            if live is not None:
+                live.busy = False
+                self._finish(live, JobState.FAILED, message)
+            elif isinstance(target, Job):
+                self._emit_final(target.evolve(state=JobState.FAILED, message=message))
 
     def _handle(self, command: tuple) -> None:
         kind = command[0]

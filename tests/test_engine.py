@@ -633,3 +633,21 @@ def test_cancel_during_download_ends_cancelled_with_no_partial_files(harness, tr
     assert done.state == JobState.CANCELLED
     time.sleep(1.2)
     assert not list((tmp_path / "jobs").rglob("*.part"))
+
+
+def test_a_bug_in_one_job_fails_it_and_the_engine_goes_on(harness, trify) -> None:
+    h = harness()
+    original = h._provider
+
+    def flaky(job, on_rate):
+        if job.prompt == "boom 0":
+            provider = original(job, on_rate)
+            provider.flow = lambda request: (None,)  # a broken flow: no step at all
+            return provider
+        return original(job, on_rate)
+
+    h.engine.provider_for = flaky
+    bad, good = h.submit(2, prompt="boom")
+    jobs = h.wait([bad, good])
+    assert jobs[0].state == JobState.FAILED and "Internal error" in jobs[0].message
+    assert jobs[1].state == JobState.READY
