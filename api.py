@@ -18,6 +18,7 @@ import bpy
 from .jobs import runtime
 from .jobs.runtime import ConjureError
 from .preferences import online_access_problem
+from .providers.base import is_url
 
 __all__ = ["ConjureError", "cancel", "generate", "jobs", "resume", "status", "submit", "wait"]
 
@@ -34,7 +35,7 @@ def submit(
     if problem:
         raise ConjureError(problem)
     rt = runtime.get()
-    paths = [bpy.path.abspath(p) for p in image_paths]
+    paths = [p if is_url(p) else bpy.path.abspath(p) for p in image_paths]
     job = rt.new_job(provider, source.upper(), prompt, paths, dict(options or {}))
     return rt.submit(job)
 

@@ -53,6 +53,14 @@ from .ratelimit import RateNote, ServiceLimiter
 __all__ = ["Engine", "describe_bytes", "detect_format"]
 
 MODEL_FORMATS = {"glb", "gltf", "vox", "obj", "zip"}
+IMAGE_FORMATS = {"png", "jpg", "webp"}
+# What each asset role may be; anything else is refused by its bytes, whatever its URL says.
+ROLE_FORMATS: dict[str, set[str]] = {
+    "model": MODEL_FORMATS,
+    "geometry": MODEL_FORMATS,
+    "material": {"mtl"},
+    "texture": IMAGE_FORMATS | {"zip"},
+}
 MAX_STALL_DELAY = 300.0
 MAX_RETRY_AFTER = 900.0
 LEASE_SECONDS = 30.0
@@ -197,8 +205,9 @@ class Engine:
         self._post("cancel", job_id)
         return True
 
-    def pick(self, job_id: str, index: int) -> None:
-        self._post("pick", job_id, index)
+    def pick(self, job_id: str, choice: int | str) -> None:
+        """Answer a job awaiting a pick: a candidate's index, or a local image's path."""
+        self._post("pick", job_id, choice)
 
     def set_max_in_flight(self, count: int) -> None:
         self._post("limit", max(1, int(count)))
@@ -350,7 +359,7 @@ class Engine:
             self._advance_pick(live)
             return
         if here.step == Step.DOWNLOAD:
-            self._download(live, live.assets, "model")
+            self._download(live, live.assets, here.stage or "model")
             return
         if here.step == Step.CREATE and not job.paid and self._in_flight() >= self.max_in_flight:
             if job.job_id not in self._waiting:
@@ -562,27 +571,38 @@ class Engine:
 
     def _advance_pick(self, live: _Live) -> None:
         job = live.job
-        if "pick" in job.options:
+        if "picked_path" in job.options:
             self._update(live, step=job.step + 1)
             self._schedule(live)
-        elif job.candidates and _files_exist(job, job.candidates):
-            if job.state != JobState.AWAITING_PICK:
-                self._update(live, state=JobState.AWAITING_PICK, message="Pick a candidate")
-        else:
+        elif not (job.candidates and _files_exist(job, job.candidates)):
             self._download(live, live.candidates, "candidate")
+        elif isinstance(job.options.get("candidate"), int):  # chosen up front (scripts)
+            self._on_pick(job.job_id, job.options["candidate"])
+        elif job.state != JobState.AWAITING_PICK:
+            self._update(live, state=JobState.AWAITING_PICK, message="Pick a candidate")
 
-    def _on_pick(self, job_id: str, index: int) -> None:
+    def _on_pick(self, job_id: str, choice: int | str) -> None:
         live = self._live.get(job_id)
-        if live is None or live.here.step != Step.PICK or not 0 <= index < len(live.job.candidates):
+        if live is None or live.busy or live.here.step != Step.PICK:
             return
-        options = {**live.job.options, "pick": index, "picked_path": live.job.candidates[index]}
+        candidates = live.job.candidates
+        if isinstance(choice, int) and 0 <= choice < len(candidates):
+            path = candidates[choice]
+        elif isinstance(choice, str) and os.path.isfile(choice):
+            path = choice
+        else:  # a wrong answer does not end a job: it keeps waiting for a right one
+            last = len(candidates) - 1
+            message = f"No candidate {choice!r}: pick 0–{last} or an existing image file"
+            self._update(live, state=JobState.AWAITING_PICK, message=message)
+            return
+        options = {**live.job.options, "pick": choice, "picked_path": path}
         self._update(live, options=options, state=JobState.RUNNING, message="Picked")
         self._schedule(live)
 
     def _download(self, live: _Live, assets: Sequence[Asset], required: str) -> None:
         """All assets in parallel; `required` is the role that must arrive (others optional)."""
         if not any(a.role == required for a in assets):
-            if required == "model" and live.refetches < 3:  # resumed: URLs come from a poll
+            if live.refetches < 3:  # e.g. resumed: the URLs come from a poll
                 live.refetches += 1
                 self._update(live, step=_last_poll(live.flow, live.job.step))
                 self._schedule(live)
@@ -610,13 +630,12 @@ class Engine:
         with open(raw, "rb") as f:
             head = f.read(512)
         kind = detect_format(head)
-        usable = MODEL_FORMATS if asset.role == "model" else {"png", "jpg", "webp"}
-        if kind not in usable:
+        if kind not in ROLE_FORMATS.get(asset.role, IMAGE_FORMATS):
             raw.unlink()
-            what = "model" if asset.role == "model" else asset.role
             raise ProviderError(
                 ErrorKind.BAD_RESPONSE,
-                f"the {what} file is not a format Conjure can read: got {describe_bytes(head)}",
+                f"the {asset.role} file is not a format Conjure can read: "
+                f"got {describe_bytes(head)}",
             )
         name = f"{asset.role}-{index}" if index else asset.role
         final = folder / f"{name}.{kind}"

@@ -21,7 +21,7 @@ import bpy
 from ..importers import gltf, scene, vox, voxfile
 from ..preferences import addon_preferences, network_settings, service_settings
 from ..providers import SERVICES, get_provider, make_http
-from ..providers.base import Provider
+from ..providers.base import Provider, is_url
 from ..providers.http import HttpClient
 from .engine import Engine
 from .journal import Journal, process_owner
@@ -398,8 +398,14 @@ def request_problem(provider: str, source: str, prompt: str, image_paths: Sequen
         return "Choose an image to generate from"
     if source == "MULTIVIEW" and len(image_paths) < 2:
         return "Multiview needs at least two images"
-    missing = [p for p in image_paths if not os.path.isfile(p)]
-    return f"Image not found: {missing[0]}" if missing else ""
+    for path in image_paths:
+        if is_url(path) and info.image_input == "file":
+            return f"{info.name} needs a local image file, not a URL: {path[:80]}"
+        if not is_url(path) and info.image_input == "url":
+            return f"{info.name} takes an image URL (https://…), not a local file: {path}"
+        if not is_url(path) and not os.path.isfile(path):
+            return f"Image not found: {path}"
+    return ""
 
 
 def _model_file(files: Iterable[str]) -> str:

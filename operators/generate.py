@@ -17,6 +17,7 @@ from ..jobs import runtime
 from ..jobs.model import Job, JobState
 from ..preferences import online_access_problem
 from ..providers import SERVICES
+from ..providers.base import is_url
 
 MONITOR_INTERVAL = 0.1
 
@@ -120,11 +121,14 @@ class CONJURE_OT_generate(Operator):
         return {"FINISHED"}
 
     def _images(self) -> tuple[str, ...]:
+        """Local paths made absolute (// is the .blend's folder); URLs kept as given."""
         if self.source == "IMAGE":
-            return (bpy.path.abspath(self.image_path),) if self.image_path else ()
-        if self.source == "MULTIVIEW":
-            return tuple(bpy.path.abspath(i.name) for i in self.image_paths if i.name)
-        return ()
+            paths = [self.image_path] if self.image_path else []
+        elif self.source == "MULTIVIEW":
+            paths = [i.name for i in self.image_paths if i.name]
+        else:
+            paths = []
+        return tuple(p if is_url(p) else bpy.path.abspath(p) for p in paths)
 
 
 class CONJURE_OT_cancel_job(Operator):

@@ -95,7 +95,7 @@ class ProviderError(Exception):
 @dataclass(frozen=True)
 class Asset:
     url: str
-    role: str  # "model" (required), or an optional extra: "thumbnail", "texture", "image"
+    role: str  # "model", "material" (MTL), "texture" (image or zip), "thumbnail", "image", ...
 
 
 @dataclass(frozen=True)
@@ -123,13 +123,14 @@ class Step(enum.StrEnum):
     CREATE = "create"  # start a task on the service: the step that may cost money
     POLL = "poll"  # ask until the task ends (or offers candidates)
     PICK = "pick"  # wait for the user to choose one of the task's candidates
-    DOWNLOAD = "download"  # fetch the model (and optional extras) into the job folder
+    DOWNLOAD = "download"  # fetch the result (and optional extras) into the job folder
 
 
 @dataclass(frozen=True)
 class FlowStep:
     step: Step
-    stage: str = ""  # which create/poll of a multi-stage flow ("images", "voxelize")
+    stage: str = ""  # which create/poll of a multi-stage flow ("images", "voxelize");
+    # for DOWNLOAD, the asset role that must arrive ("" = "model"; "image" for text→image)
 
     @property
     def bucket(self) -> str:
@@ -164,6 +165,7 @@ class ServiceInfo:
     auth_scheme: str = "Bearer"
     capabilities: frozenset[Capability] = frozenset()
     rate_rules: tuple[RateRule, ...] = ()
+    image_input: str = "file"  # images as "file" (sent as data), "url" (fetched), or "both"
     idempotent_create: bool = False  # the service dedupes a re-sent create by its key
     poll_interval: float = 5.0  # seconds between polls when the service suggests nothing
     job_lifetime: float | None = None  # documented seconds after which a task ends
@@ -242,6 +244,15 @@ def progress_fraction(value: object) -> float:
     else:
         return 0.0
     return min(max(number, 0.0), 1.0)
+
+
+def is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://"))
+
+
+def image_reference(path: str) -> str:
+    """What goes in a service's image-URL field: a URL as given, a local file as data."""
+    return path if is_url(path) else image_data_url(path)
 
 
 def image_data_url(path: str) -> str:

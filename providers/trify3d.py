@@ -20,7 +20,7 @@ from .base import (
     ServiceInfo,
     TaskState,
     TaskStatus,
-    image_data_url,
+    image_reference,
     progress_fraction,
 )
 
@@ -32,6 +32,7 @@ INFO = ServiceInfo(
     "Text, image or multiview to GLB",
     capabilities=frozenset({Capability.TEXT, Capability.IMAGE, Capability.MULTIVIEW}),
     rate_rules=(RateRule(600, 3600.0),),  # per key; X-RateLimit-* headers on every answer
+    image_input="both",  # imageUrl takes an http(s) URL or a data: URL
     idempotent_create=True,  # Idempotency-Key header
     poll_interval=3.0,
     job_lifetime=600.0,  # "jobs time out server-side after 10 minutes"
@@ -77,11 +78,11 @@ class Trify3D(Provider):
         if request.source == "TEXT":
             body["prompt"] = request.prompt
         elif request.source == "IMAGE":
-            body["imageUrl"] = image_data_url(request.image_paths[0])
+            body["imageUrl"] = image_reference(request.image_paths[0])
         else:
             if len(request.image_paths) < 2:
                 raise ProviderError(ErrorKind.BAD_REQUEST, "multiview needs at least two images")
-            body["imageUrls"] = [image_data_url(p) for p in request.image_paths]
+            body["imageUrls"] = [image_reference(p) for p in request.image_paths]
         if request.prompt and request.source != "TEXT":
             body["prompt"] = request.prompt
         data = _unwrap(self.http.post_json(ENDPOINTS[request.source], body, idempotency_key))
