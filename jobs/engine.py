@@ -592,7 +592,7 @@ class Engine:
             path = choice
         else:  # a wrong answer does not end a job: it keeps waiting for a right one
             last = len(candidates) - 1
-            message = f"No candidate {choice!r}: pick 0–{last} or an existing image file"
+            message = f"No candidate {choice!r}: pick 0 to {last} or an existing image file"
             self._update(live, state=JobState.AWAITING_PICK, message=message)
             return
         options = {**live.job.options, "pick": choice, "picked_path": path}
