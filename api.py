@@ -20,7 +20,9 @@ from .jobs.runtime import ConjureError
 from .preferences import online_access_problem
 from .providers.base import is_url
 
-__all__ = ["ConjureError", "cancel", "generate", "jobs", "resume", "status", "submit", "wait"]
+__all__ = [
+    "ConjureError", "cancel", "generate", "jobs", "pick", "resume", "status", "submit", "wait",
+]  # fmt: skip
 
 
 def submit(
@@ -75,11 +77,24 @@ def generate(
     if result["state"] != "imported":
         if result["state"] in ("failed", "cancelled"):
             raise ConjureError(str(result["message"]))
+        if result["state"] == "awaiting_pick":
+            raise ConjureError(
+                f"Job {job_id} waits for a pick: pass options={{'candidate': N}} or api.pick()"
+            )
         raise ConjureError(
             f"Job {job_id} is still {result['state']} after {timeout:.0f} s; it goes on "
             "(api.wait or api.resume continue it)"
         )
     return [bpy.data.objects[name] for name in result["objects"] if name in bpy.data.objects]
+
+
+def pick(job_id: str, choice: int | str) -> None:
+    """Continue a job awaiting a pick with candidate `choice` (0-based) or a local image."""
+    if isinstance(choice, str):
+        choice = bpy.path.abspath(choice)
+    problem = runtime.get().pick(job_id, choice)
+    if problem:
+        raise ConjureError(problem)
 
 
 def resume() -> list[str]:

@@ -42,6 +42,12 @@ class ConjureSceneSettings(PropertyGroup):
     image_paths_index: IntProperty()
 
 
+class ConjureCandidateItem(PropertyGroup):
+    """A candidate image of a job awaiting a pick: its preview icon."""
+
+    icon: IntProperty()
+
+
 class ConjureJobItem(PropertyGroup):
     """Main-thread mirror of one engine job, for the UI only (never saved)."""
 
@@ -51,6 +57,8 @@ class ConjureJobItem(PropertyGroup):
     state: StringProperty()
     progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
     message: StringProperty()
+    warnings: StringProperty(description="What was left out, one line each")
+    candidates: CollectionProperty(type=ConjureCandidateItem)
 
 
 class ConjureWindowState(PropertyGroup):
@@ -61,6 +69,7 @@ class ConjureWindowState(PropertyGroup):
 CLASSES: tuple[type, ...] = (
     ConjurePathItem,
     ConjureSceneSettings,
+    ConjureCandidateItem,
     ConjureJobItem,
     ConjureWindowState,
 )

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+import bpy.utils.previews
 
 from ..importers import gltf, scene, vox, voxfile
 from ..preferences import addon_preferences, network_settings, service_settings
 from ..providers import SERVICES, get_provider, make_http
-from ..providers.base import Provider, is_url
+from ..providers.base import Capability, Provider, is_url
 from ..providers.http import HttpClient
 from .engine import Engine
 from .journal import Journal, process_owner
@@ -57,6 +58,7 @@ class Runtime:
         self._file_generation = 0  # +1 on every file load: a job imports into its own file
         self._born_in: dict[str, int] = {}  # job id → file generation it was started in
         self._access: dict[str, _Access] = {}
+        self._previews: bpy.utils.previews.ImagePreviewCollection | None = None
         self._clients: dict[tuple[str, str, _Access], HttpClient] = {}
         prefs = addon_preferences()
         self.engine = Engine(
@@ -190,8 +192,27 @@ class Runtime:
         self._set(job, JobState.CANCELLED, "Cancelled")  # e.g. Ready, not imported yet
         return True
 
-    def pick(self, job_id: str, index: int) -> None:
-        self.engine.pick(job_id, index)
+    def pick(self, job_id: str, choice: int | str) -> str:
+        """Answer a job awaiting a pick; '' or why not."""
+        job = self.latest(job_id)
+        if job is None or job.state != JobState.AWAITING_PICK:
+            return "That job is not waiting for a pick"
+        if isinstance(choice, str) and not os.path.isfile(choice):
+            return f"Image not found: {choice}"
+        self.engine.pick(job_id, choice)
+        return ""
+
+    def refine_source(self, job_id: str, obj: bpy.types.Object | None) -> Job:
+        """The finished job to refine: by id, else the one that made the active object."""
+        job_id = job_id or (str(obj.get("conjure_job_id", "")) if obj is not None else "")
+        job = self.latest(job_id) if job_id else None
+        if job is None:
+            raise ConjureError("Select an asset Conjure imported, or name a job, to refine")
+        if job.state != JobState.IMPORTED or not job.task_id:
+            raise ConjureError(f"{job.label} has not finished; refine it once it is imported")
+        if Capability.REFINE not in SERVICES[job.provider].capabilities:
+            raise ConjureError(f"{SERVICES[job.provider].name} cannot refine a model")
+        return job
 
     # -- main thread: events, imports ------------------------------------------------------
 
@@ -217,13 +238,14 @@ class Runtime:
         deadline = time.monotonic() + timeout
         while True:
             self.import_waiting(context)
-            # A job waiting for Object mode or a click cannot move while a script waits.
+            # A job waiting for Object mode, a click or a pick cannot move while a script waits.
             pending = [
                 i
                 for i in ids
                 if i in self.jobs
                 and self.jobs[i].state in LIVE_STATES
                 and self.jobs[i].message != READY_TO_CLICK
+                and self.jobs[i].state != JobState.AWAITING_PICK
             ]
             remaining = deadline - time.monotonic()
             if not pending or remaining <= 0:
@@ -274,31 +296,32 @@ class Runtime:
         return bpy.data.filepath == job.blend_file  # resumed from an earlier session
 
     def import_job(self, context: bpy.types.Context, job_id: str) -> None:
-        """Import a downloaded job's model into a new collection at the 3D cursor (one undo)."""
+        """Import a downloaded job's model into a new collection at the 3D cursor (one undo);
+        a text→image result becomes an image kept in the file."""
         job = self._set(self.jobs[job_id], JobState.IMPORTING, "Importing")
         try:
-            objects, collection, warnings = self._import_files(context, job)
+            if _image_result(job.files):
+                image = _load_image(_image_result(job.files), f"Conjure {job.label}")
+                objects, targets, warnings = [], [image], []
+            else:
+                objects, collection, warnings = self._import_files(context, job)
+                targets = [collection, *objects]
         except (gltf.GltfImportError, voxfile.VoxFormatError, OSError, ValueError) as exc:
             self._set(job, JobState.FAILED, f"Import failed: {exc}")
             return
         except Exception as exc:  # never a traceback in the UI or a job stuck importing
             self._set(job, JobState.FAILED, f"Import failed: {type(exc).__name__}: {exc}")
             return
-        provenance = {
-            "conjure_provider": job.provider,
-            "conjure_task_id": job.task_id or "",
-            "conjure_job_id": job.job_id,
-            "conjure_prompt": job.prompt,
-        }
-        for target in (collection, *objects):
-            for key, value in provenance.items():
+        for target in targets:
+            for key, value in _provenance(job).items():
                 target[key] = value
-        roots = [o for o in objects if o.parent is None]
-        scene.select_only(context, objects, roots[0] if roots else objects[0])
-        job = job.evolve(
-            objects=tuple(o.name for o in objects), warnings=(*job.warnings, *warnings)
-        )
-        self._set(job, JobState.IMPORTED, f"Imported {len(objects)} object(s)")
+        if objects:
+            roots = [o for o in objects if o.parent is None]
+            scene.select_only(context, objects, roots[0] if roots else objects[0])
+        names = tuple(t.name for t in (objects or targets))
+        job = job.evolve(objects=names, warnings=(*job.warnings, *warnings))
+        done = f"Imported {len(objects)} object(s)" if objects else f"Image {names[0]}"
+        self._set(job, JobState.IMPORTED, done)
         bpy.ops.ed.undo_push(message=f"Conjure: import {job.label}")
 
     def _import_files(self, context: bpy.types.Context, job: Job):
@@ -342,6 +365,9 @@ class Runtime:
         """Stop workers, then close the journal; unfinished jobs stay in it."""
         self.engine.shutdown(timeout)
         self.journal.close()
+        if self._previews is not None:
+            bpy.utils.previews.remove(self._previews)
+            self._previews = None
 
     def is_busy(self) -> bool:
         return bool(self.engine.live_job_ids()) or not self.engine.events.empty()
@@ -369,8 +395,25 @@ class Runtime:
             item = items.add()
             item.job_id, item.label, item.provider = job.job_id, job.label, job.provider
         item.state, item.progress, item.message = job.state.value, job.progress, job.message
+        item.warnings = "\n".join(job.warnings)
+        icons = self._candidate_icons(job) if job.state == JobState.AWAITING_PICK else []
+        if [c.icon for c in item.candidates] != icons:
+            item.candidates.clear()
+            for icon in icons:
+                item.candidates.add().icon = icon
         if job.finished:
             self._prune_mirror(KEPT_FINISHED)
+
+    def _candidate_icons(self, job: Job) -> list[int]:
+        """Preview icons of a job's candidate images (loaded once, on the main thread)."""
+        if self._previews is None:
+            self._previews = bpy.utils.previews.new()
+        icons = []
+        for index, path in enumerate(job.candidates):
+            key = f"{job.job_id}:{index}"
+            preview = self._previews.get(key) or self._previews.load(key, path, "IMAGE")
+            icons.append(preview.icon_id)
+        return icons
 
     def _prune_mirror(self, keep: int) -> None:
         wm = bpy.context.window_manager
@@ -406,6 +449,39 @@ def request_problem(provider: str, source: str, prompt: str, image_paths: Sequen
         if not is_url(path) and not os.path.isfile(path):
             return f"Image not found: {path}"
     return ""
+
+
+def _provenance(job: Job) -> dict[str, str]:
+    """Custom properties on what a job made: where it came from, never a secret."""
+    tags = {
+        "conjure_provider": job.provider,
+        "conjure_task_id": job.task_id or "",
+        "conjure_job_id": job.job_id,
+        "conjure_prompt": job.prompt,
+    }
+    parent = job.options.get("parent_task_id")
+    if parent:
+        tags["conjure_parent_task_id"] = str(parent)
+    return tags
+
+
+def _image_result(files: Iterable[str]) -> str:
+    """The picture of a text→image job ('' when the job made a model)."""
+    return next((f for f in files if os.path.basename(f).startswith("image.")), "")
+
+
+def _load_image(path: str, name: str) -> bpy.types.Image:
+    """Packed, so the .blend keeps it after the job folder is pruned; kept even if unused."""
+    image = bpy.data.images.load(path, check_existing=False)
+    try:
+        image.name = name
+        image.pack()
+        image.use_fake_user = True
+        image.preview_ensure()
+    except BaseException:
+        bpy.data.images.remove(image)
+        raise
+    return image
 
 
 def _model_file(files: Iterable[str]) -> str:

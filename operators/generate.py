@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import bpy
 from bpy.app.handlers import persistent
-from bpy.props import CollectionProperty, EnumProperty, FloatProperty, StringProperty
+from bpy.props import (
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    StringProperty,
+)
 from bpy.types import Operator
 
 from .. import props
@@ -38,6 +44,10 @@ def _report_outcome(op: Operator, jobs: list[Job], timeout: float) -> set[str]:
             op.report({"INFO"}, f"{job.label}: {job.message}")
         elif job.finished:
             op.report({"ERROR"}, f"{name}: {job.message}")
+        elif job.state == JobState.AWAITING_PICK:
+            op.report({"ERROR"}, f"{name}: {job.label} waits for a pick (scripts: candidate=N)")
+        elif job.state == JobState.READY:
+            op.report({"ERROR"}, f"{name}: {job.label} is ready: import it in Object mode")
         else:
             op.report(
                 {"ERROR"},
@@ -75,6 +85,14 @@ class CONJURE_OT_generate(Operator):
     image_paths: CollectionProperty(type=props.ConjurePathItem)
     model: StringProperty(name="Model", description="Service model id (empty: default)")
     mode: StringProperty(name="Mode", description="Service quality mode (empty: default)")
+    candidate: IntProperty(
+        name="Candidate",
+        description="Services that offer candidates (Voxel-AI): pick this one (0-based) "
+        "without waiting for a person; -1 = choose in the sidebar",
+        default=-1,
+        min=-1,
+        max=2,
+    )
     timeout: FloatProperty(
         name="Timeout",
         description="When run from a script: seconds to wait for the asset (the job goes on)",
@@ -108,7 +126,11 @@ class CONJURE_OT_generate(Operator):
                 self.source,
                 self.prompt,
                 self._images(),
-                {"model": self.model, "mode": self.mode},
+                {
+                    "model": self.model,
+                    "mode": self.mode,
+                    "candidate": self.candidate if self.candidate >= 0 else None,
+                },
             )
         except runtime.ConjureError as exc:
             self.report({"ERROR"}, str(exc))
@@ -169,6 +191,61 @@ class CONJURE_OT_resume_jobs(Operator):
         if outcome is not None:
             return outcome
         self.report({"INFO"}, f"Resuming {len(started)} job(s)")
+        return {"FINISHED"}
+
+
+class CONJURE_OT_pick_candidate(Operator):
+    """Continue a job with this candidate image (or a local image instead)"""
+
+    bl_idname = "conjure.pick_candidate"
+    bl_label = "Pick Candidate"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    job_id: StringProperty()
+    index: IntProperty(name="Candidate", default=0, min=0)
+    image_path: StringProperty(name="Image", subtype="FILE_PATH", description="Use this instead")
+
+    def execute(self, context):
+        choice = bpy.path.abspath(self.image_path) if self.image_path else self.index
+        problem = runtime.get().pick(self.job_id, choice)
+        if problem:
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class CONJURE_OT_refine(Operator):
+    """Refine a finished preview into a textured model (the selected asset, or a job)"""
+
+    bl_idname = "conjure.refine"
+    bl_label = "Refine"
+    bl_options = {"REGISTER"}
+
+    job_id: StringProperty(name="Job", description="A finished job (empty: the active object)")
+    timeout: FloatProperty(name="Timeout", default=1800.0, min=1.0)
+
+    @classmethod
+    def poll(cls, context):
+        return _network_poll(cls, context)
+
+    def execute(self, context):
+        rt = runtime.get()
+        try:
+            parent = rt.refine_source(self.job_id, context.active_object)
+            job = rt.new_job(
+                parent.provider,
+                "TEXT",
+                parent.prompt,
+                options={"mode": "refine", "parent_task_id": parent.task_id},
+            )
+        except runtime.ConjureError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        rt.submit(job)
+        outcome = _start_monitor_or_block(self, context, [job.job_id], self.timeout)
+        if outcome is not None:
+            return outcome
+        self.report({"INFO"}, f"Conjure: refining {parent.label}")
         return {"FINISHED"}
 
 
@@ -274,6 +351,8 @@ CLASSES: tuple[type, ...] = (
     CONJURE_OT_generate,
     CONJURE_OT_cancel_job,
     CONJURE_OT_resume_jobs,
+    CONJURE_OT_pick_candidate,
+    CONJURE_OT_refine,
     CONJURE_OT_import_job,
     CONJURE_OT_clear_finished_jobs,
     CONJURE_OT_job_monitor,

@@ -60,10 +60,20 @@ class VIEW3D_PT_conjure_jobs(_ConjurePanel, Panel):
                 row.operator("conjure.cancel_job", text="", icon="X").job_id = job.job_id
             if job.state == "ready":
                 box.operator("conjure.import_job", icon="IMPORT").job_id = job.job_id
+            elif job.state == "awaiting_pick":
+                box.label(text=job.message)
+                grid = box.grid_flow(columns=len(job.candidates) or 1, even_columns=True)
+                for index, candidate in enumerate(job.candidates):
+                    cell = grid.column(align=True)
+                    cell.template_icon(icon_value=candidate.icon, scale=4.0)
+                    op = cell.operator("conjure.pick_candidate", text=f"Use {index + 1}")
+                    op.job_id, op.index = job.job_id, index
             elif job.state in LIVE_STATES:
                 box.prop(job, "progress", text=job.message or "Working", slider=True)
             elif job.message:
                 box.label(text=job.message)
+            for line in job.warnings.splitlines():
+                box.label(text=line, icon="ERROR")
         row = layout.row(align=True)
         row.operator("conjure.resume_jobs", icon="FILE_REFRESH")
         row.operator("conjure.clear_finished_jobs", text="", icon="TRASH")

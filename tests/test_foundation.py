@@ -177,7 +177,8 @@ class _RecordingLayout:
         cat, _, op = idname.partition(".")
         if not hasattr(getattr(bpy.ops, cat), op) or not _op_exists(idname):
             self.problems.append(f"operator {idname!r} not registered")
-        return _Anything()
+            return _Anything()
+        return _OperatorProperties(idname, self.problems)
 
     def template_list(self, _type, _id, data, prop, active_data, active_prop, **_kw):
         self.prop(data, prop)
@@ -187,6 +188,22 @@ class _RecordingLayout:
         if name in {"row", "column", "box", "split", "column_flow", "grid_flow"}:
             return lambda *a, **k: self
         return lambda *a, **k: _Anything()
+
+
+class _OperatorProperties:
+    """What `layout.operator()` returns: setting a property it does not have is a bug."""
+
+    def __init__(self, idname: str, problems: list[str]) -> None:
+        import bpy
+
+        cat, _, op = idname.partition(".")
+        names = getattr(getattr(bpy.ops, cat), op).get_rna_type().properties.keys()
+        object.__setattr__(self, "_check", (idname, set(names), problems))
+
+    def __setattr__(self, name, value) -> None:
+        idname, names, problems = self._check
+        if name not in names:
+            problems.append(f"operator {idname!r} has no property {name!r}")
 
 
 class _Anything:
@@ -214,8 +231,14 @@ def test_panels_draw_only_real_properties_and_operators(addon, scene, source) ->
 
     scene.conjure.source = source
     wm_jobs = bpy.context.window_manager.conjure.jobs
-    job = wm_jobs.add()
-    job.state, job.label = "running", "a chair"
+    states = ("queued", "running", "stalled", "awaiting_pick", "ready", "imported", "failed")
+    for state in states:
+        job = wm_jobs.add()
+        job.state, job.label, job.message = state, f"a {state} chair", "why"
+        job.warnings = "thumbnail not downloaded\ntexture left out"
+        if state == "awaiting_pick":
+            for icon in (1, 2, 3):
+                job.candidates.add().icon = icon
     try:
         problems: list[str] = []
         panels = [c for c in addon.CLASSES if issubclass(c, bpy.types.Panel)]
