@@ -58,7 +58,7 @@ demo: build
 
 bench: $(STAMP)
 	$(PY) tools/bench_vox.py
-	$(PY) tools/bench_pump.py
+	$(PY) tools/bench_engine.py
 
 clean:
 	rm -rf dist .venv-* .pytest_cache .ruff_cache

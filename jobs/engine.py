@@ -277,14 +277,25 @@ class Engine:
                 if self._stopping.is_set():
                     return
             now = self._clock()
-            while self._heap and self._heap[0][0] <= now and not self._stopping.is_set():
-                _, _, job_id, token = heapq.heappop(self._heap)
-                live = self._live.get(job_id)
-                if live is not None and live.token == token:
-                    self._guarded(self._advance, live)
+            for live in self._due(now):
+                if self._stopping.is_set():
+                    break
+                self._guarded(self._advance, live)
             self._renew_leases(now)
             timeout = self._heap[0][0] - self._clock() if self._heap else LEASE_SECONDS / 3
             self._wake.wait(min(max(timeout, 0.0), LEASE_SECONDS / 3))
+
+    def _due(self, now: float) -> list[_Live]:
+        """Jobs due now (within 10 ms), creates first, then the least-polled: when a rate
+        budget frees a few slots, new jobs start and no job falls a window behind."""
+        due: list[_Live] = []
+        while self._heap and self._heap[0][0] <= now + 0.01:
+            _, _, job_id, token = heapq.heappop(self._heap)
+            live = self._live.get(job_id)
+            if live is not None and live.token == token:
+                due.append(live)
+        due.sort(key=lambda live: (live.job.step, live.polls, live.job.created))
+        return due
 
     def _guarded(self, step: Callable[[Any], None], arg: Any) -> None:
         """A bug in one job's handling fails that job visibly; the scheduler keeps going."""
@@ -336,8 +347,12 @@ class Engine:
         try:
             provider = self.provider_for(job, limiter.observe)
             flow = provider.flow(job.request())
-        except ProviderError as exc:
-            self._emit_final(job.evolve(state=JobState.FAILED, message=str(exc)))
+        except ProviderError as exc:  # e.g. a missing CA bundle: the settings need a fix
+            if job.paid:  # never end a paid job over settings; it resumes once they are fixed
+                message = f"{exc} — fix it, then Resume Unfinished Jobs"
+                self._emit(job.evolve(state=JobState.STALLED, message=message))
+            else:
+                self._emit_final(job.evolve(state=JobState.FAILED, message=str(exc)))
             return
         live = _Live(job, provider, flow)
         with self._lock:
@@ -367,6 +382,10 @@ class Engine:
             return
         wait = self.limiter(job.provider).reserve(here.bucket)
         if wait > 0:
+            if here.step == Step.CREATE and job.state == JobState.QUEUED:
+                message = f"Waiting for {live.provider.info.name}'s rate limit"
+                if job.message != message:
+                    self._update(live, message=message)
             self._schedule(live, wait)
             return
         if here.step == Step.CREATE:
@@ -379,7 +398,7 @@ class Engine:
 
     def _send_create(self, live: _Live) -> None:
         job, here = live.job, live.here
-        if job.state == JobState.SUBMITTING and not live.provider.info.idempotent_create:
+        if job.state == JobState.SUBMITTING and not self._resendable(live):
             self._finish(
                 live,
                 JobState.FAILED,
@@ -390,6 +409,11 @@ class Engine:
         key = job.idempotency_key + (f"-{here.stage}" if job.step else "")
         self._update(live, state=JobState.SUBMITTING, message="Submitting")  # journaled first
         self._dispatch(live, "create", self._create, live, key, here.stage)
+
+    def _resendable(self, live: _Live) -> bool:
+        """A create that may have arrived can go again: the service dedupes it, or it is free."""
+        info = live.provider.info
+        return info.idempotent_create or live.here.stage in info.free_stages
 
     def _create(self, live: _Live, key: str, stage: str) -> str:
         """Worker: the last check that the job is still wanted, then the paid request."""
@@ -432,7 +456,8 @@ class Engine:
             return
         live.failures = 0
         if kind == "create":
-            paid_at = live.job.paid_at or time.time()
+            free = live.here.stage in live.provider.info.free_stages
+            paid_at = live.job.paid_at or (0.0 if free else time.time())
             self._update(
                 live,
                 state=JobState.SUBMITTED,
@@ -468,7 +493,8 @@ class Engine:
         if status.state == TaskState.SUCCEEDED:
             live.assets, live.candidates = status.assets, status.candidates
             self._update(
-                live, state=JobState.RUNNING, progress=1.0, message="Done on the service",
+                live, state=JobState.RUNNING, progress=1.0,
+                message=status.message or "Done on the service",
                 step=job.step + 1,
             )  # fmt: skip
             self._schedule(live)
@@ -530,7 +556,7 @@ class Engine:
             self._update(live, state=state, message=f"{exc} — retrying in {delay:.0f} s")
             self._schedule(live, delay)
         elif kind == "create" and (exc.retryable or exc.kind == ErrorKind.SERVER):
-            if live.provider.info.idempotent_create:
+            if self._resendable(live):
                 delay = self._retry_delay(live, exc)
                 self._update(
                     live, message=f"Confirming the request with {name} in {delay:.0f} s ({exc})"
@@ -588,11 +614,11 @@ class Engine:
         candidates = live.job.candidates
         if isinstance(choice, int) and 0 <= choice < len(candidates):
             path = candidates[choice]
-        elif isinstance(choice, str) and os.path.isfile(choice):
+        elif isinstance(choice, str) and _is_image_file(choice):
             path = choice
         else:  # a wrong answer does not end a job: it keeps waiting for a right one
             last = len(candidates) - 1
-            message = f"No candidate {choice!r}: pick 0 to {last} or an existing image file"
+            message = f"No candidate {choice!r}: pick 0 to {last} or a PNG, JPEG or WebP file"
             self._update(live, state=JobState.AWAITING_PICK, message=message)
             return
         options = {**live.job.options, "pick": choice, "picked_path": path}
@@ -723,6 +749,14 @@ class Engine:
 
 def _last_poll(flow: Sequence[FlowStep], before: int) -> int:
     return max((i for i, s in enumerate(flow[:before]) if s.step == Step.POLL), default=0)
+
+
+def _is_image_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return detect_format(f.read(16)) in IMAGE_FORMATS
+    except OSError:
+        return False
 
 
 def _files_exist(job: Job, files: Sequence[str] | None = None) -> bool:

@@ -76,8 +76,12 @@ class ServiceLimiter:
             if note.status == 429:
                 wait = note.retry_after or note.reset_after or self.probe_after
             elif note.remaining == 0:
-                self._needs_probe = True
-                wait = note.reset_after if note.reset_after is not None else self._probe_wait(now)
+                own = self._own_wait(now)
+                if note.reset_after is None and own > 0:
+                    wait = min(own, self.probe_after)  # our own log says when: no probe
+                else:
+                    self._needs_probe = True
+                    wait = note.reset_after if note.reset_after is not None else self.probe_after
             else:
                 return
             self._blocked_until = max(self._blocked_until, now + min(wait, MAX_BLOCK))
@@ -93,19 +97,17 @@ class ServiceLimiter:
 
     def _window_wait(self, i: int, now: float) -> float:
         rule, sent = self.rules[i], self._sent[i]
-        # Our clock starts a send a little before the service counts it: keep a margin.
-        span = rule.window * 1.02 + 0.05
+        # We count a send a little before the service does: a margin for network jitter.
+        span = rule.window * 1.001 + 0.1
         while sent and sent[0] <= now - span:
             sent.popleft()
         if len(sent) < rule.requests:
             return 0.0
         return sent[-rule.requests] + span - now
 
-    def _probe_wait(self, now: float) -> float:
-        """No reset time given: when our own log frees a slot, else `probe_after`."""
-        own = [self._window_wait(i, now) for i in range(len(self.rules))]
-        soonest = max(own, default=0.0)
-        return min(soonest, self.probe_after) if soonest > 0 else self.probe_after
+    def _own_wait(self, now: float) -> float:
+        """When our own send log frees a slot (0: it has room)."""
+        return max((self._window_wait(i, now) for i in range(len(self.rules))), default=0.0)
 
     def _learn_limit(self, limit: int) -> None:
         """The service's stated limit replaces the documented count of its overall rule."""

@@ -8,6 +8,7 @@ here: a few at a time from the modal monitor (UI) or in a loop (`wait`, scripts 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -216,19 +217,26 @@ class Runtime:
 
     # -- main thread: events, imports ------------------------------------------------------
 
-    def drain(self, context: bpy.types.Context, budget: float = 0.004) -> int:
-        """Apply events until the time budget is used; returns how many were applied."""
+    def drain(
+        self, context: bpy.types.Context, budget: float = 0.002, import_budget: float = 0.05
+    ) -> int:
+        """One monitor tick: take events for up to `budget` seconds (each is a full snapshot,
+        so only a job's newest counts), mirror them, then import ready jobs for up to
+        `import_budget` (at least one: Blender's importers are main-thread by nature)."""
         deadline = time.perf_counter() + budget
-        applied = 0
+        newest: dict[str, Job] = {}
+        taken = 0
         while time.perf_counter() < deadline:
             try:
                 job = self.engine.events.get_nowait()
             except queue.Empty:
                 break
-            self.apply(context, job)
-            applied += 1
-        self.import_waiting(context)
-        return applied
+            newest[job.job_id] = job
+            taken += 1
+        for job in newest.values():
+            self.apply(job)
+        self.import_waiting(context, import_budget)
+        return taken
 
     def wait(
         self, context: bpy.types.Context, job_ids: Iterable[str], timeout: float
@@ -254,17 +262,16 @@ class Runtime:
                 job = self.engine.events.get(timeout=min(remaining, 0.1))
             except queue.Empty:
                 continue
-            self.apply(context, job)
+            self.apply(job)
         return {i: self.jobs.get(i) or self.journal.get(i) for i in ids}  # type: ignore[misc]
 
-    def apply(self, context: bpy.types.Context, job: Job) -> None:
+    def apply(self, job: Job) -> None:
+        """Take a worker's snapshot of a job this session follows; imports come separately."""
         known = self.jobs.get(job.job_id)
         if known is None or known.finished:
             return
         self.jobs[job.job_id] = job
-        if job.state == JobState.READY:
-            self.import_waiting(context)
-        self._mirror(self.jobs[job.job_id])
+        self._mirror(job)
 
     def latest(self, job_id: str) -> Job | None:
         """The newest word on a job: the journal (written by the scheduler at every change)
@@ -281,10 +288,14 @@ class Runtime:
         known = self.jobs.get(job.job_id)
         return known is not None and known.state == JobState.READY
 
-    def import_waiting(self, context: bpy.types.Context) -> None:
-        """Import READY jobs that may import now: their own file, and Object mode."""
+    def import_waiting(self, context: bpy.types.Context, budget: float | None = None) -> None:
+        """Import READY jobs that may import now (their own file, Object mode), for up to
+        `budget` seconds (None: all of them)."""
+        deadline = time.perf_counter() + budget if budget is not None else None
         for job in [j for j in self.jobs.values() if j.state == JobState.READY]:
             if context.mode == "OBJECT" and self._in_its_file(job):
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
                 self.import_job(context, job.job_id)
             elif job.message != READY_TO_CLICK:
                 self._set(job, JobState.READY, READY_TO_CLICK)
@@ -346,27 +357,29 @@ class Runtime:
     # -- housekeeping ----------------------------------------------------------------------
 
     def clear_finished(self) -> int:
-        finished = [j for j in self.journal.recent(10_000) if j.finished]
-        self.journal.delete(j.job_id for j in finished)
-        for job in finished:
-            self.jobs.pop(job.job_id, None)
+        """Forget every finished job: rows and folders (imports keep their data packed)."""
+        count = self._forget(self.journal.finished_before(time.time() + 1))
         self._prune_mirror(keep=0)
-        return len(finished)
+        return count
 
     def prune(self, keep_days: float) -> int:
         """Remove finished jobs (rows and folders) older than `keep_days`."""
-        old = self.journal.finished_before(time.time() - keep_days * 86400)
-        for job in old:
+        return self._forget(self.journal.finished_before(time.time() - keep_days * 86400))
+
+    def _forget(self, jobs: list[Job]) -> int:
+        for job in jobs:
             shutil.rmtree(self.root / "jobs" / job.job_id, ignore_errors=True)
-        self.journal.delete(j.job_id for j in old)
-        return len(old)
+            self.jobs.pop(job.job_id, None)
+        self.journal.delete(j.job_id for j in jobs)
+        return len(jobs)
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop workers, then close the journal; unfinished jobs stay in it."""
         self.engine.shutdown(timeout)
         self.journal.close()
         if self._previews is not None:
-            bpy.utils.previews.remove(self._previews)
+            with contextlib.suppress(Exception):  # at exit, Blender may have freed them
+                bpy.utils.previews.remove(self._previews)
             self._previews = None
 
     def is_busy(self) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+
 import bpy
+from bpy.app.handlers import persistent
 
 from ..jobs import runtime
 from . import generate, import_vox
@@ -10,10 +13,23 @@ from . import generate, import_vox
 CLASSES: tuple[type, ...] = (*generate.CLASSES, *import_vox.CLASSES)
 
 
+@persistent
+def _quitting(*_args: object) -> None:
+    """Quit: stop the engine so nothing new is sent; jobs stay in the journal to resume."""
+    runtime.shutdown()
+
+
+def _exit_handlers() -> list:
+    """`exit_pre` where Blender has it (5.x); Python's atexit covers every version."""
+    return getattr(bpy.app.handlers, "exit_pre", [])
+
+
 def attach() -> None:
     """Menus and anything else beyond class registration."""
     bpy.types.TOPBAR_MT_file_import.append(import_vox.menu_import)
     bpy.app.handlers.load_post.append(generate.restart_monitor_after_load)
+    _exit_handlers().append(_quitting)
+    atexit.register(_quitting)
 
 
 def detach() -> None:
@@ -23,5 +39,8 @@ def detach() -> None:
         bpy.app.handlers.load_post.remove(generate.restart_monitor_after_load)
     if bpy.app.timers.is_registered(generate.start_monitor):
         bpy.app.timers.unregister(generate.start_monitor)
+    if _quitting in _exit_handlers():
+        _exit_handlers().remove(_quitting)
+    atexit.unregister(_quitting)
     generate.CONJURE_OT_job_monitor.stop(bpy.context)
     runtime.shutdown()

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import trify3d
+from . import trify3d, voxelai
 from .base import ErrorKind, ProviderError, ServiceInfo
 
 if TYPE_CHECKING:
     from .base import Provider
     from .http import HttpClient
 
-_BUILT: dict[str, type[Provider]] = {trify3d.INFO.id: trify3d.Trify3D}
+_BUILT: dict[str, type[Provider]] = {
+    trify3d.INFO.id: trify3d.Trify3D,
+    voxelai.INFO.id: voxelai.VoxelAI,
+}
 
 _NOT_BUILT_YET = (
     ServiceInfo(
@@ -34,13 +37,6 @@ _NOT_BUILT_YET = (
         "https://api.siray.ai",
         "https://siray.ai/dashboard/api-keys",
         "Hosted Hunyuan3D / Tripo models",
-    ),
-    ServiceInfo(
-        "voxelai",
-        "Voxel-AI",
-        "https://voxelai.studio",
-        "https://voxelai.studio/account",
-        "Text to candidate images to MagicaVoxel",
     ),
     ServiceInfo(
         "triverse",

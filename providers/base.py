@@ -167,6 +167,7 @@ class ServiceInfo:
     rate_rules: tuple[RateRule, ...] = ()
     image_input: str = "file"  # images as "file" (sent as data), "url" (fetched), or "both"
     idempotent_create: bool = False  # the service dedupes a re-sent create by its key
+    free_stages: frozenset[str] = frozenset()  # create stages that cost nothing (re-sendable)
     poll_interval: float = 5.0  # seconds between polls when the service suggests nothing
     job_lifetime: float | None = None  # documented seconds after which a task ends
 

@@ -60,6 +60,7 @@ class Emulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once on kept-alive
 
             def log_message(self, *args: object) -> None:
                 pass
