@@ -385,6 +385,12 @@ class Runtime:
     def is_busy(self) -> bool:
         return bool(self.engine.live_job_ids()) or not self.engine.events.empty()
 
+    def import_pending(self) -> bool:
+        """Downloaded jobs the next ticks will import (not those waiting for the user)."""
+        return any(
+            j.state == JobState.READY and j.message != READY_TO_CLICK for j in self.jobs.values()
+        )
+
     def has_ready(self) -> bool:
         """Jobs downloaded but waiting for Object mode, their file, or a click."""
         return any(j.state == JobState.READY for j in self.jobs.values())

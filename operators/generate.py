@@ -26,6 +26,13 @@ from ..providers import SERVICES
 from ..providers.base import is_url
 
 MONITOR_INTERVAL = 0.1
+IMPORT_INTERVAL = 0.02  # while downloaded assets wait for the main thread to import them
+
+
+def tick_interval(rt: runtime.Runtime) -> float:
+    """The monitor's pace: quick while imports are queued (each tick imports for at most
+    50 ms, then lets Blender draw), relaxed otherwise."""
+    return IMPORT_INTERVAL if rt.import_pending() else MONITOR_INTERVAL
 
 
 def _network_poll(cls, context) -> bool:
@@ -302,12 +309,12 @@ class CONJURE_OT_job_monitor(Operator):
         if cls.running:
             return {"CANCELLED"}
         cls.running = True
-        cls._timer = context.window_manager.event_timer_add(MONITOR_INTERVAL, window=context.window)
+        cls._retime(context, MONITOR_INTERVAL)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        if event.type != "TIMER":
+        if event.type != "TIMER" or event.timer is not type(self)._timer:
             return {"PASS_THROUGH"}
         rt = runtime.get()
         if rt.drain(context):
@@ -317,7 +324,16 @@ class CONJURE_OT_job_monitor(Operator):
         if not rt.is_busy() and not rt.has_ready():
             self.stop(context)
             return {"FINISHED"}
+        type(self)._retime(context, tick_interval(rt))
         return {"PASS_THROUGH"}
+
+    @classmethod
+    def _retime(cls, context, interval: float) -> None:
+        if cls._timer is not None and abs(cls._timer.time_step - interval) < 1e-6:
+            return
+        if cls._timer is not None:
+            context.window_manager.event_timer_remove(cls._timer)
+        cls._timer = context.window_manager.event_timer_add(interval, window=context.window)
 
     def cancel(self, context):
         self.stop(context)  # e.g. a file load ended the modal; load_post starts a new one

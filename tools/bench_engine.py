@@ -7,7 +7,8 @@ Installs the built extension into a throwaway Blender, starts the Trify3D emulat
 shortened sliding rate window (`--limit` requests per `--window` seconds instead of the
 documented 600 per hour), submits `--jobs` text jobs through the script API (`api.submit`)
 and runs the runtime's main-thread drain in a loop, as the job monitor's modal timer does
-(every `--tick` seconds, default its MONITOR_INTERVAL), until every job is imported. Each
+(every `--tick` seconds; by default at the monitor's own pace, `tick_interval()`: 0.1 s,
+0.02 s while imports are queued), until every job is imported. Each
 drain call is timed; calls that imported an asset (Blender's own glTF importer, main-thread
 work by nature) are reported apart.
 
@@ -119,7 +120,7 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def run(bpy, api, rt, jobs: int, tick: float, timeout: float) -> Run:
+def run(bpy, api, rt, jobs: int, tick: float | None, timeout: float, interval=None) -> Run:
     """Submit the jobs and drain like the modal timer until all end (or the timeout)."""
     result = Run(rss_before=rss_mib())
     started = time.perf_counter()
@@ -150,7 +151,7 @@ def run(bpy, api, rt, jobs: int, tick: float, timeout: float) -> Run:
             raise TimeoutError(
                 f"{len(pending)} of {jobs} jobs not finished after {timeout:.0f} s: {counts}"
             )
-        time.sleep(tick)
+        time.sleep(tick or interval(rt))
     result.wall = time.perf_counter() - started
     result.rss_peak = rss_mib()
     return result
@@ -184,7 +185,7 @@ def report(args: argparse.Namespace, emu: TimedEmulator, r: Run) -> None:
     print(
         f"service           {args.limit} requests / {args.window:g} s sliding, "
         f"{args.polls} polls per task, +{args.latency * 1e3:.0f} ms per answer; "
-        f"drain every {args.tick:g} s"
+        + (f"drain every {args.tick:g} s" if args.tick else "drain at the monitor's pace")
     )
     print(
         f"requests          {creates + polls} API ({creates} creates, {polls} polls), "
@@ -247,8 +248,7 @@ def main() -> None:
     api = importlib.import_module(f"{addon.__name__}.api")
     runtime = importlib.import_module(f"{addon.__name__}.jobs.runtime")
     base = importlib.import_module(f"{addon.__name__}.providers.base")
-    if args.tick is None:
-        args.tick = importlib.import_module(f"{addon.__name__}.operators.generate").MONITOR_INTERVAL
+    generate = importlib.import_module(f"{addon.__name__}.operators.generate")
 
     emu = TimedEmulator(
         sample_glb(),
@@ -272,7 +272,7 @@ def main() -> None:
     limiter.rules = [base.RateRule(args.limit, args.window)]  # the emulator's shortened window
 
     try:
-        result = run(bpy, api, rt, args.jobs, args.tick, args.timeout)
+        result = run(bpy, api, rt, args.jobs, args.tick, args.timeout, generate.tick_interval)
     except TimeoutError as exc:
         print(f"TIMEOUT: {exc}; {emu.refused} requests refused with 429", file=sys.stderr)
         sys.exit(1)
