@@ -201,6 +201,9 @@ class Runtime:
         if isinstance(choice, str) and not os.path.isfile(choice):
             return f"Image not found: {choice}"
         self.engine.pick(job_id, choice)
+        # Moving on from here: a script's wait() must not return before the engine answers.
+        self.jobs[job_id] = job.evolve(state=JobState.RUNNING, message="Picked")
+        self._mirror(self.jobs[job_id])
         return ""
 
     def refine_source(self, job_id: str, obj: bpy.types.Object | None) -> Job:

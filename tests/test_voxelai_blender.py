@@ -1,0 +1,239 @@
+"""Voxel-AI in real Blender: prompt → three candidates → pick → voxelize → instanced cubes."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ADDON_ID, ROOT
+from emulators.trify3d import tiny_png
+from emulators.voxelai import VoxelAIEmulator
+
+KEY = "vxl_live_S3CRET-voxel-key"
+WINDOW = 1.0  # the documented 15 s images window, shortened on both sides for the tests
+
+
+def _api():
+    return importlib.import_module(f"{ADDON_ID}.api")
+
+
+@pytest.fixture
+def voxel(monkeypatch: pytest.MonkeyPatch):
+    emu = VoxelAIEmulator(api_key=KEY, images_window=WINDOW, polls_to_complete=2).start()
+    monkeypatch.setenv("CONJURE_VOXELAI_API_KEY", KEY)
+    monkeypatch.setenv("CONJURE_VOXELAI_BASE_URL", emu.url)
+    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
+    runtime = importlib.import_module(f"{ADDON_ID}.jobs.runtime").get()
+    base = importlib.import_module(f"{ADDON_ID}.providers.base")
+    limiter = runtime.engine.limiter("voxelai")
+    limiter.rules = [base.RateRule(1, WINDOW, "create:images")]
+    time.sleep(WINDOW * 1.2)  # the previous test's images request has left the window
+    yield emu
+    api = _api()
+    live = [j["job_id"] for j in api.jobs() if j["state"] not in ("imported", "failed", "cancelled")]
+    for job_id in live:
+        api.cancel(job_id)
+    emu.stop()
+
+
+def _voxel_cubes(job_id: str) -> int:
+    import bpy
+
+    status = _api().status(job_id)
+    objects = [bpy.data.objects[n] for n in status["objects"]]
+    return sum(len(o.data.vertices) for o in objects if o.type == "MESH")
+
+
+def test_operator_with_candidate_picks_without_waiting(scene, voxel) -> None:
+    import bpy
+
+    result = bpy.ops.conjure.generate(
+        provider="voxelai", source="TEXT", prompt="a voxel fox", candidate=1
+    )
+    assert result == {"FINISHED"}
+    (job,) = [j for j in _api().jobs() if j["prompt"] == "a voxel fox"]
+    assert job["state"] == "imported" and _voxel_cubes(job["job_id"]) == 4  # 32 // 8 voxels
+    (sent,) = voxel.bodies("/api/generate/voxelize")
+    assert sent["image_base64"].endswith(
+        __import__("base64").b64encode(voxel.candidate_pngs[1]).decode()
+    )
+    root = next(bpy.data.objects[n] for n in job["objects"] if bpy.data.objects[n].type == "EMPTY")
+    assert root.get("conjure_provider") == "voxelai"
+    assert any(m.type == "NODES" for c in root.children for m in c.modifiers)  # instanced cubes
+    assert "evil" not in " ".join(os.listdir(Path(job["files"][0]).parent))
+
+
+def test_the_job_pauses_for_a_pick_then_voxelizes(scene, voxel) -> None:
+    import bpy
+
+    api = _api()
+    job_id = api.submit("voxelai", prompt="a voxel owl", options={"voxel_size": 64})
+    status = api.wait(job_id, 10)[job_id]
+    assert status["state"] == "awaiting_pick" and status["message"] == "Pick a candidate"
+    assert voxel.bodies("/api/generate/voxelize") == []  # nothing spent before the pick
+    item = next(i for i in bpy.context.window_manager.conjure.jobs if i.job_id == job_id)
+    assert len(item.candidates) == 3  # previews (icon ids stay 0 without a UI)
+    with pytest.raises(RuntimeError, match="Voxel-AI: a voxel owl waits for a pick"):
+        bpy.ops.conjure.generate(provider="voxelai", prompt="a voxel owl", timeout=5)
+    assert bpy.ops.conjure.pick_candidate(job_id=job_id, index=2) == {"FINISHED"}
+    assert api.wait(job_id, 10)[job_id]["state"] == "imported"
+    assert _voxel_cubes(job_id) == 8  # 64 // 8: the option reached the service
+    assert voxel.bodies("/api/generate/voxelize")[0]["voxel_size"] == 64
+
+
+def test_a_local_image_instead_of_the_candidates(scene, voxel, tmp_path) -> None:
+    own = tmp_path / "mine.png"
+    own.write_bytes(tiny_png((9, 9, 9)))
+    api = _api()
+    job_id = api.submit("voxelai", prompt="a voxel cat")
+    api.wait(job_id, 10)
+    with pytest.raises(api.ConjureError, match="Image not found"):
+        api.pick(job_id, str(tmp_path / "missing.png"))
+    api.pick(job_id, str(own))
+    status = api.wait(job_id, 10)[job_id]
+    assert status["state"] == "imported", status
+    import base64
+
+    assert voxel.bodies("/api/generate/voxelize")[0]["image_base64"].endswith(
+        base64.b64encode(own.read_bytes()).decode()
+    )
+
+
+def test_image_source_voxelizes_a_local_file_directly(scene, voxel, tmp_path) -> None:
+    image = tmp_path / "ref.png"
+    image.write_bytes(tiny_png((1, 200, 3)))
+    objects = _api().generate(
+        "voxelai", source="IMAGE", image_paths=[str(image)], options={"voxel_size": 16}
+    )
+    assert objects and voxel.bodies("/api/generate/images") == []
+    assert len(voxel.bodies("/api/generate/voxelize")) == 1
+
+
+def test_a_second_prompt_waits_for_the_images_window(scene, voxel) -> None:
+    api = _api()
+    first = api.submit("voxelai", prompt="first", options={"candidate": 0})
+    second = api.submit("voxelai", prompt="second", options={"candidate": 0})
+    time.sleep(0.2)
+    api.wait([first, second], 0.1)
+    assert api.status(second)["message"] == "Waiting for Voxel-AI's rate limit"
+    done = api.wait([first, second], 20)
+    assert [d["state"] for d in done.values()] == ["imported", "imported"]
+    assert voxel.refused == 0
+    a, b = voxel.images_accepted[-2:]
+    assert b - a >= WINDOW
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda e: e.users.clear(), "rejected the API key"),
+        (lambda e: e.balances.update(alice=0), "Not enough credits"),
+        (lambda e: e.balances.update(alice=None), "Not enough credits"),
+        (lambda e: setattr(e, "fail_voxelize", True), "refunded"),
+    ],
+    ids=["401", "402", "403", "failed-voxelize"],
+)
+def test_each_error_is_one_line_and_nothing_is_imported(scene, voxel, setup, expected) -> None:
+    import bpy
+
+    setup(voxel)
+    with pytest.raises(RuntimeError) as info:
+        bpy.ops.conjure.generate(provider="voxelai", prompt="a voxel bear", candidate=0)
+    text = str(info.value).strip()
+    assert expected.lower() in text.lower() and "\n" not in text and KEY not in text
+    assert not [o for o in bpy.data.objects if o.get("conjure_job_id")]
+
+
+@pytest.mark.parametrize(
+    ("options", "prompt", "expected"),
+    [
+        ({"voxel_size": 129}, "ok", "voxel_size"),
+        ({"palette_size": 1}, "ok", "palette_size"),
+        ({"texturing": "shiny"}, "ok", "texturing"),
+        ({}, "x" * 501, "500"),
+    ],
+)
+def test_invalid_input_spends_nothing(scene, voxel, options, prompt, expected) -> None:
+    api = _api()
+    with pytest.raises(api.ConjureError, match=expected):
+        api.generate("voxelai", prompt=prompt, options={"candidate": 0, **options}, timeout=10)
+    assert voxel.requests == []
+
+
+def test_transient_502_keeps_polling(scene, voxel) -> None:
+    voxel.transient(times=2)
+    objects = _api().generate("voxelai", prompt="a voxel duck", options={"candidate": 2})
+    assert objects and voxel.balance() == 4
+
+
+# -- resume after a kill: during the images job and during the voxelize job ----------------
+
+CHILD = """
+import sys, importlib
+import bpy, addon_utils
+bpy.context.preferences.system.use_online_access = True
+if sys.argv[1] == "install":
+    bpy.ops.extensions.package_install_files(filepath=sys.argv[2], repo="user_default",
+                                             enable_on_install=True)
+    bpy.ops.conjure.generate(provider="voxelai", prompt="a killed voxel", candidate=1)
+else:
+    addon_utils.enable("{addon}", default_set=True)
+    result = bpy.ops.conjure.resume_jobs()
+    names = sorted(o.name for o in bpy.data.objects if o.get("conjure_prompt"))
+    print("RESULT", result, names, flush=True)
+"""
+
+
+@pytest.mark.parametrize(("held", "step"), [("images", 1), ("voxelize", 4)])
+def test_killed_mid_flow_resumes_with_one_voxelize(built_zip, tmp_path, held, step) -> None:
+    voxel = VoxelAIEmulator(api_key=KEY, images_window=WINDOW, polls_to_complete=2).start()
+    try:
+        voxel.held = {held}
+        user = tmp_path / "user"
+        env = {
+            **os.environ,
+            "BLENDER_USER_RESOURCES": str(user),
+            "CONJURE_VOXELAI_API_KEY": KEY,
+            "CONJURE_VOXELAI_BASE_URL": voxel.url,
+            "CONJURE_POLL_SECONDS": "0.05",
+        }
+        script = tmp_path / "child.py"
+        script.write_text(CHILD.replace("{addon}", ADDON_ID))
+        first = subprocess.Popen(
+            [sys.executable, str(script), "install", str(built_zip)],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        journal = user / "extensions" / ".user" / "user_default" / "conjure" / "journal.sqlite"
+        deadline = time.monotonic() + 60
+        reached = False
+        while not reached and time.monotonic() < deadline:
+            time.sleep(0.1)
+            if journal.exists():
+                with sqlite3.connect(journal) as db:
+                    try:
+                        row = db.execute("SELECT step FROM jobs").fetchone()
+                    except sqlite3.OperationalError:  # the table is not there yet
+                        continue
+                reached = bool(row) and row[0] >= step
+        first.kill()
+        first.wait(10)
+        assert reached, first.stdout.read().decode()[-2000:]
+        voxel.held = set()
+        second = subprocess.run(
+            [sys.executable, str(script), "resume"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        line = next((x for x in second.stdout.splitlines() if x.startswith("RESULT")), "")
+        assert "{'FINISHED'}" in line and "[]" not in line, second.stdout[-2000:]
+        assert len(voxel.bodies("/api/generate/voxelize")) == 1
+        assert len(voxel.bodies("/api/generate/images")) == 1
+        assert KEY not in second.stdout + second.stderr
+    finally:
+        voxel.stop()
