@@ -407,7 +407,10 @@ class Engine:
             )
             return
         key = job.idempotency_key + (f"-{here.stage}" if job.step else "")
-        self._update(live, state=JobState.SUBMITTING, message="Submitting")  # journaled first
+        options = dict(job.options)
+        if job.task_id:  # a later stage builds on the earlier task (e.g. refine a preview)
+            options["previous_task_id"] = job.task_id
+        self._update(live, state=JobState.SUBMITTING, message="Submitting", options=options)
         self._dispatch(live, "create", self._create, live, key, here.stage)
 
     def _resendable(self, live: _Live) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 import bpy
 import bpy.utils.previews
 
-from ..importers import gltf, scene, vox, voxfile
+from ..importers import gltf, obj, scene, vox, voxfile
 from ..preferences import addon_preferences, network_settings, service_settings
 from ..providers import SERVICES, get_provider, make_http
 from ..providers.base import Capability, Provider, is_url
@@ -35,6 +35,15 @@ POLL_ENV = "CONJURE_POLL_SECONDS"  # pipelines (and tests) may pace polling them
 KEPT_FINISHED = 20  # finished jobs kept in the sidebar mirror; the journal keeps them all
 LIVE_STATES = frozenset(JobState) - FINISHED
 READY_TO_CLICK = "Ready — Import"
+MODEL_SUFFIXES = (".glb", ".gltf", ".vox", ".obj", ".zip")
+# What a bad file may raise while importing: one line for the user, nothing left behind.
+IMPORT_ERRORS = (
+    gltf.GltfImportError,
+    obj.ObjImportError,
+    voxfile.VoxFormatError,
+    OSError,
+    ValueError,
+)
 
 
 class ConjureError(Exception):
@@ -206,9 +215,9 @@ class Runtime:
         self._mirror(self.jobs[job_id])
         return ""
 
-    def refine_source(self, job_id: str, obj: bpy.types.Object | None) -> Job:
+    def refine_source(self, job_id: str, active: bpy.types.Object | None) -> Job:
         """The finished job to refine: by id, else the one that made the active object."""
-        job_id = job_id or (str(obj.get("conjure_job_id", "")) if obj is not None else "")
+        job_id = job_id or (str(active.get("conjure_job_id", "")) if active is not None else "")
         job = self.latest(job_id) if job_id else None
         if job is None:
             raise ConjureError("Select an asset Conjure imported, or name a job, to refine")
@@ -320,7 +329,7 @@ class Runtime:
             else:
                 objects, collection, warnings = self._import_files(context, job)
                 targets = [collection, *objects]
-        except (gltf.GltfImportError, voxfile.VoxFormatError, OSError, ValueError) as exc:
+        except IMPORT_ERRORS as exc:
             self._set(job, JobState.FAILED, f"Import failed: {exc}")
             return
         except Exception as exc:  # never a traceback in the UI or a job stuck importing
@@ -350,7 +359,8 @@ class Runtime:
                 result = vox.build(data, job.label, collection, vox.VoxOptions(), location)
                 objects, warnings = [result.root, *result.objects], []
             else:
-                imported = gltf.import_gltf(model, collection, location, folder)
+                importer = obj.import_obj if model.endswith((".obj", ".zip")) else gltf.import_gltf
+                imported = importer(model, collection, location, folder)
                 objects, warnings = imported.objects, imported.warnings
         except BaseException:
             scene.rollback(before)  # nothing half-imported: objects, data, the collection
@@ -481,7 +491,7 @@ def _provenance(job: Job) -> dict[str, str]:
         "conjure_job_id": job.job_id,
         "conjure_prompt": job.prompt,
     }
-    parent = job.options.get("parent_task_id")
+    parent = job.options.get("parent_task_id") or job.options.get("previous_task_id")
     if parent:
         tags["conjure_parent_task_id"] = str(parent)
     return tags
@@ -508,7 +518,8 @@ def _load_image(path: str, name: str) -> bpy.types.Image:
 
 def _model_file(files: Iterable[str]) -> str:
     for path in files:
-        if path.endswith((".glb", ".gltf", ".vox")) and os.path.isfile(path):
+        is_model = os.path.basename(path).startswith("model")  # named by role, see the engine
+        if is_model and path.endswith(MODEL_SUFFIXES) and os.path.isfile(path):
             return path
     raise ValueError("the service returned no model file this add-on can import")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import trify3d, voxelai
+from . import ravenra, trify3d, voxelai
 from .base import ErrorKind, ProviderError, ServiceInfo
 
 if TYPE_CHECKING:
@@ -17,20 +17,12 @@ if TYPE_CHECKING:
     from .http import HttpClient
 
 _BUILT: dict[str, type[Provider]] = {
+    ravenra.INFO.id: ravenra.Ravenra,
     trify3d.INFO.id: trify3d.Trify3D,
     voxelai.INFO.id: voxelai.VoxelAI,
 }
 
 _NOT_BUILT_YET = (
-    ServiceInfo(
-        "ravenra",
-        "Ravenra",
-        "https://api.ravenra.io",
-        "https://dashboard.ravenra.io/api-dashboard",
-        "Text or image to textured OBJ",
-        auth_header="x-api-key",
-        auth_scheme="",
-    ),
     ServiceInfo(
         "siray",
         "Siray",

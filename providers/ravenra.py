@@ -17,6 +17,7 @@ What the page (PROVIDERS.md, seed 000) leaves open, and what this module does ab
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -58,14 +59,15 @@ TEXT_TO_IMAGE_PATH = "/task/text-to-image"
 RESULT_PATH = "/task/result/"
 
 PREVIEW, REFINE, IMAGE, TEXT_TO_IMAGE = "preview", "refine", "image", "text-to-image"
-MODES = (PREVIEW, REFINE, IMAGE, TEXT_TO_IMAGE)
+TEXTURED = "textured"  # a preview, then its refinement, as one job: a textured model
+TEXT_MODES = (TEXTURED, PREVIEW, REFINE, TEXT_TO_IMAGE)  # options["mode"] of a TEXT request
 IMAGE_STAGE = "image"  # the poll/download stage of text-to-image: its result is a picture
 
 POLL_DELAYS = (3.0, 5.0, 10.0)  # the page's back-off, by the number of polls so far
 
 _RUNNING_WORDS = {
     "IN_PROGRESS", "PENDING", "QUEUED", "QUEUEING", "PROCESSING", "RUNNING", "STARTED",
-    "SUBMITTED", "CREATED", "WAITING", "NOT_STARTED", "GENERATING", "PREVIEW", "REFINING",
+    "SUBMITTED", "CREATED", "WAITING", "NOT_STARTED", "GENERATING", "REFINING",
 }  # fmt: skip
 _SUCCESS_WORDS = {"SUCCEEDED", "SUCCESS", "SUCCESSFUL", "COMPLETED", "COMPLETE", "DONE", "FINISHED"}
 _CANCEL_WORDS = {"CANCELLED", "CANCELED"}
@@ -91,7 +93,7 @@ def mode_of(request: GenerationRequest) -> str:
     """Which of Ravenra's flows a request asks for: an image source makes an image task."""
     if request.source == "IMAGE":
         return IMAGE
-    return str(request.options.get("mode") or PREVIEW).strip().lower()
+    return str(request.options.get("mode") or TEXTURED).strip().lower()
 
 
 class Ravenra(Provider):
@@ -104,6 +106,14 @@ class Ravenra(Provider):
                 FlowStep(Step.POLL, IMAGE_STAGE),
                 FlowStep(Step.DOWNLOAD, IMAGE_STAGE),
             )
+        if mode_of(request) == TEXTURED:  # the page's workflow: preview, then refine it
+            return (
+                FlowStep(Step.CREATE, PREVIEW),
+                FlowStep(Step.POLL, PREVIEW),
+                FlowStep(Step.CREATE, REFINE),
+                FlowStep(Step.POLL, REFINE),
+                FlowStep(Step.DOWNLOAD),
+            )
         return (FlowStep(Step.CREATE), FlowStep(Step.POLL), FlowStep(Step.DOWNLOAD))
 
     def check(self, request: GenerationRequest) -> None:
@@ -114,9 +124,9 @@ class Ravenra(Provider):
                 ErrorKind.BAD_REQUEST,
                 f"Ravenra makes only previews from an image, not {request.options['mode']!r}",
             )
-        if mode not in MODES:
+        if request.source == "TEXT" and mode not in TEXT_MODES:
             raise ProviderError(ErrorKind.BAD_REQUEST, f"unknown Ravenra mode {mode!r}")
-        if mode in (PREVIEW, TEXT_TO_IMAGE) and not request.prompt.strip():
+        if mode in (TEXTURED, PREVIEW, TEXT_TO_IMAGE) and not request.prompt.strip():
             raise ProviderError(ErrorKind.BAD_REQUEST, "a prompt is required")
         if mode == REFINE and not str(request.options.get("parent_task_id") or "").strip():
             raise ProviderError(
@@ -134,7 +144,7 @@ class Ravenra(Provider):
     def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
         # No Idempotency-Key is sent: Ravenra documents none, and the engine never re-sends.
         self.check(request)
-        path, body = self._create_body(request)
+        path, body = self._create_body(request, stage)
         answer = self._call(lambda: self.http.post_json(path, body))
         return self._task_id(answer)
 
@@ -167,15 +177,18 @@ class Ravenra(Provider):
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _create_body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
-        mode = mode_of(request)
+    def _create_body(self, request: GenerationRequest, stage: str) -> tuple[str, dict[str, Any]]:
+        mode = stage or mode_of(request)  # a textured job's stages are its two modes
+        if mode == TEXTURED:
+            mode = PREVIEW  # its first create
         prompt = request.prompt.strip()
         if mode == TEXT_TO_IMAGE:
             return TEXT_TO_IMAGE_PATH, {"prompt": prompt}
         if mode == PREVIEW:
             return CREATE_PATH, {"prompt": prompt, "mode": PREVIEW}
         if mode == REFINE:
-            parent = str(request.options["parent_task_id"]).strip()
+            options = request.options  # the engine hands a later stage the earlier task id
+            parent = str(options.get("parent_task_id") or options["previous_task_id"]).strip()
             body: dict[str, Any] = {"mode": REFINE, "parent_task_id": parent}
         else:
             body = {"image_source": request.image_paths[0]}
@@ -183,7 +196,7 @@ class Ravenra(Provider):
             body = {"prompt": prompt, **body}
         return CREATE_PATH, body
 
-    def _call(self, send: Any) -> Any:
+    def _call(self, send: Callable[[], Any]) -> Any:
         """One request; a 403 that speaks of credits is a credit error, not a bad key."""
         try:
             return send()

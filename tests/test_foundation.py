@@ -116,7 +116,7 @@ def _pure_modules() -> list[str]:
             if path.stem != "runtime":
                 names.append(f"{folder}.{path.stem}".removesuffix(".__init__"))
     parsers = [
-        n for n in ("voxfile", "voxmesh", "gltfcheck", "mtl") if (ROOT / "importers" / f"{n}.py").exists()
+        n for n in ("voxfile", "voxmesh", "gltfcheck", "mtl", "archive") if (ROOT / "importers" / f"{n}.py").exists()
     ]
     names += [f"importers.{n}" for n in parsers]
     return names

@@ -1,0 +1,269 @@
+"""Ravenra in real Blender: preview, refine, image URL → 3D and text → image, through the
+operators and the script API, imported with Blender's own OBJ importer."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+from conftest import ADDON_ID, ROOT
+from emulators.ravenra import RavenraEmulator, hostile_mtl
+
+KEY = "rvn_live_S3CRET-raven-key"
+
+
+def _api():
+    return importlib.import_module(f"{ADDON_ID}.api")
+
+
+@pytest.fixture
+def raven(monkeypatch: pytest.MonkeyPatch):
+    emu = RavenraEmulator(api_key=KEY).start()
+    monkeypatch.setenv("CONJURE_RAVENRA_API_KEY", KEY)
+    monkeypatch.setenv("CONJURE_RAVENRA_BASE_URL", emu.url)
+    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
+    yield emu
+    api = _api()
+    live = [j["job_id"] for j in api.jobs() if j["state"] not in ("imported", "failed", "cancelled")]
+    for job_id in live:
+        api.cancel(job_id)
+    emu.stop()
+
+
+def _textures(objects) -> list:
+    """Images used by the objects' materials through Image Texture nodes."""
+    images = []
+    for obj in objects:
+        for slot in obj.material_slots:
+            tree = slot.material.node_tree if slot.material else None
+            for node in tree.nodes if tree else ():
+                if node.type == "TEX_IMAGE" and node.image:
+                    images.append(node.image)
+    return images
+
+
+def _meshes(job_id: str) -> list:
+    import bpy
+
+    names = _api().status(job_id)["objects"]
+    return [bpy.data.objects[n] for n in names if bpy.data.objects[n].type == "MESH"]
+
+
+def test_text_prompt_ends_in_a_textured_model(scene, raven) -> None:
+    import bpy
+
+    scene.cursor.location = (0.0, 3.0, 0.0)
+    assert bpy.ops.conjure.generate(provider="ravenra", prompt="a raven statue") == {"FINISHED"}
+    (job,) = _api().jobs()[:1]
+    meshes = _meshes(job["job_id"])
+    assert job["state"] == "imported" and meshes
+    images = _textures(meshes)
+    assert images and all(i.packed_file is not None and i.size[0] > 0 for i in images)
+    assert all(o.get("conjure_provider") == "ravenra" for o in meshes)
+    assert meshes[0].location.y == pytest.approx(3.0)
+    preview, refine = raven.bodies("/task/create-task")  # the page's workflow, as one job
+    assert preview == {"prompt": "a raven statue", "mode": "preview"}
+    assert refine["mode"] == "refine" and refine["parent_task_id"] in raven.tasks
+    assert meshes[0]["conjure_parent_task_id"] == refine["parent_task_id"]
+    assert all(r.headers.get("x-api-key") == KEY for r in raven.requests if "/task/" in r.path)
+
+
+def test_api_generate_and_a_zip_texture_bundle(scene, raven) -> None:
+    raven.texture = "zip"
+    objects = _api().generate("ravenra", prompt="a zipped raven")
+    meshes = [o for o in objects if o.type == "MESH"]
+    assert meshes and _textures(meshes)
+
+
+def test_image_url_to_3d_and_a_local_file_is_refused(scene, raven, tmp_path) -> None:
+    api = _api()
+    local = tmp_path / "photo.png"
+    local.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(api.ConjureError, match=r"takes an image URL \(https://…\), not a local"):
+        api.submit("ravenra", source="IMAGE", image_paths=[str(local)])
+    assert raven.requests == []
+    url = "https://example.com/raven.png"
+    objects = api.generate("ravenra", source="IMAGE", image_paths=[url], prompt="from a photo")
+    assert objects
+    assert raven.bodies("/task/create-task")[0]["image_source"] == url
+
+
+def test_text_to_image_is_kept_as_a_packed_image(scene, raven) -> None:
+    import bpy
+
+    api = _api()
+    job_id = api.submit("ravenra", prompt="a raven logo", options={"mode": "text-to-image"})
+    status = api.wait(job_id, 10)[job_id]
+    assert status["state"] == "imported"
+    (name,) = status["objects"]
+    image = bpy.data.images[name]
+    assert image.packed_file is not None and image.use_fake_user and tuple(image.size) == (2, 2)
+    assert image["conjure_job_id"] == job_id
+    assert raven.bodies("/task/text-to-image") == [{"prompt": "a raven logo"}]
+
+
+def test_refine_the_selected_preview_keeps_the_parent_link(scene, raven) -> None:
+    import bpy
+
+    assert bpy.ops.conjure.generate(provider="ravenra", prompt="a rough raven") == {"FINISHED"}
+    preview = _api().jobs()[0]
+    mesh = _meshes(preview["job_id"])[0]
+    bpy.context.view_layer.objects.active = mesh
+    assert bpy.ops.conjure.refine() == {"FINISHED"}
+    refine_body = raven.bodies("/task/create-task")[-1]
+    assert refine_body["mode"] == "refine"
+    assert refine_body["parent_task_id"] == preview["task_id"]
+    refined = _api().jobs()[0]
+    assert refined["job_id"] != preview["job_id"] and refined["state"] == "imported"
+    refined_mesh = _meshes(refined["job_id"])[0]
+    assert refined_mesh["conjure_parent_task_id"] == preview["task_id"]
+
+
+def test_refine_without_a_conjure_asset_says_what_to_select(scene, raven) -> None:
+    import bpy
+
+    with pytest.raises(RuntimeError, match="Select an asset Conjure imported"):
+        bpy.ops.conjure.refine()
+    assert raven.requests == []
+
+
+def test_hostile_mtl_paths_are_warnings_and_nothing_outside_is_read(scene, raven) -> None:
+    import bpy
+
+    raven.files["mtl"] = hostile_mtl()
+    job_id = _api().submit("ravenra", prompt="a nosy raven")
+    status = _api().wait(job_id, 10)[job_id]
+    assert status["state"] == "imported" and status["warnings"]
+    jobs_dir = os.path.dirname(os.path.dirname(status["files"][0]))
+    for image in bpy.data.images:
+        path = bpy.path.abspath(image.filepath)
+        assert not path or path.startswith(jobs_dir) or image.packed_file is not None
+        assert "passwd" not in path
+
+
+def test_a_zip_bomb_texture_is_one_line_and_nothing_half_imported(scene, raven) -> None:
+    import bpy
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("bomb.png", "w", force_zip64=True) as member:  # over the 1 GiB cap
+            block = b"\0" * (1024 * 1024)
+            for _ in range(1100):
+                member.write(block)
+    raven.texture = "zip"
+    raven.texture_bytes = lambda: buffer.getvalue()
+    before = {o.name for o in bpy.data.objects}
+    job_id = _api().submit("ravenra", prompt="a bombed raven")
+    status = _api().wait(job_id, 30)[job_id]
+    assert status["state"] == "failed"
+    assert "zip would inflate to" in status["message"] and "\n" not in status["message"]
+    assert {o.name for o in bpy.data.objects} == before
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda e: setattr(e, "api_key", "another"), "rejected the API key"),
+        (lambda e: setattr(e, "credits", 0), "Not enough credits"),
+        (lambda e: (setattr(e, "credits", 0), setattr(e, "credit_status", 403)), "Not enough"),
+        (lambda e: setattr(e, "fail", ("GENERATION_FAILED", "mesh exploded")), "mesh exploded"),
+        (lambda e: e.inject(status=404, method="GET", path="/task/result/"), "does not know"),
+    ],
+    ids=["401", "402", "403-credits", "failure-word", "404"],
+)
+def test_each_error_is_one_line_and_nothing_is_imported(scene, raven, setup, expected) -> None:
+    import bpy
+
+    setup(raven)
+    with pytest.raises(RuntimeError) as info:
+        bpy.ops.conjure.generate(provider="ravenra", prompt="a failing raven")
+    text = str(info.value).strip()
+    assert expected.lower() in text.lower() and "\n" not in text and KEY not in text
+    assert not [o for o in bpy.data.objects if o.get("conjure_job_id")]
+
+
+@pytest.mark.parametrize("status", [429, 502, 500])
+def test_trouble_after_the_create_waits_and_imports(scene, raven, status) -> None:
+    raven.inject(status=status, headers={"Retry-After": "1"}, method="GET", path="/task/result/")
+    assert _api().generate("ravenra", prompt="a patient raven")
+    modes = [b["mode"] for b in raven.bodies("/task/create-task")]
+    assert modes == ["preview", "refine"]  # each paid step sent once
+
+
+def test_a_record_whose_urls_never_appear_keeps_polling_until_cancelled(scene, raven) -> None:
+    raven.never_ready = True
+    api = _api()
+    job_id = api.submit("ravenra", prompt="a shy raven")
+    assert api.wait(job_id, 1.5)[job_id]["state"] == "running"
+    assert api.cancel(job_id)
+    assert api.wait(job_id, 5)[job_id]["state"] == "cancelled"
+
+
+CHILD = """
+import sys
+import bpy, addon_utils
+bpy.context.preferences.system.use_online_access = True
+if sys.argv[1] == "install":
+    bpy.ops.extensions.package_install_files(filepath=sys.argv[2], repo="user_default",
+                                             enable_on_install=True)
+    bpy.ops.conjure.generate(provider="ravenra", prompt="a killed raven")
+else:
+    addon_utils.enable("{addon}", default_set=True)
+    result = bpy.ops.conjure.resume_jobs()
+    names = sorted(o.name for o in bpy.data.objects if o.get("conjure_prompt"))
+    print("RESULT", result, names, flush=True)
+"""
+
+
+def test_killed_after_submit_resumes_with_one_create_per_stage(built_zip, tmp_path) -> None:
+    raven = RavenraEmulator(api_key=KEY).start()
+    try:
+        raven.never_ready = True
+        user = tmp_path / "user"
+        env = {
+            **os.environ,
+            "BLENDER_USER_RESOURCES": str(user),
+            "CONJURE_RAVENRA_API_KEY": KEY,
+            "CONJURE_RAVENRA_BASE_URL": raven.url,
+            "CONJURE_POLL_SECONDS": "0.05",
+        }
+        script = tmp_path / "child.py"
+        script.write_text(CHILD.replace("{addon}", ADDON_ID))
+        first = subprocess.Popen(
+            [sys.executable, str(script), "install", str(built_zip)],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        journal = user / "extensions" / ".user" / "user_default" / "conjure" / "journal.sqlite"
+        deadline, task_id = time.monotonic() + 60, None
+        while task_id is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            if journal.exists():
+                with sqlite3.connect(journal) as db:
+                    try:
+                        row = db.execute("SELECT task_id FROM jobs WHERE task_id != ''").fetchone()
+                    except sqlite3.OperationalError:
+                        continue
+                task_id = row[0] if row else None
+        first.kill()
+        first.wait(10)
+        assert task_id, first.stdout.read().decode()[-2000:]
+        raven.never_ready = False
+        second = subprocess.run(
+            [sys.executable, str(script), "resume"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        line = next((x for x in second.stdout.splitlines() if x.startswith("RESULT")), "")
+        assert "{'FINISHED'}" in line and "[]" not in line, second.stdout[-2000:]
+        modes = [b["mode"] for b in raven.bodies("/task/create-task")]
+        assert modes == ["preview", "refine"]  # the preview was not bought twice
+        assert KEY not in second.stdout + second.stderr
+    finally:
+        raven.stop()
