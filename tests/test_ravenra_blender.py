@@ -153,11 +153,13 @@ def test_a_zip_bomb_texture_is_one_line_and_nothing_half_imported(scene, raven) 
     import bpy
 
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        with z.open("bomb.png", "w", force_zip64=True) as member:  # over the 1 GiB cap
-            block = b"\0" * (1024 * 1024)
-            for _ in range(1100):
-                member.write(block)
+    block = b"\0" * (1024 * 1024)
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("bomb.png", "w", force_zip64=True) as member,  # over the 1 GiB cap
+    ):
+        for _ in range(1100):
+            member.write(block)
     raven.texture = "zip"
     raven.texture_bytes = lambda: buffer.getvalue()
     before = {o.name for o in bpy.data.objects}
