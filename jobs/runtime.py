@@ -13,6 +13,7 @@ import os
 import queue
 import shutil
 import time
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import bpy
 import bpy.utils.previews
 
-from ..importers import gltf, obj, scene, vox, voxfile
+from ..importers import archive, gltf, obj, scene, vox, voxfile
 from ..preferences import addon_preferences, network_settings, service_settings
 from ..providers import SERVICES, get_provider, make_http
 from ..providers.base import Capability, Provider, is_url
@@ -36,8 +37,11 @@ KEPT_FINISHED = 20  # finished jobs kept in the sidebar mirror; the journal keep
 LIVE_STATES = frozenset(JobState) - FINISHED
 READY_TO_CLICK = "Ready — Import"
 MODEL_SUFFIXES = (".glb", ".gltf", ".vox", ".obj", ".zip")
+GLTF_NAMES = (".glb", ".gltf")
 # What a bad file may raise while importing: one line for the user, nothing left behind.
 IMPORT_ERRORS = (
+    archive.ArchiveError,
+    zipfile.BadZipFile,
     gltf.GltfImportError,
     obj.ObjImportError,
     voxfile.VoxFormatError,
@@ -359,6 +363,7 @@ class Runtime:
                 result = vox.build(data, job.label, collection, vox.VoxOptions(), location)
                 objects, warnings = [result.root, *result.objects], []
             else:
+                model = _unbundled_gltf(model, folder) or model
                 importer = obj.import_obj if model.endswith((".obj", ".zip")) else gltf.import_gltf
                 imported = importer(model, collection, location, folder)
                 objects, warnings = imported.objects, imported.warnings
@@ -481,6 +486,18 @@ def request_problem(provider: str, source: str, prompt: str, image_paths: Sequen
         if not is_url(path) and not os.path.isfile(path):
             return f"Image not found: {path}"
     return ""
+
+
+def _unbundled_gltf(model: str, folder: str) -> str:
+    """A zipped model holding glTF rather than OBJ: extracted safely, the glTF's path."""
+    if not model.endswith(".zip"):
+        return ""
+    with zipfile.ZipFile(model) as bundle:
+        names = [n.lower() for n in bundle.namelist()]
+    if any(n.endswith(".obj") for n in names) or not any(n.endswith(GLTF_NAMES) for n in names):
+        return ""
+    files = archive.extract_zip(model, os.path.join(folder, "model-files"))
+    return next(f for f in sorted(files) if f.lower().endswith(GLTF_NAMES))
 
 
 def _provenance(job: Job) -> dict[str, str]:
