@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panels, preferences, props
+from . import cli, operators, panels, preferences, props
 
 CLASSES: tuple[type, ...] = (
     *preferences.CLASSES,
@@ -19,9 +19,11 @@ def register() -> None:
         bpy.utils.register_class(cls)
     props.attach()
     operators.attach()
+    cli.register()
 
 
 def unregister() -> None:
+    cli.unregister()
     operators.detach()
     props.detach()
     for cls in reversed(CLASSES):

@@ -175,6 +175,7 @@ class Engine:
         self._live: dict[str, _Live] = {}
         self._waiting: deque[str] = deque()  # jobs held back by max_in_flight
         self._limiters: dict[str, ServiceLimiter] = {}
+        self._budget_share = 1.0
         self._lock = threading.Lock()  # guards _live's key set for readers on other threads
         self._next_renew = 0.0
 
@@ -212,6 +213,14 @@ class Engine:
     def set_max_in_flight(self, count: int) -> None:
         self._post("limit", max(1, int(count)))
 
+    def share_budgets(self, fraction: float) -> None:
+        """Use `fraction` of every service's documented budget (farm shards split it)."""
+        with self._lock:
+            self._budget_share = fraction
+            limiters = list(self._limiters.values())
+        for limiter in limiters:
+            limiter.set_share(fraction)
+
     def live_job_ids(self) -> set[str]:
         with self._lock:
             return set(self._live)
@@ -224,6 +233,7 @@ class Engine:
                 if rules is None:
                     rules = SERVICES[service].rate_rules if service in SERVICES else ()
                 limiter = ServiceLimiter(rules, probe_after=self._probe_after, clock=self._clock)
+                limiter.set_share(self._budget_share)
                 self._limiters[service] = limiter
             return limiter
 

@@ -126,6 +126,7 @@ class Job:
             "objects": list(self.objects),
             "files": list(self.files),
             "warnings": list(self.warnings),
+            "options": dict(self.options),
             "created": self.created,
             "updated": self.updated,
         }

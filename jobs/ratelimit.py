@@ -44,7 +44,17 @@ class ServiceLimiter:
         self._blocked_until = 0.0
         self._needs_probe = False  # the last word was "Remaining: 0"
         self._probe_started = 0.0  # 0: no probe in flight
+        self._share = 1.0  # the part of the budget this process may use (farm shards)
         self._lock = threading.Lock()
+
+    def set_share(self, fraction: float) -> None:
+        """Use `fraction` of the budget: N shards of a batch on N machines share one key."""
+        with self._lock:
+            scale = fraction / self._share
+            self._share = fraction
+            self.rules = [
+                RateRule(max(1, int(r.requests * scale)), r.window, r.bucket) for r in self.rules
+            ]
 
     def reserve(self, bucket: str) -> float:
         """0.0 and the send is counted; otherwise the seconds to wait before asking again."""
@@ -111,6 +121,7 @@ class ServiceLimiter:
 
     def _learn_limit(self, limit: int) -> None:
         """The service's stated limit replaces the documented count of its overall rule."""
+        mine = max(1, int(limit * self._share))
         for i, rule in enumerate(self.rules):
-            if rule.bucket == "*" and rule.requests != limit:
-                self.rules[i] = RateRule(limit, rule.window, rule.bucket)
+            if rule.bucket == "*" and rule.requests != mine:
+                self.rules[i] = RateRule(mine, rule.window, rule.bucket)

@@ -372,6 +372,23 @@ class Runtime:
             raise
         return objects, collection, warnings
 
+    def reuse(self, job_ids: Iterable[str]) -> None:
+        """Jobs a batch re-run finds in the journal: imported ones are imported again from
+        their files (or, if those are gone, fetched again by polling: never a new create);
+        unfinished ones are resumed."""
+        for job_id in job_ids:
+            job = self.latest(job_id)
+            if job is None or job.job_id in self.engine.live_job_ids():
+                continue
+            if job.state == JobState.IMPORTED:
+                job = job.evolve(state=JobState.READY, objects=(), message="Importing again")
+            self._remember(job)
+            self._born_in[job.job_id] = self._file_generation
+            if job.state == JobState.READY and _files_exist(job):
+                self._set(job, JobState.READY, job.message)
+            elif self.engine.resume(job):
+                self._hold(job, "Running in another Blender")
+
     # -- housekeeping ----------------------------------------------------------------------
 
     def clear_finished(self) -> int:
@@ -488,7 +505,49 @@ def request_problem(provider: str, source: str, prompt: str, image_paths: Sequen
     return ""
 
 
-def _unbundled_gltf(model: str, folder: str) -> str:
+def import_local(context: bpy.types.Context, path: str) -> list[str]:
+    """A file from disk (`conjure import FILE`): .vox, .glb/.gltf, .obj or a .zip bundle,
+    into a new collection at the 3D cursor; the names of the objects made."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    location = context.scene.cursor.location.copy()
+    before = scene.snapshot()
+    try:
+        collection = scene.new_collection(context, name)
+        if path.lower().endswith(".vox"):
+            built = vox.build(voxfile.read_file(path), name, collection, vox.VoxOptions(), location)
+            objects = [built.root, *built.objects]
+        elif path.lower().endswith((".obj", ".zip", *GLTF_NAMES)):
+            model = _unbundled_gltf(path, get().root / "imports" / name) or path
+            gltf_file = model.lower().endswith(GLTF_NAMES)
+            importer = gltf.import_gltf if gltf_file else obj.import_obj
+            objects = importer(model, collection, location, os.path.dirname(model)).objects
+        else:
+            kind = os.path.splitext(path)[1] or "this file"
+            raise ValueError(f"cannot import {kind}: use .vox, .glb, .gltf, .obj or .zip")
+    except IMPORT_ERRORS as exc:
+        scene.rollback(before)
+        raise ValueError(f"Import failed: {exc}") from None
+    except BaseException:
+        scene.rollback(before)
+        raise
+    return [o.name for o in objects]
+
+
+def export_objects(objects: Sequence[bpy.types.Object], path: str) -> None:
+    """Write `objects` (with their children) as .glb or .obj with Blender's own exporters."""
+    for selected in bpy.context.view_layer.objects.selected:
+        selected.select_set(False)
+    for item in objects:
+        item.select_set(True)
+        for child in item.children_recursive:
+            child.select_set(True)
+    if path.endswith(".glb"):
+        bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", use_selection=True)
+    else:
+        bpy.ops.wm.obj_export(filepath=path, export_selected_objects=True)
+
+
+def _unbundled_gltf(model: str, folder: str | Path) -> str:
     """A zipped model holding glTF rather than OBJ: extracted safely, the glTF's path."""
     if not model.endswith(".zip"):
         return ""

@@ -1,0 +1,340 @@
+"""`blender -b --online-mode -c conjure …`: generate, batch, jobs, resume and import headless.
+
+A thin door onto `api` (the same code paths as the operators). `main(argv)` returns the exit
+code: 0 all good, 1 a job failed (or did not finish), 2 bad input, refused before anything
+was sent. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import bpy
+
+from . import api
+from .jobs import runtime
+
+OK, FAILED, BAD_INPUT = 0, 1, 2
+FINISHED = ("imported", "failed", "cancelled")
+
+
+class UsageError(Exception):
+    """Bad input from the command line or a batch file: one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + exit
+        raise UsageError(message)
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), _typed(value.strip())
+
+
+def _typed(value: str) -> object:
+    """Option values as the services want them: numbers and booleans, else text."""
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if sep and index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count):
+        return int(index), int(count)
+    raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, got {text!r}")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = _Parser(prog="blender -c conjure", description=__doc__.split("\n\n")[0])
+    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    gen = sub.add_parser("generate", help="generate one asset and import it")
+    gen.add_argument("--service", required=True, help="ravenra, siray, voxelai, trify3d, triverse")
+    gen.add_argument("--source", default="TEXT", type=str.upper,
+                     choices=("TEXT", "IMAGE", "MULTIVIEW"), help="what to generate from")
+    gen.add_argument("--prompt", default="", help="what to generate (or a hint for images)")
+    gen.add_argument("--image", action="append", default=[], metavar="PATH",
+                     help="an image file or URL; repeat for several views")
+    gen.add_argument("--option", action="append", default=[], type=_option, metavar="KEY=VALUE",
+                     help="a service option, e.g. model=..., candidate=1; repeatable")
+    gen.add_argument("--output", metavar="FILE.blend", help="save the scene here afterwards")
+    gen.add_argument("--export", choices=("glb", "obj"),
+                     help="also write the imported objects as FILE.glb / FILE.obj")
+    gen.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")  # fmt: skip
+
+    batch = sub.add_parser("batch", help="run many prompts: a CSV, a JSON list or one per line")
+    batch.add_argument("file", help="CSV with a header (prompt, service[, source, image, "
+                       "option columns]), a JSON list of objects, or text: one prompt a line")
+    batch.add_argument("--output-dir", default=".", help="where results go (default: here)")
+    batch.add_argument("--service", help="service for rows that name none (text files)")
+    batch.add_argument("--shard", type=_shard, metavar="I/N",
+                       help="run the I-th of N slices, with 1/N of each service's rate budget")
+    batch.add_argument("--export", choices=("glb", "obj"), help="one file per job as well")
+    batch.add_argument("--timeout", type=float, default=7200.0, help="seconds to wait")
+
+    jobs = sub.add_parser("jobs", help="list the journal's jobs")
+    jobs.add_argument("--json", action="store_true", help="one JSON list on stdout")
+
+    resume = sub.add_parser("resume", help="continue unfinished jobs without paying again")
+    resume.add_argument("--output", metavar="FILE.blend", help="save the scene here afterwards")
+    resume.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
+
+    imp = sub.add_parser("import", help="import a .vox, .obj, .glb or .zip file")
+    imp.add_argument("file", help="the file to import")
+    imp.add_argument("--output", metavar="FILE.blend", help="save the scene here afterwards")
+    return root
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        args = parser().parse_args(list(argv))
+        return COMMANDS[args.command](args)
+    except SystemExit as exc:  # --help prints and exits 0
+        return int(exc.code or 0)
+    except (UsageError, api.ConjureError, OSError, ValueError) as exc:  # refused up front
+        print(f"conjure: {exc}", file=sys.stderr)
+        return BAD_INPUT
+
+
+# -- subcommands ------------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    options = dict(args.option)
+    job_id = api.submit(args.service, args.source, args.prompt, args.image, options)
+    status = api.wait(job_id, args.timeout)[job_id]
+    print(_line(status))
+    if status["state"] != "imported":
+        return FAILED
+    _write_results(args.output, args.export, [status])
+    return OK
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    rows = api.jobs()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            print(_line(row))
+    return OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    started = api.resume()
+    if not started:
+        print("no unfinished jobs to resume")
+        return OK
+    done = api.wait(started, args.timeout)
+    for status in done.values():
+        print(_line(status))
+    _write_results(args.output, None, [s for s in done.values() if s["state"] == "imported"])
+    return OK if all(s["state"] == "imported" for s in done.values()) else FAILED
+
+
+def _import(args: argparse.Namespace) -> int:
+    path = os.path.abspath(args.file)
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {args.file}")
+    names = runtime.import_local(bpy.context, path)
+    print(f"imported {len(names)} object(s) from {os.path.basename(path)}")
+    if args.output:
+        _save(args.output)
+    return OK
+
+
+# -- batch -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    index: int
+    service: str
+    prompt: str = ""
+    source: str = "TEXT"
+    images: list[str] = field(default_factory=list)
+    options: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """What identifies this row across re-runs of the same batch (see api.batch_key)."""
+        spec = [self.service, self.source, self.prompt, self.images, sorted(self.options.items())]
+        return json.dumps(spec, sort_keys=True, default=str)
+
+
+def read_batch(path: str, default_service: str | None) -> list[Row]:
+    """Rows of a CSV (header row), a JSON list of objects, or a text file (a prompt a line)."""
+    with open(path, encoding="utf-8-sig") as f:
+        text = f.read()
+    stripped = text.lstrip()
+    if path.lower().endswith(".json") or stripped.startswith("["):
+        try:
+            records = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"{os.path.basename(path)} is not valid JSON: {exc}") from None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise UsageError(f"{os.path.basename(path)} must be a JSON list of objects")
+    elif path.lower().endswith(".csv"):
+        records = list(csv.DictReader(text.splitlines()))
+    else:
+        records = [{"prompt": line.strip()} for line in text.splitlines() if line.strip()]
+    rows = [_row(i, dict(r), default_service, path) for i, r in enumerate(records)]
+    if not rows:
+        raise UsageError(f"{os.path.basename(path)} has no rows")
+    return rows
+
+
+def _row(index: int, record: dict[str, object], default_service: str | None, path: str) -> Row:
+    where = f"{os.path.basename(path)} row {index + 1}"
+    service = str(record.pop("service", "") or default_service or "").strip().lower()
+    if not service:
+        raise UsageError(f"{where}: no service (add a service column or --service)")
+    image = str(record.pop("image", "") or "").strip()
+    base = os.path.dirname(os.path.abspath(path))
+    images = [image if "://" in image else os.path.join(base, image)] if image else []
+    source = str(record.pop("source", "") or ("IMAGE" if images else "TEXT")).upper()
+    prompt = str(record.pop("prompt", "") or "").strip()
+    options = {k: _typed(str(v)) for k, v in record.items() if k and str(v or "").strip()}
+    return Row(index, service, prompt, source, images, options)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    rows = read_batch(args.file, args.service)
+    if args.shard:
+        index, count = args.shard
+        rows = [r for r in rows if r.index % count == index - 1]
+        runtime.get().engine.share_budgets(1.0 / count)
+    os.makedirs(args.output_dir, exist_ok=True)
+    batch_id = os.path.abspath(args.file)
+    known = {
+        j["options"].get("batch_row"): j
+        for j in reversed(api.jobs())  # oldest first: the newest attempt of a row wins
+        if j["options"].get("batch") == batch_id
+    }
+    job_of: dict[int, str] = {}
+    reused: set[int] = set()
+    for row in rows:
+        earlier = known.get(row.key)
+        if earlier and earlier["state"] not in ("failed", "cancelled"):
+            job_of[row.index] = str(earlier["job_id"])
+            reused.add(row.index)
+            continue
+        options = {**row.options, "batch": batch_id, "batch_row": row.key}
+        try:
+            job_of[row.index] = api.submit(row.service, row.source, row.prompt, row.images, options)
+        except api.ConjureError as exc:
+            print(f"row {row.index + 1}: {exc}", file=sys.stderr)
+    runtime.get().reuse(job_of[i] for i in reused)  # imported: from its files; else resumed
+    statuses = _watch(list(job_of.values()), args.timeout)
+    results = [statuses[j] for j in job_of.values() if statuses[j]["state"] == "imported"]
+    stem = os.path.splitext(os.path.basename(args.file))[0]
+    shard = f"-{args.shard[0]}of{args.shard[1]}" if args.shard else ""
+    _write_results(os.path.join(args.output_dir, f"{stem}{shard}.blend"), None, results)
+    if args.export:
+        for status in results:
+            _export([status], os.path.join(args.output_dir, f"{stem}-{status['job_id'][:8]}"),
+                    args.export)  # fmt: skip
+    _summary(rows, job_of, statuses, reused)
+    failed = len(rows) - len(results)
+    return OK if failed == 0 else FAILED
+
+
+def _watch(job_ids: list[str], timeout: float) -> dict[str, dict[str, object]]:
+    """Wait, printing a line whenever a job's state changes."""
+    seen: dict[str, str] = {}
+    deadline = timeout
+    statuses: dict[str, dict[str, object]] = {}
+    while True:
+        step = min(1.0, max(deadline, 0.0))
+        statuses = api.wait(job_ids, step) if job_ids else {}
+        deadline -= step
+        for job_id, status in statuses.items():
+            if seen.get(job_id) != status["state"]:
+                seen[job_id] = str(status["state"])
+                print(_line(status), flush=True)
+        if all(s["state"] in FINISHED for s in statuses.values()) or deadline <= 0:
+            return statuses
+
+
+def _summary(rows, job_of, statuses, reused) -> None:
+    print(f"{'row':>4}  {'service':<9} {'state':<13} prompt / message")
+    for row in rows:
+        status = statuses.get(job_of.get(row.index, ""), {})
+        state = str(status.get("state", "not sent"))
+        note = " (done earlier)" if row.index in reused else ""
+        text = row.prompt[:40] if state == "imported" else str(status.get("message", ""))[:60]
+        print(f"{row.index + 1:>4}  {row.service:<9} {state:<13} {text}{note}")
+    done = sum(1 for s in statuses.values() if s["state"] == "imported")
+    print(f"{done} of {len(rows)} imported")
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _line(status: dict[str, object]) -> str:
+    label = str(status.get("prompt") or status.get("job_id"))[:40]
+    return f"{status['job_id'][:8]}  {status['provider']:<9} {status['state']:<13} {label}  " + (
+        str(status.get("message") or "")
+    )
+
+
+def _write_results(output: str | None, export: str | None, statuses: list[dict]) -> None:
+    if output:
+        _save(output)
+        if export:
+            _export(statuses, os.path.splitext(output)[0], export)
+    elif export:
+        _export(statuses, os.path.abspath("conjure-result"), export)
+
+
+def _save(path: str) -> None:
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=path, check_existing=False)
+    print(f"saved {path}")
+
+
+def _export(statuses: list[dict], stem: str, kind: str) -> None:
+    names = [n for s in statuses for n in s.get("objects", ()) if n in bpy.data.objects]
+    runtime.export_objects([bpy.data.objects[n] for n in names], f"{stem}.{kind}")
+    print(f"exported {stem}.{kind}")
+
+
+COMMANDS = {
+    "generate": _generate,
+    "batch": _batch,
+    "jobs": _jobs,
+    "resume": _resume,
+    "import": _import,
+}
+
+_handle: object | None = None
+
+
+def register() -> None:
+    """`blender -c conjure …` (Blender 4.2+)."""
+    global _handle
+    _handle = bpy.utils.register_cli_command("conjure", lambda argv: main(argv))
+
+
+def unregister() -> None:
+    global _handle
+    if _handle is not None:
+        bpy.utils.unregister_cli_command(_handle)
+        _handle = None
