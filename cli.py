@@ -173,7 +173,7 @@ class Row:
 
     @property
     def key(self) -> str:
-        """What identifies this row across re-runs of the same batch (see api.batch_key)."""
+        """What identifies this row across re-runs of the same batch."""
         spec = [self.service, self.source, self.prompt, self.images, sorted(self.options.items())]
         return json.dumps(spec, sort_keys=True, default=str)
 
@@ -223,9 +223,9 @@ def _batch(args: argparse.Namespace) -> int:
     os.makedirs(args.output_dir, exist_ok=True)
     batch_id = os.path.abspath(args.file)
     known = {
-        j["options"].get("batch_row"): j
+        j["options"].get("_batch_row"): j
         for j in reversed(api.jobs())  # oldest first: the newest attempt of a row wins
-        if j["options"].get("batch") == batch_id
+        if j["options"].get("_batch") == batch_id
     }
     job_of: dict[int, str] = {}
     reused: set[int] = set()
@@ -235,7 +235,7 @@ def _batch(args: argparse.Namespace) -> int:
             job_of[row.index] = str(earlier["job_id"])
             reused.add(row.index)
             continue
-        options = {**row.options, "batch": batch_id, "batch_row": row.key}
+        options = {**row.options, "_batch": batch_id, "_batch_row": row.key}
         try:
             job_of[row.index] = api.submit(row.service, row.source, row.prompt, row.images, options)
         except api.ConjureError as exc:

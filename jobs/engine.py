@@ -176,6 +176,7 @@ class Engine:
         self._waiting: deque[str] = deque()  # jobs held back by max_in_flight
         self._limiters: dict[str, ServiceLimiter] = {}
         self._budget_share = 1.0
+        self._tag = f"{id(self) & 0xFFFF:04x}"  # in thread names: whose threads they are
         self._lock = threading.Lock()  # guards _live's key set for readers on other threads
         self._next_renew = 0.0
 
@@ -238,7 +239,9 @@ class Engine:
             return limiter
 
     def worker_count(self) -> int:
-        return sum(t.is_alive() and t.name.startswith("conjure-") for t in threading.enumerate())
+        """This engine's threads (the scheduler and the step workers) that are alive."""
+        mine = (f"conjure-step-{self._tag}", f"conjure-scheduler-{self._tag}")
+        return sum(t.is_alive() and t.name.startswith(mine) for t in threading.enumerate())
 
     def shutdown(self, timeout: float = 1.0) -> None:
         """Stop within `timeout`: nothing new is sent, jobs stay in the journal as they are.
@@ -264,9 +267,11 @@ class Engine:
             raise RuntimeError("the job engine is shut down")
         with self._lock:
             if self._scheduler is None:
-                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="conjure-step")
+                self._pool = ThreadPoolExecutor(
+                    self._workers, thread_name_prefix=f"conjure-step-{self._tag}"
+                )
                 self._scheduler = threading.Thread(
-                    target=self._loop, name="conjure-scheduler", daemon=True
+                    target=self._loop, name=f"conjure-scheduler-{self._tag}", daemon=True
                 )
                 self._scheduler.start()
 

@@ -104,7 +104,10 @@ class Job:
         return self.paid_at > 0
 
     def request(self) -> GenerationRequest:
-        return GenerationRequest(self.source, self.prompt, self.image_paths, dict(self.options))
+        """What the service is asked; options starting with "_" are the add-on's own notes
+        (e.g. which batch row a job is) and never leave the machine."""
+        options = {k: v for k, v in self.options.items() if not k.startswith("_")}
+        return GenerationRequest(self.source, self.prompt, self.image_paths, options)
 
     def evolve(self, **changes: object) -> Job:
         return replace(self, updated=time.time(), **changes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import ravenra, trify3d, voxelai
+from . import ravenra, siray, trify3d, voxelai
 from .base import ErrorKind, ProviderError, ServiceInfo
 
 if TYPE_CHECKING:
@@ -18,18 +18,12 @@ if TYPE_CHECKING:
 
 _BUILT: dict[str, type[Provider]] = {
     ravenra.INFO.id: ravenra.Ravenra,
+    siray.INFO.id: siray.Siray,
     trify3d.INFO.id: trify3d.Trify3D,
     voxelai.INFO.id: voxelai.VoxelAI,
 }
 
 _NOT_BUILT_YET = (
-    ServiceInfo(
-        "siray",
-        "Siray",
-        "https://api.siray.ai",
-        "https://siray.ai/dashboard/api-keys",
-        "Hosted Hunyuan3D / Tripo models",
-    ),
     ServiceInfo(
         "triverse",
         "Triverse",

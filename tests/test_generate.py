@@ -5,17 +5,14 @@ from __future__ import annotations
 import base64
 import importlib
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from killresume import journal_of, kill_and_resume, result_line
 
-from conftest import ADDON_ID, FIXTURES, ROOT
+from conftest import ADDON_ID, FIXTURES
 from emulators.trify3d import Trify3DEmulator, tiny_png
 
 KEY = "trf_live_S3CRET-planted-key-0042"
@@ -270,70 +267,24 @@ def test_missing_inputs_and_key_are_refused_up_front(scene, trify, monkeypatch) 
 # ---------------------------------------------------------------- crash and resume
 
 
-CHILD = """
-import os, sys, time
-import bpy, addon_utils
-bpy.context.preferences.system.use_online_access = True
-if sys.argv[1] == "install":
-    bpy.ops.extensions.package_install_files(filepath=sys.argv[2], repo="user_default",
-                                             enable_on_install=True)
-    bpy.ops.conjure.generate(provider="trify3d", source="TEXT", prompt="a crash test dummy")
-else:
-    addon_utils.enable("{addon}", default_set=True)
-    result = bpy.ops.conjure.resume_jobs()
-    names = sorted(o.name for o in bpy.data.objects if o.get("conjure_prompt"))
-    print("RESULT", result, names, flush=True)
-"""
-
-
 def test_killed_after_submit_resumes_without_paying_again(built_zip, trify, tmp_path) -> None:
-    user = tmp_path / "user"
-    env = {
-        **os.environ,
-        "BLENDER_USER_RESOURCES": str(user),
-        "CONJURE_TRIFY3D_API_KEY": KEY,
-        "CONJURE_TRIFY3D_BASE_URL": trify.url,
-        "CONJURE_POLL_SECONDS": "0.05",
-    }
-    script = tmp_path / "child.py"
-    script.write_text(CHILD.replace("{addon}", ADDON_ID))
     trify.polls_to_complete = 10**9  # never finishes while the first process lives
-    first = subprocess.Popen(
-        [sys.executable, str(script), "install", str(built_zip)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    journal = user / "extensions" / ".user" / "user_default" / "conjure" / "journal.sqlite"
-    deadline = time.monotonic() + 60
-    task_id = None
-    while task_id is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-        if journal.exists():
-            with sqlite3.connect(journal) as db:
-                row = db.execute("SELECT task_id FROM jobs WHERE task_id IS NOT NULL").fetchone()
-            task_id = row[0] if row else None
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    assert task_id in trify.tasks, first.stdout.read().decode()[-2000:]
 
-    trify.polls_to_complete = trify.tasks[task_id].polls + 2
-    second = subprocess.run(
-        [sys.executable, str(script), "resume"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    def finish_soon() -> None:
+        (task,) = trify.tasks.values()
+        trify.polls_to_complete = task.polls + 2
+
+    second = kill_and_resume(
+        built_zip,
+        tmp_path,
+        {"CONJURE_TRIFY3D_API_KEY": KEY, "CONJURE_TRIFY3D_BASE_URL": trify.url},
+        'bpy.ops.conjure.generate(provider="trify3d", prompt="a crash test dummy")',
+        "SELECT 1 FROM jobs WHERE task_id != ''",
+        before_resume=finish_soon,
     )
-    result_line = next(
-        (line for line in second.stdout.splitlines() if line.startswith("RESULT")), ""
-    )
-    assert "{'FINISHED'}" in result_line, second.stdout[-2000:] + second.stderr[-2000:]
-    assert "[]" not in result_line
+    result_line(second)
     assert trify.count("POST") == 1 and len(trify.tasks) == 1
-    with sqlite3.connect(journal) as db:
+    with sqlite3.connect(journal_of(tmp_path / "user")) as db:
         assert db.execute("SELECT state FROM jobs").fetchall() == [("imported",)]
     assert KEY not in second.stdout + second.stderr
 

@@ -6,15 +6,12 @@ from __future__ import annotations
 import importlib
 import io
 import os
-import sqlite3
-import subprocess
-import sys
-import time
 import zipfile
 
 import pytest
+from killresume import kill_and_resume, result_line
 
-from conftest import ADDON_ID, ROOT
+from conftest import ADDON_ID
 from emulators.ravenra import RavenraEmulator, hostile_mtl
 
 KEY = "rvn_live_S3CRET-raven-key"
@@ -209,61 +206,19 @@ def test_a_record_whose_urls_never_appear_keeps_polling_until_cancelled(scene, r
     assert api.wait(job_id, 5)[job_id]["state"] == "cancelled"
 
 
-CHILD = """
-import sys
-import bpy, addon_utils
-bpy.context.preferences.system.use_online_access = True
-if sys.argv[1] == "install":
-    bpy.ops.extensions.package_install_files(filepath=sys.argv[2], repo="user_default",
-                                             enable_on_install=True)
-    bpy.ops.conjure.generate(provider="ravenra", prompt="a killed raven")
-else:
-    addon_utils.enable("{addon}", default_set=True)
-    result = bpy.ops.conjure.resume_jobs()
-    names = sorted(o.name for o in bpy.data.objects if o.get("conjure_prompt"))
-    print("RESULT", result, names, flush=True)
-"""
-
-
 def test_killed_after_submit_resumes_with_one_create_per_stage(built_zip, tmp_path) -> None:
     raven = RavenraEmulator(api_key=KEY).start()
     try:
         raven.never_ready = True
-        user = tmp_path / "user"
-        env = {
-            **os.environ,
-            "BLENDER_USER_RESOURCES": str(user),
-            "CONJURE_RAVENRA_API_KEY": KEY,
-            "CONJURE_RAVENRA_BASE_URL": raven.url,
-            "CONJURE_POLL_SECONDS": "0.05",
-        }
-        script = tmp_path / "child.py"
-        script.write_text(CHILD.replace("{addon}", ADDON_ID))
-        first = subprocess.Popen(
-            [sys.executable, str(script), "install", str(built_zip)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        journal = user / "extensions" / ".user" / "user_default" / "conjure" / "journal.sqlite"
-        deadline, task_id = time.monotonic() + 60, None
-        while task_id is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-            if journal.exists():
-                with sqlite3.connect(journal) as db:
-                    try:
-                        row = db.execute("SELECT task_id FROM jobs WHERE task_id != ''").fetchone()
-                    except sqlite3.OperationalError:
-                        continue
-                task_id = row[0] if row else None
-        first.kill()
-        first.wait(10)
-        assert task_id, first.stdout.read().decode()[-2000:]
-        raven.never_ready = False
-        second = subprocess.run(
-            [sys.executable, str(script), "resume"],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        line = next((x for x in second.stdout.splitlines() if x.startswith("RESULT")), "")
-        assert "{'FINISHED'}" in line and "[]" not in line, second.stdout[-2000:]
+        second = kill_and_resume(
+            built_zip,
+            tmp_path,
+            {"CONJURE_RAVENRA_API_KEY": KEY, "CONJURE_RAVENRA_BASE_URL": raven.url},
+            'bpy.ops.conjure.generate(provider="ravenra", prompt="a killed raven")',
+            "SELECT 1 FROM jobs WHERE task_id != ''",
+            before_resume=lambda: setattr(raven, "never_ready", False),
+        )
+        result_line(second)
         modes = [b["mode"] for b in raven.bodies("/task/create-task")]
         assert modes == ["preview", "refine"]  # the preview was not bought twice
         assert KEY not in second.stdout + second.stderr

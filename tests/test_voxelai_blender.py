@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from killresume import kill_and_resume, result_line
 
-from conftest import ADDON_ID, ROOT
+from conftest import ADDON_ID
 from emulators.trify3d import tiny_png
 from emulators.voxelai import VoxelAIEmulator
 
@@ -175,63 +173,21 @@ def test_transient_502_keeps_polling(scene, voxel) -> None:
 
 # -- resume after a kill: during the images job and during the voxelize job ----------------
 
-CHILD = """
-import sys, importlib
-import bpy, addon_utils
-bpy.context.preferences.system.use_online_access = True
-if sys.argv[1] == "install":
-    bpy.ops.extensions.package_install_files(filepath=sys.argv[2], repo="user_default",
-                                             enable_on_install=True)
-    bpy.ops.conjure.generate(provider="voxelai", prompt="a killed voxel", candidate=1)
-else:
-    addon_utils.enable("{addon}", default_set=True)
-    result = bpy.ops.conjure.resume_jobs()
-    names = sorted(o.name for o in bpy.data.objects if o.get("conjure_prompt"))
-    print("RESULT", result, names, flush=True)
-"""
-
 
 @pytest.mark.parametrize(("held", "step"), [("images", 1), ("voxelize", 4)])
 def test_killed_mid_flow_resumes_with_one_voxelize(built_zip, tmp_path, held, step) -> None:
     voxel = VoxelAIEmulator(api_key=KEY, images_window=WINDOW, polls_to_complete=2).start()
     try:
         voxel.held = {held}
-        user = tmp_path / "user"
-        env = {
-            **os.environ,
-            "BLENDER_USER_RESOURCES": str(user),
-            "CONJURE_VOXELAI_API_KEY": KEY,
-            "CONJURE_VOXELAI_BASE_URL": voxel.url,
-            "CONJURE_POLL_SECONDS": "0.05",
-        }
-        script = tmp_path / "child.py"
-        script.write_text(CHILD.replace("{addon}", ADDON_ID))
-        first = subprocess.Popen(
-            [sys.executable, str(script), "install", str(built_zip)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        journal = user / "extensions" / ".user" / "user_default" / "conjure" / "journal.sqlite"
-        deadline = time.monotonic() + 60
-        reached = False
-        while not reached and time.monotonic() < deadline:
-            time.sleep(0.1)
-            if journal.exists():
-                with sqlite3.connect(journal) as db:
-                    try:
-                        row = db.execute("SELECT step FROM jobs").fetchone()
-                    except sqlite3.OperationalError:  # the table is not there yet
-                        continue
-                reached = bool(row) and row[0] >= step
-        first.kill()
-        first.wait(10)
-        assert reached, first.stdout.read().decode()[-2000:]
-        voxel.held = set()
-        second = subprocess.run(
-            [sys.executable, str(script), "resume"],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        line = next((x for x in second.stdout.splitlines() if x.startswith("RESULT")), "")
-        assert "{'FINISHED'}" in line and "[]" not in line, second.stdout[-2000:]
+        second = kill_and_resume(
+            built_zip,
+            tmp_path,
+            {"CONJURE_VOXELAI_API_KEY": KEY, "CONJURE_VOXELAI_BASE_URL": voxel.url},
+            'bpy.ops.conjure.generate(provider="voxelai", prompt="a killed voxel", candidate=1)',
+            f"SELECT 1 FROM jobs WHERE step >= {step}",
+            before_resume=voxel.held.clear,
+        )
+        result_line(second)
         assert len(voxel.bodies("/api/generate/voxelize")) == 1
         assert len(voxel.bodies("/api/generate/images")) == 1
         assert KEY not in second.stdout + second.stderr

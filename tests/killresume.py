@@ -1,0 +1,87 @@
+"""Kill a Blender mid-job, resume in another: the crash test every service runs.
+
+`bpy` imports once per process, so both Blenders are subprocesses sharing one throwaway
+user folder (and so one journal).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import ADDON_ID, ROOT
+
+CHILD = """
+import sys
+import bpy, addon_utils
+bpy.context.preferences.system.use_online_access = True
+if sys.argv[1] == "start":
+    bpy.ops.extensions.package_install_files(filepath=sys.argv[2], repo="user_default",
+                                             enable_on_install=True)
+    {start}
+else:
+    addon_utils.enable("{addon}", default_set=True)
+    result = bpy.ops.conjure.resume_jobs()
+    names = sorted(o.name for o in bpy.data.objects if o.get("conjure_prompt"))
+    names += sorted(i.name for i in bpy.data.images if i.get("conjure_prompt"))
+    print("RESULT", result, names, flush=True)
+"""
+
+
+def journal_of(user: Path) -> Path:
+    return user / "extensions" / ".user" / "user_default" / "conjure" / "journal.sqlite"
+
+
+def kill_and_resume(
+    built_zip: Path,
+    tmp_path: Path,
+    env: dict[str, str],
+    start: str,
+    killed_when: str,
+    before_resume: Callable[[], None] = lambda: None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `start` (one Python statement) in a first Blender; SIGKILL it as soon as the
+    journal query `killed_when` returns a row; run `before_resume`; resume in a second
+    Blender. Returns the second run (its stdout has a `RESULT {'FINISHED'} [names]` line)."""
+    user = tmp_path / "user"
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(user), "CONJURE_POLL_SECONDS": "0.05",
+           **env}  # fmt: skip
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.replace("{start}", start).replace("{addon}", ADDON_ID))
+    first = subprocess.Popen(
+        [sys.executable, str(script), "start", str(built_zip)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline, reached = time.monotonic() + 60, False
+    while not reached and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+        reached = _has_row(journal_of(user), killed_when)
+    first.kill()
+    first.wait(10)
+    assert reached, first.stdout.read().decode()[-2000:] if first.stdout else "no output"
+    before_resume()
+    return subprocess.run(
+        [sys.executable, str(script), "resume"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def _has_row(journal: Path, query: str) -> bool:
+    if not journal.exists():
+        return False
+    with sqlite3.connect(journal) as db:
+        try:
+            return db.execute(query).fetchone() is not None
+        except sqlite3.OperationalError:  # the table is not there yet
+            return False
+
+
+def result_line(run: subprocess.CompletedProcess[str]) -> str:
+    line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT")), "")
+    assert "{'FINISHED'}" in line and "[]" not in line, run.stdout[-2000:] + run.stderr[-2000:]
+    return line
