@@ -511,7 +511,8 @@ class Engine:
         if status.state == TaskState.SUCCEEDED:
             live.assets, live.candidates = status.assets, status.candidates
             self._update(
-                live, state=JobState.RUNNING, progress=1.0,
+                live,
+                warnings=(*job.warnings, *status.warnings), state=JobState.RUNNING, progress=1.0,
                 message=status.message or "Done on the service",
                 step=job.step + 1,
             )  # fmt: skip
@@ -567,7 +568,11 @@ class Engine:
 
     def _on_unpaid_error(self, live: _Live, kind: str, exc: ProviderError) -> None:
         name = live.provider.info.name
-        if exc.kind == ErrorKind.RATE_LIMIT or isinstance(exc, NotSentError):
+        if exc.kind == ErrorKind.NOT_FOUND:  # no task exists yet: it is the address
+            base = live.job.base_url or live.provider.info.default_base_url
+            message = f"{name} has no such endpoint (HTTP 404): check its base URL, {base}"
+            self._finish(live, JobState.FAILED, message)
+        elif exc.kind == ErrorKind.RATE_LIMIT or isinstance(exc, NotSentError):
             # Certainly not created: safe to send again once the service lets us.
             delay = self._retry_delay(live, exc)
             state = JobState.QUEUED if kind == "create" and not live.job.paid else live.job.state

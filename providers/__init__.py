@@ -1,15 +1,15 @@
 """The five generation services, registered in one place. No bpy: worker threads and the
 pure test suite import this package.
 
-A built service is one module (`trify3d.py`): its `INFO` facts and its Provider class.
-Services not built yet are listed by their facts only, so preferences can hold their keys.
+A service is one module (`trify3d.py`, …): its `INFO` facts and its Provider class. Adding
+one is a new module and one line in `_BUILT`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import ravenra, siray, trify3d, voxelai
+from . import ravenra, siray, trify3d, triverse, voxelai
 from .base import ErrorKind, ProviderError, ServiceInfo
 
 if TYPE_CHECKING:
@@ -20,23 +20,12 @@ _BUILT: dict[str, type[Provider]] = {
     ravenra.INFO.id: ravenra.Ravenra,
     siray.INFO.id: siray.Siray,
     trify3d.INFO.id: trify3d.Trify3D,
+    triverse.INFO.id: triverse.Triverse,
     voxelai.INFO.id: voxelai.VoxelAI,
 }
 
-_NOT_BUILT_YET = (
-    ServiceInfo(
-        "triverse",
-        "Triverse",
-        "https://api.triverse.ai/api/v1",
-        "https://triverse.ai/api-keys",
-        "Image or text to GLB",
-    ),
-)
-
 PROVIDER_IDS: tuple[str, ...] = ("ravenra", "siray", "voxelai", "trify3d", "triverse")
-SERVICES: dict[str, ServiceInfo] = {
-    info.id: info for info in (*_NOT_BUILT_YET, *(cls.info for cls in _BUILT.values()))
-}
+SERVICES: dict[str, ServiceInfo] = {provider_id: cls.info for provider_id, cls in _BUILT.items()}
 assert set(SERVICES) == set(PROVIDER_IDS)
 
 

@@ -106,6 +106,7 @@ class TaskStatus:
     assets: tuple[Asset, ...] = ()
     wait: float | None = None  # seconds the service suggests before the next poll
     candidates: tuple[Asset, ...] = ()  # images the user picks from (Step.PICK)
+    warnings: tuple[str, ...] = ()  # kept on the job: what the result lacks, and why
 
 
 @dataclass(frozen=True)

@@ -361,10 +361,21 @@ class HttpClient:
         extra = {"Content-Type": "application/json"}
         if idempotency_key:
             extra["Idempotency-Key"] = idempotency_key
-        data = json.dumps(body)
+        return self._post(url, data=json.dumps(body), headers=self._headers(url, extra))
+
+    def post_file(
+        self, path: str, field: str, filename: str, data: bytes, content_type: str
+    ) -> Any:
+        """A one-file multipart/form-data upload; re-sent like a create, only when the
+        service certainly did not act on it. requests writes the Content-Type boundary."""
+        url = self.url(path)
+        files = {field: (filename, data, content_type)}
+        return self._post(url, files=files, headers=self._headers(url))
+
+    def _post(self, url: str, **kw: Any) -> Any:
         for attempt in range(self.max_retries + 1):
             try:
-                response = self._send("POST", url, data=data, headers=self._headers(url, extra))
+                response = self._send("POST", url, **kw)
             except NotSentError:
                 if attempt == self.max_retries:
                     raise
