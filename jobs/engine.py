@@ -570,7 +570,7 @@ class Engine:
         name = live.provider.info.name
         if exc.kind == ErrorKind.NOT_FOUND:  # no task exists yet: it is the address
             base = live.job.base_url or live.provider.info.default_base_url
-            message = f"{name} has no such endpoint (HTTP 404): check its base URL, {base}"
+            message = f"{name} has no such endpoint ({exc.detail}): check its base URL, {base}"
             self._finish(live, JobState.FAILED, message)
         elif exc.kind == ErrorKind.RATE_LIMIT or isinstance(exc, NotSentError):
             # Certainly not created: safe to send again once the service lets us.
