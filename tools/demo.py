@@ -1,33 +1,80 @@
-"""Demo: the main job end to end, in real Blender, against the bundled Trify3D emulator.
+"""Demo: all five services end to end, in real Blender, against the bundled emulators.
 
 Usage: python tools/demo.py [--out dist]   (or: make demo)
-Builds and installs the extension into a throwaway Blender, starts the emulated Trify3D
-service on 127.0.0.1, generates from a prompt and from an image exactly as a `blender -b`
-pipeline would, imports a MagicaVoxel model as instanced cubes, then saves
-`<out>/demo.blend` and renders `<out>/demo.png`.
+Builds and installs the extension into a throwaway Blender, starts the five emulated services
+on 127.0.0.1 (no key, no internet), and generates through each exactly as a `blender -b`
+script would: Trify3D from a prompt and from an image, Ravenra a textured model from a
+prompt, Siray from an image, Triverse from a prompt, Voxel-AI a prompt → three candidates →
+pick → voxelize. It lays the results out in a row, labelled by service, saves
+`<out>/demo.blend` and renders the contact sheet `<out>/demo.png`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parent
 sys.path[:0] = [str(TOOLS), str(TOOLS.parent / "tests")]
 import blender_env  # noqa: E402
+from emulators import voxelai as voxelai_emulator  # noqa: E402
+from emulators.ravenra import RavenraEmulator  # noqa: E402
+from emulators.siray import SirayEmulator  # noqa: E402
 from emulators.trify3d import Trify3DEmulator, tiny_png  # noqa: E402
+from emulators.triverse import TriverseEmulator  # noqa: E402
+from emulators.voxelai import VoxelAIEmulator  # noqa: E402
 
 FIXTURES = blender_env.ROOT.parent / "shared" / "fixtures"
+SPACING = 2.6  # metres between results on the contact sheet
+SIZE = 1.8  # each result is scaled to this largest dimension
 
 
-def sample_glb(out: Path) -> Path:
-    """The Khronos textured box when ../shared is there; else a model exported here."""
-    glb = FIXTURES / "gltf" / "BoxTextured.glb"
-    if glb.exists():
-        return glb
+def fixture(*parts: str) -> bytes | None:
+    """A real file nobody here wrote, when ../shared is beside the repo."""
+    path = FIXTURES.joinpath(*parts)
+    return path.read_bytes() if path.exists() else None
+
+
+def start_services(out: Path) -> dict[str, object]:
+    """The five emulators, serving real sample files where ../shared has them."""
+    box = FIXTURES / "gltf" / "BoxTextured.glb"
+    trify = Trify3DEmulator(box if box.exists() else _made_glb(out), api_key="demo")
+    raven = RavenraEmulator(api_key="demo")
+    capsule = (fixture("obj", "capsule.obj"), fixture("obj", "capsule.mtl"))
+    texture = fixture("obj", "capsule0.jpg")
+    if all(capsule) and texture:
+        raven.files.update(obj=capsule[0], mtl=capsule[1], png=texture)
+    siray = SirayEmulator(api_key="demo")
+    duck = fixture("gltf", "Duck.glb")
+    if duck:
+        siray.files["glb"] = duck
+    triverse = TriverseEmulator(api_key="demo")
+    cube = fixture("gltf", "cube.glb")
+    if cube:
+        served = triverse.asset
+        triverse.asset = lambda kind: cube if kind in ("model", "textured") else served(kind)
+    voxel = VoxelAIEmulator(api_key="demo", images_window=1.0, polls_to_complete=2)
+    knight = fixture("vox", "chr_knight.vox")
+    if knight:
+        voxelai_emulator.vox_for = lambda _size: knight  # the emulator's voxelize result
+    services = {"trify3d": trify, "ravenra": raven, "siray": siray, "triverse": triverse,
+                "voxelai": voxel}  # fmt: skip
+    for name, emu in services.items():
+        emu.start()
+        base = f"{emu.url}/api/v1" if name == "triverse" else emu.url
+        os.environ[f"CONJURE_{name.upper()}_API_KEY"] = "demo"
+        os.environ[f"CONJURE_{name.upper()}_BASE_URL"] = base
+    os.environ["CONJURE_POLL_SECONDS"] = "0.1"
+    return services
+
+
+def _made_glb(out: Path) -> Path:
     import bpy
 
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -37,41 +84,76 @@ def sample_glb(out: Path) -> Path:
     return path
 
 
-def sample_vox(out: Path) -> Path:
-    vox = FIXTURES / "vox" / "chr_knight.vox"
-    if vox.exists():
-        return vox
-    from bench_vox import solid_cube_vox
+def jobs(out: Path) -> list[tuple[str, Callable[[object], list]]]:
+    """(label, run) for each result: `run(api)` returns the imported objects."""
+    reference = out / "reference.png"
+    reference.write_bytes(tiny_png((200, 120, 40)))
+    image = str(reference)
+    return [
+        ("Trify3D · text", lambda api: api.generate("trify3d", prompt="a wooden crate")),
+        ("Trify3D · image", lambda api: api.generate("trify3d", "IMAGE", image_paths=[image])),
+        ("Ravenra · text", lambda api: api.generate("ravenra", prompt="a stone capsule")),
+        ("Siray · image", lambda api: api.generate("siray", "IMAGE", image_paths=[image])),
+        ("Triverse · text", lambda api: api.generate("triverse", prompt="a robot toy")),
+        ("Voxel-AI · pick", lambda api: api.generate(
+            "voxelai", prompt="a knight", options={"candidate": 1, "voxel_size": 32})),
+    ]  # fmt: skip
 
-    path = out / "cube.vox"
-    path.write_bytes(solid_cube_vox(16))
-    return path
 
-
-def step(title: str, fn) -> None:
-    started = time.perf_counter()
-    detail = fn()
-    print(f"  {title:<44} {detail}  ({time.perf_counter() - started:.2f} s)")
-
-
-def render(path: Path) -> None:
-    """A small Cycles still (CPU, 8 samples) of everything the demo made."""
+def place(objects: list, slot: int, label: str) -> None:
+    """Scale a result to SIZE, stand it on the ground at its slot, and label it."""
     import bpy
     from mathutils import Vector
 
+    roots = [o for o in objects if o.parent is None]
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    corners = [  # of what is seen (meshes; VOX cubes are instanced on their points)
+        o.matrix_world @ point
+        for o in objects
+        if o.type == "MESH"
+        for point in _points(o.evaluated_get(depsgraph))
+    ]
+    low = Vector([min(c[i] for c in corners) for i in range(3)])
+    high = Vector([max(c[i] for c in corners) for i in range(3)])
+    scale = SIZE / max(max(high - low), 1e-6)
+    centre = (low + high) / 2
+    target = Vector((slot * SPACING, 0.0, 0.0))
+    for root in roots:
+        root.location = target + (root.location - Vector((centre.x, centre.y, low.z))) * scale
+        root.scale = root.scale * scale
+    curve = bpy.data.curves.new(f"Label {label}", "FONT")
+    curve.body, curve.align_x, curve.size = label, "CENTER", 0.28
+    text = bpy.data.objects.new(f"Label {label}", curve)
+    text.location = (slot * SPACING, -1.5, 0.02)
+    bpy.context.scene.collection.objects.link(text)
+
+
+def _points(evaluated) -> list:
+    from mathutils import Vector
+
+    box = [Vector(c) for c in evaluated.bound_box]
+    if (box[6] - box[0]).length > 0:
+        return box
+    return [v.co.copy() for v in evaluated.original.data.vertices]  # instances' centres
+
+
+def render(path: Path, count: int) -> None:
+    """A Cycles contact sheet (CPU, a few samples), orthographic from the front."""
+    import bpy
+
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
-    scene.cycles.device, scene.cycles.samples = "CPU", 8
-    scene.render.resolution_x, scene.render.resolution_y = 640, 360
+    scene.cycles.device, scene.cycles.samples = "CPU", 16
+    scene.render.resolution_x, scene.render.resolution_y = 1600, 420
     scene.world = bpy.data.worlds.new("Demo World")
-    scene.world.color = (0.5, 0.5, 0.5)
+    scene.world.color = (0.42, 0.44, 0.48)
     sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
-    sun.rotation_euler, sun.data.energy = (0.6, 0.2, 0.5), 3.0
+    sun.rotation_euler, sun.data.energy = (0.7, 0.2, 0.6), 3.5
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    cam.location = Vector((3.5, -9.0, 5.0))
-    cam.rotation_euler = (
-        (Vector((3.0, 0.0, 0.5)) - cam.location).to_track_quat("-Z", "Y").to_euler()
-    )
+    cam.data.type, cam.data.ortho_scale = "ORTHO", count * SPACING + 0.4
+    middle = (count - 1) * SPACING / 2
+    cam.location = (middle, -14.0, 4.2)
+    cam.rotation_euler = (math.radians(76), 0.0, 0.0)
     for obj in (sun, cam):
         scene.collection.objects.link(obj)
     scene.camera = cam
@@ -91,50 +173,23 @@ def main() -> None:
     import addon_utils
     import bpy
 
-    emu = Trify3DEmulator(sample_glb(out), api_key="trf_live_demo", polls_to_complete=3).start()
-    os.environ.update(
-        CONJURE_TRIFY3D_API_KEY="trf_live_demo",
-        CONJURE_TRIFY3D_BASE_URL=emu.url,
-        CONJURE_POLL_SECONDS="0.2",
-    )
+    services = start_services(out)
+    api = importlib.import_module(f"{addon.__name__}.api")
     bpy.ops.wm.read_homefile(use_empty=True)
-    print(f"Conjure demo: Blender {bpy.app.version_string}, add-on {addon.__name__}")
-    print(f"  emulated Trify3D at {emu.url}")
-
-    def generate_text() -> str:
-        bpy.context.scene.cursor.location = (0, 0, 0)
-        result = bpy.ops.conjure.generate(
-            provider="trify3d", source="TEXT", prompt="a wooden crate"
-        )
-        coll = bpy.data.collections["Conjure a wooden crate"]
-        mats = sorted(
-            {s.material.name for o in coll.objects for s in o.material_slots if s.material}
-        )
-        return f"{result} {len(coll.objects)} objects, materials {mats}"
-
-    def generate_image() -> str:
-        image = out / "reference.png"
-        image.write_bytes(tiny_png())
-        bpy.context.scene.cursor.location = (2.5, 0, 0)
-        result = bpy.ops.conjure.generate(provider="trify3d", source="IMAGE", image_path=str(image))
-        return f"{result} from {image.name}"
-
-    def import_vox() -> str:
-        path = sample_vox(out)
-        bpy.context.scene.cursor.location = (5, 0, 0)
-        result = bpy.ops.conjure.import_vox(filepath=str(path), voxel_size=0.1)
-        root = bpy.data.objects[path.stem]
-        cubes = sum(len(o.data.vertices) for o in root.children)
-        return f"{result} {path.name}: {cubes} instanced cubes"
-
-    step("generate: text → Trify3D → GLB in scene", generate_text)
-    step("generate: image → Trify3D → GLB in scene", generate_image)
-    step("import: MagicaVoxel → instanced cubes", import_vox)
-    print(f"  service saw {emu.count('POST')} create requests, {emu.count('GET')} GETs")
-    emu.stop()
+    print(f"Conjure demo: Blender {bpy.app.version_string}, five emulated services")
+    planned = jobs(out)
+    for slot, (label, run) in enumerate(planned):
+        started = time.perf_counter()
+        objects = run(api)
+        place(objects, slot, label)
+        print(f"  {label:<18} {len(objects)} object(s)  ({time.perf_counter() - started:.2f} s)")
+    for name, emu in services.items():
+        creates = sum(1 for r in emu.requests if r.method == "POST")
+        print(f"  {name:<9} saw {creates} create/upload request(s), {len(emu.requests)} in all")
+        emu.stop()
 
     blend = out / "demo.blend"
-    render(out / "demo.png")
+    render(out / "demo.png", len(planned))
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     print(f"  saved {blend} and {out / 'demo.png'}")
     addon_utils.disable(addon.__name__)  # stops the job engine as closing Blender would
