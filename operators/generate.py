@@ -64,10 +64,13 @@ def _report_outcome(op: Operator, jobs: list[Job], timeout: float) -> set[str]:
     return {"FINISHED"} if len(ok) == len(jobs) else {"CANCELLED"}
 
 
-def _start_monitor_or_block(op: Operator, context, job_ids: list[str], timeout: float):
+def _run(op: Operator, context, job_ids: list[str], timeout: float, started: str) -> set[str]:
+    """The blocking rule: invoked from the UI, report `started` and let the monitor carry the
+    jobs; executed (a script), wait for them, importing, and report how each ended."""
     if op.options.is_invoke:
         ensure_monitor(context)
-        return None
+        op.report({"INFO"}, started)
+        return {"FINISHED"}
     done = runtime.get().wait(context, job_ids, timeout)
     return _report_outcome(op, list(done.values()), timeout)
 
@@ -143,11 +146,8 @@ class CONJURE_OT_generate(Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         rt.submit(job)
-        outcome = _start_monitor_or_block(self, context, [job.job_id], self.timeout)
-        if outcome is not None:
-            return outcome
-        self.report({"INFO"}, f"Conjure: started {job.label} on {SERVICES[job.provider].name}")
-        return {"FINISHED"}
+        started = f"Conjure: started {job.label} on {SERVICES[job.provider].name}"
+        return _run(self, context, [job.job_id], self.timeout, started)
 
     def _images(self) -> tuple[str, ...]:
         """Local paths made absolute (// is the .blend's folder); URLs kept as given."""
@@ -194,11 +194,7 @@ class CONJURE_OT_resume_jobs(Operator):
         if not started:
             self.report({"INFO"}, "No unfinished jobs to resume")
             return {"FINISHED"}
-        outcome = _start_monitor_or_block(self, context, started, self.timeout)
-        if outcome is not None:
-            return outcome
-        self.report({"INFO"}, f"Resuming {len(started)} job(s)")
-        return {"FINISHED"}
+        return _run(self, context, started, self.timeout, f"Resuming {len(started)} job(s)")
 
 
 class CONJURE_OT_pick_candidate(Operator):
@@ -249,11 +245,7 @@ class CONJURE_OT_refine(Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         rt.submit(job)
-        outcome = _start_monitor_or_block(self, context, [job.job_id], self.timeout)
-        if outcome is not None:
-            return outcome
-        self.report({"INFO"}, f"Conjure: refining {parent.label}")
-        return {"FINISHED"}
+        return _run(self, context, [job.job_id], self.timeout, f"Conjure: refining {parent.label}")
 
 
 class CONJURE_OT_import_job(Operator):
