@@ -24,7 +24,7 @@ import bpy.utils.previews
 from ..importers import archive, gltf, obj, scene, vox, voxfile
 from ..preferences import addon_preferences, network_settings, service_settings
 from ..providers import SERVICES, get_provider, make_http
-from ..providers.base import Capability, Provider, is_url
+from ..providers.base import Capability, Provider, ProviderError, is_url
 from ..providers.http import HttpClient
 from .engine import Engine
 from .journal import Journal, process_owner
@@ -102,7 +102,7 @@ class Runtime:
         if problem:
             raise ConjureError(problem)
         settings = service_settings(provider)
-        return Job.new(
+        job = Job.new(
             provider,
             source,
             prompt.strip(),
@@ -112,6 +112,11 @@ class Runtime:
             base_url=settings.base_url,
             blend_file=bpy.data.filepath,
         )
+        try:  # the service's own rules (options, ranges, files): refused before journaling
+            get_provider(provider, None).check(job.request())  # type: ignore[arg-type]
+        except ProviderError as exc:
+            raise ConjureError(str(exc)) from None
+        return job
 
     def submit(self, job: Job) -> str:
         self._remember(job)
@@ -203,6 +208,9 @@ class Runtime:
         job = self.jobs.get(job_id)
         if job is None or job.finished:
             return False
+        holder = self.journal.holder(job_id)
+        if holder and holder != self.owner:
+            return False  # another Blender runs it: its row is not ours to change
         self._set(job, JobState.CANCELLED, "Cancelled")  # e.g. Ready, not imported yet
         return True
 

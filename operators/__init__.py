@@ -20,7 +20,7 @@ def _quitting(*_args: object) -> None:
 
 
 def _exit_handlers() -> list:
-    """`exit_pre` where Blender has it (5.x); Python's atexit covers every version."""
+    """`exit_pre` where Blender has it (5.2); Python's atexit covers every version."""
     return getattr(bpy.app.handlers, "exit_pre", [])
 
 

@@ -16,17 +16,16 @@ if TYPE_CHECKING:
     from .base import Provider
     from .http import HttpClient
 
+# In the order the UI lists them.
 _BUILT: dict[str, type[Provider]] = {
     ravenra.INFO.id: ravenra.Ravenra,
     siray.INFO.id: siray.Siray,
+    voxelai.INFO.id: voxelai.VoxelAI,
     trify3d.INFO.id: trify3d.Trify3D,
     triverse.INFO.id: triverse.Triverse,
-    voxelai.INFO.id: voxelai.VoxelAI,
 }
-
-PROVIDER_IDS: tuple[str, ...] = ("ravenra", "siray", "voxelai", "trify3d", "triverse")
-SERVICES: dict[str, ServiceInfo] = {provider_id: cls.info for provider_id, cls in _BUILT.items()}
-assert set(SERVICES) == set(PROVIDER_IDS)
+PROVIDER_IDS: tuple[str, ...] = tuple(_BUILT)
+SERVICES: dict[str, ServiceInfo] = {pid: cls.info for pid, cls in _BUILT.items()}
 
 
 def make_http(provider_id: str, api_key: str, base_url: str, **kw: Any) -> HttpClient:

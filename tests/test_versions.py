@@ -10,12 +10,19 @@ def _operator_args(op) -> set[str]:
 
 
 def test_importer_arguments_the_code_passes_exist(addon) -> None:
+    """Exactly the arguments importers/gltf.py and obj.py pass, on this version."""
+    import importlib
+
     import bpy
 
-    assert {"filepath"} <= _operator_args(bpy.ops.import_scene.gltf)
-    assert {"filepath", "forward_axis", "up_axis", "use_split_objects"} <= _operator_args(
-        bpy.ops.wm.obj_import
+    gltf = importlib.import_module(f"{addon.__name__}.importers.gltf")
+    obj = importlib.import_module(f"{addon.__name__}.importers.obj")
+    assert {"filepath", *gltf._OPTIONS} <= _operator_args(bpy.ops.import_scene.gltf)
+    assert {"filepath", *obj._OPTIONS} <= _operator_args(bpy.ops.wm.obj_import)
+    assert {"filepath", "export_format", "use_selection"} <= _operator_args(
+        bpy.ops.export_scene.gltf
     )
+    assert {"filepath", "export_selected_objects"} <= _operator_args(bpy.ops.wm.obj_export)
 
 
 def test_ui_and_utility_apis_exist(addon) -> None:
