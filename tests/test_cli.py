@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from services import service
 from test_generate import KEY, model_glb  # noqa: F401  (fixture)
 
 from conftest import ADDON_ID, fixture_path
@@ -15,12 +16,9 @@ from emulators.trify3d import Trify3DEmulator
 
 @pytest.fixture
 def trify(model_glb: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
-    emu = Trify3DEmulator(model_glb, api_key=KEY, rate_limit=100_000).start()
-    monkeypatch.setenv("CONJURE_TRIFY3D_API_KEY", KEY)
-    monkeypatch.setenv("CONJURE_TRIFY3D_BASE_URL", emu.url)
-    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
-    yield emu
-    emu.stop()
+    emulator = Trify3DEmulator(model_glb, api_key=KEY, rate_limit=100_000)
+    with service(monkeypatch, "trify3d", emulator, KEY) as emu:
+        yield emu
 
 
 def _cli():

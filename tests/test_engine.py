@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from harness import SETTLED, EngineHarness, harness_fixture
 
-from conjure_src.jobs.engine import Engine
-from conjure_src.jobs.journal import HOST, Journal, process_owner
-from conjure_src.jobs.model import FINISHED, Job, JobState
+from conjure_src.jobs.journal import HOST, Journal
+from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import get_provider, make_http
 from conjure_src.providers.base import (
     Asset,
@@ -37,7 +37,6 @@ from emulators.trify3d import Trify3DEmulator, tiny_png
 KEY = "trf_live_ENGINE-secret-77"
 GLB = b"glTF\x02\x00\x00\x00" + b"\x00" * 64
 CREATE = "/api/v1/generations/"
-SETTLED = FINISHED | {JobState.READY}
 
 
 @pytest.fixture
@@ -49,73 +48,35 @@ def trify(tmp_path: Path):
     emu.stop()
 
 
-class Harness:
-    """An engine on a journal in tmp_path, talking to one emulator; collects its events."""
+class Harness(EngineHarness):
+    """An engine on a journal in tmp_path, talking to one emulator; collects its events.
+
+    Unlike the single-service modules, jobs go in and come out in lists, and `seen` keeps
+    only each event's state."""
 
     def __init__(self, tmp_path: Path, url: str, **kw: object) -> None:
-        self.journal = Journal(tmp_path / "journal.sqlite")
         self.url = url
-        kw.setdefault("poll_interval", 0.02)
-        kw.setdefault("backoff_base", 0.05)
-        self.engine = Engine(
-            self.journal,
-            self._provider,
-            jobs_root=tmp_path / "jobs",
-            owner=kw.pop("owner", None) or process_owner(),
-            **kw,  # type: ignore[arg-type]
-        )
-        self.jobs: dict[str, Job] = {}
-        self.seen: dict[str, list[JobState]] = {}
         self.extra_providers: dict[str, type[Provider]] = {}
+        super().__init__(tmp_path, self._provider, **kw)
 
     def _provider(self, job: Job, on_rate) -> Provider:
         http = make_http("trify3d", KEY, self.url, max_retries=0, on_rate=on_rate)
         cls = self.extra_providers.get(job.provider)
         return cls(http) if cls else get_provider(job.provider, http)
 
-    def submit(self, count: int = 1, prompt: str = "a chair", provider: str = "trify3d"):
-        jobs = [Job.new(provider, "TEXT", f"{prompt} {i}") for i in range(count)]
-        for job in jobs:
-            self.jobs[job.job_id] = job
-            self.engine.submit(job)
-        return [j.job_id for j in jobs]
+    def record(self, job: Job) -> JobState:
+        return job.state
 
-    def drain(self, until: float = 0.0) -> None:
-        deadline = time.monotonic() + until
-        while True:
-            try:
-                job = self.engine.events.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except Exception:
-                return
-            self.jobs[job.job_id] = job
-            self.seen.setdefault(job.job_id, []).append(job.state)
+    def submit(self, count: int = 1, prompt: str = "a chair", provider: str = "trify3d"):
+        return [self.add(Job.new(provider, "TEXT", f"{prompt} {i}")) for i in range(count)]
 
     def wait(self, ids: Iterable[str], states=SETTLED, timeout: float = 10.0) -> list[Job]:
         ids = list(ids)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(self.jobs[i].state in states for i in ids):
-                break
-            self.drain(0.02)
+        self.until(lambda: all(self.jobs[i].state in states for i in ids), timeout)
         return [self.jobs[i] for i in ids]
 
-    def close(self) -> None:
-        self.engine.shutdown(1.0)
-        self.journal.close()
 
-
-@pytest.fixture
-def harness(tmp_path: Path, trify):
-    made: list[Harness] = []
-
-    def make(**kw: object) -> Harness:
-        h = Harness(tmp_path, trify.url, **kw)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
+harness = harness_fixture(Harness, emulator="trify")
 
 
 def test_a_job_runs_to_ready_with_model_and_thumbnail(harness, trify) -> None:
@@ -258,7 +219,7 @@ def test_paid_job_stalls_on_trouble_and_continues_by_itself(harness, trify, stat
     trify.inject(status=status, headers={"Retry-After": "1"}, method="GET", path=CREATE, times=3)
     h = harness()
     (job_id,) = h.submit()
-    job, = h.wait([job_id], timeout=20)
+    (job,) = h.wait([job_id], timeout=20)
     assert job.state == JobState.READY
     assert JobState.STALLED in h.seen[job_id]
     assert trify.count("POST") == 1
@@ -398,8 +359,7 @@ def test_a_version_1_journal_is_migrated_and_its_jobs_resume(tmp_path, trify) ->
         assert all(j.paid and j.step == 1 for j in unfinished)
         assert h.journal.get("b").state == JobState.STALLED
         for job in unfinished:
-            h.jobs[job.job_id] = job
-            assert h.engine.resume(job) == ""
+            h.resume(job)
         jobs = h.wait(["a", "b"])
         assert [j.state for j in jobs] == [JobState.READY] * 2
         assert trify.count("POST") == 0  # resumed by polling, never by paying again
@@ -472,8 +432,7 @@ def test_engine_runs_any_declared_flow_including_a_pick(harness, trify) -> None:
     h.extra_providers["staged"] = Staged
     Staged.calls = []
     job = Job.new("staged", "TEXT", "a fox")
-    h.jobs[job.job_id] = job
-    h.engine.submit(job)
+    h.add(job)
     (job,) = h.wait([job.job_id], states={JobState.AWAITING_PICK} | SETTLED)
     assert job.state == JobState.AWAITING_PICK and len(job.candidates) == 3
     assert all(Path(c).read_bytes() == tiny_png() for c in job.candidates)
@@ -532,9 +491,11 @@ def test_cancel_between_dispatch_and_send_sends_nothing(harness, trify) -> None:
 def test_journal_rows_are_json_clean(harness) -> None:
     h = harness()
     (job,) = h.wait(h.submit())
-    files, warnings, options = sqlite3.connect(h.journal.path).execute(
-        "SELECT files, warnings, options FROM jobs WHERE job_id = ?", (job.job_id,)
-    ).fetchone()
+    files, warnings, options = (
+        sqlite3.connect(h.journal.path)
+        .execute("SELECT files, warnings, options FROM jobs WHERE job_id = ?", (job.job_id,))
+        .fetchone()
+    )
     assert json.loads(files) == list(job.files) and json.loads(warnings) == []
     assert json.loads(options) == {}
 
@@ -559,8 +520,7 @@ def test_resume_of_an_unsure_submit_reuses_the_idempotency_key(harness, trify) -
     get_provider("trify3d", http).create(job.request(), job.idempotency_key)  # answer lost
     job = job.evolve(state=JobState.SUBMITTING)
     h.journal.save(job)
-    h.jobs[job.job_id] = job
-    assert h.engine.resume(job) == ""
+    h.resume(job)
     assert h.wait([job.job_id])[0].state == JobState.READY
     assert trify.count("POST") == 2 and len(trify.tasks) == 1  # one task, one charge
 
@@ -592,8 +552,7 @@ def test_create_timeout_without_idempotency_fails_asking_to_check(harness, trify
     h = harness()
     h.extra_providers["plain"] = NotIdempotent
     job = Job.new("plain", "TEXT", "a duck")
-    h.jobs[job.job_id] = job
-    h.engine.submit(job)
+    h.add(job)
     (done,) = h.wait([job.job_id])
     assert done.state == JobState.FAILED and "check its dashboard" in done.message
     assert trify.count("POST") == 1

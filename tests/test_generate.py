@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from killresume import journal_of, kill_and_resume, result_line
+from services import api as _api
+from services import service, service_env
 
 from conftest import ADDON_ID, FIXTURES
 from emulators.trify3d import Trify3DEmulator, tiny_png
@@ -36,17 +38,9 @@ def model_glb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def trify(model_glb: Path, monkeypatch: pytest.MonkeyPatch):
-    emu = Trify3DEmulator(model_glb, api_key=KEY, rate_limit=100_000).start()
-    monkeypatch.setenv("CONJURE_TRIFY3D_API_KEY", KEY)
-    monkeypatch.setenv("CONJURE_TRIFY3D_BASE_URL", emu.url)
-    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
-    yield emu
-    emu.stop()
-
-
-def _api():
-    """The script API, imported the way a user's script imports it."""
-    return importlib.import_module(f"{ADDON_ID}.api")
+    emulator = Trify3DEmulator(model_glb, api_key=KEY, rate_limit=100_000)
+    with service(monkeypatch, "trify3d", emulator, KEY) as emu:
+        yield emu
 
 
 def _journal_rows() -> list[dict]:
@@ -277,7 +271,7 @@ def test_killed_after_submit_resumes_without_paying_again(built_zip, trify, tmp_
     second = kill_and_resume(
         built_zip,
         tmp_path,
-        {"CONJURE_TRIFY3D_API_KEY": KEY, "CONJURE_TRIFY3D_BASE_URL": trify.url},
+        service_env("trify3d", KEY, trify.url),
         'bpy.ops.conjure.generate(provider="trify3d", prompt="a crash test dummy")',
         "SELECT 1 FROM jobs WHERE task_id != ''",
         before_resume=finish_soon,

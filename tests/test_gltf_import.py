@@ -21,6 +21,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from blenddata import data_names
+from blenddata import target_collection as _target
 
 from conftest import fixture_path
 from conjure_src.importers import gltfcheck
@@ -308,17 +310,7 @@ def _gltf(addon: ModuleType) -> ModuleType:
 
 
 def _names() -> dict[str, set[str]]:
-    import bpy
-
-    return {kind: {block.name for block in getattr(bpy.data, kind)} for kind in KINDS}
-
-
-def _target(scene: Any) -> Any:
-    import bpy
-
-    collection = bpy.data.collections.new("Target")
-    scene.collection.children.link(collection)
-    return collection
+    return data_names(KINDS)
 
 
 def _edit_json(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:

@@ -6,36 +6,27 @@ from __future__ import annotations
 import importlib
 import os
 import sqlite3
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from services import api as _api
+from services import service
 from test_generate import KEY, model_glb  # noqa: F401  (fixture)
 
 from conftest import ADDON_ID, ROOT
+from emulators.glb import triangle_glb
 from emulators.trify3d import Trify3DEmulator
 
 
 @pytest.fixture
 def trify(model_glb: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
-    emu = Trify3DEmulator(model_glb, api_key=KEY, rate_limit=100_000).start()
-    monkeypatch.setenv("CONJURE_TRIFY3D_API_KEY", KEY)
-    monkeypatch.setenv("CONJURE_TRIFY3D_BASE_URL", emu.url)
-    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
-    yield emu
-    api = _api()  # no live job of one test may count against the next one's limits
-    live = [j["job_id"] for j in api.jobs() if j["state"] not in ("imported", "failed", "cancelled")]
-    for job_id in live:
-        api.cancel(job_id)
-    api.wait(live, 5)
-    emu.stop()
-
-
-def _api():
-    return importlib.import_module(f"{ADDON_ID}.api")
+    # no live job of one test may count against the next one's limits
+    emulator = Trify3DEmulator(model_glb, api_key=KEY, rate_limit=100_000)
+    with service(monkeypatch, "trify3d", emulator, KEY, cancel_live=True, cancel_wait=5) as emu:
+        yield emu
 
 
 def _prefs():
@@ -148,36 +139,8 @@ def test_after_a_file_load_a_job_waits_for_a_click(scene, trify, tmp_path) -> No
 
 def _glb_with_outside_texture(outside_png: Path) -> bytes:
     """A one-triangle GLB whose image points at an absolute path outside any job folder."""
-    import json
-
-    positions = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
-    doc = {
-        "asset": {"version": "2.0"},
-        "scene": 0,
-        "scenes": [{"nodes": [0]}],
-        "nodes": [{"mesh": 0, "name": "Tri"}],
-        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "material": 0}]}],
-        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
-        "textures": [{"source": 0}],
-        "images": [{"uri": str(outside_png)}],
-        "buffers": [{"byteLength": len(positions)}],
-        "bufferViews": [{"buffer": 0, "byteLength": len(positions)}],
-        "accessors": [
-            {
-                "bufferView": 0,
-                "componentType": 5126,
-                "count": 3,
-                "type": "VEC3",
-                "min": [0, 0, 0],
-                "max": [1, 1, 0],
-            }
-        ],
-    }
-    text = json.dumps(doc).encode()
-    text += b" " * (-len(text) % 4)
-    body = struct.pack("<I4s", len(text), b"JSON") + text
-    body += struct.pack("<I4s", len(positions), b"BIN\x00") + positions
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+    material = {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}
+    return triangle_glb(material=material, image_uri=str(outside_png))
 
 
 def test_a_served_glb_cannot_pull_in_local_files(scene, trify, tmp_path) -> None:
@@ -244,7 +207,9 @@ def test_resume_with_another_key_says_so_and_sends_nothing(scene, trify, monkeyp
     gets = trify.count("GET")
     assert _api().resume() == []
     status = _api().status(job_id)
-    assert status["message"] == "Created with another Trify3D API key: set that key to resume this job"
+    assert (
+        status["message"] == "Created with another Trify3D API key: set that key to resume this job"
+    )
     time.sleep(0.3)
     assert trify.count("GET") == gets
     monkeypatch.setenv("CONJURE_TRIFY3D_API_KEY", KEY)

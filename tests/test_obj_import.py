@@ -17,6 +17,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from blenddata import data_names
+from blenddata import target_collection as _target
 
 from conftest import fixture_path
 from emulators.ravenra import cube_mtl, cube_obj, hostile_mtl, texture_zip
@@ -30,17 +32,7 @@ def _obj(addon: ModuleType) -> ModuleType:
 
 
 def _names() -> dict[str, set[str]]:
-    import bpy
-
-    return {kind: {block.name for block in getattr(bpy.data, kind)} for kind in KINDS}
-
-
-def _target(scene: Any) -> Any:
-    import bpy
-
-    collection = bpy.data.collections.new("Target")
-    scene.collection.children.link(collection)
-    return collection
+    return data_names(KINDS)
 
 
 def _job(tmp_path: Path, files: dict[str, bytes | Path]) -> Path:

@@ -15,17 +15,17 @@ import os
 import stat
 import time
 import zipfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import EngineHarness, StubHttp, harness_fixture
+from harness import files_by_role as _files
 
 from conjure_src.importers import archive, mtl
 from conjure_src.importers.archive import ArchiveError
-from conjure_src.jobs.engine import Engine, detect_format
-from conjure_src.jobs.journal import Journal, process_owner
-from conjure_src.jobs.model import FINISHED, Job, JobState
+from conjure_src.jobs.engine import detect_format
+from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import make_http, ravenra
 from conjure_src.providers.base import (
     ErrorKind,
@@ -47,7 +47,6 @@ from emulators.ravenra import (
 
 KEY = "rvn_live_RAVEN-secret-4242"
 IMAGE_URL = "https://images.example.com/chair.png"
-SETTLED = FINISHED | {JobState.READY}
 
 
 @pytest.fixture
@@ -61,20 +60,12 @@ def _provider(url: str, key: str = KEY) -> Ravenra:
     return Ravenra(make_http("ravenra", key, url, max_retries=0))
 
 
-class Harness:
+class Harness(EngineHarness):
     """An Engine on a journal in tmp_path whose every job talks to one Ravenra emulator."""
 
     def __init__(self, tmp_path: Path, url: str, key: str = KEY, **kw: Any) -> None:
-        self.journal_path = tmp_path / "journal.sqlite"
-        self.journal = Journal(self.journal_path)
         self.url, self.key = url, key
-        kw.setdefault("poll_interval", 0.02)
-        kw.setdefault("backoff_base", 0.05)
-        self.engine = Engine(
-            self.journal, self._provider, jobs_root=tmp_path / "jobs", owner=process_owner(), **kw
-        )
-        self.jobs: dict[str, Job] = {}
-        self.seen: dict[str, list[Job]] = {}
+        super().__init__(tmp_path, self._provider, **kw)
 
     def _provider(self, job: Job, on_rate) -> Ravenra:
         return Ravenra(make_http("ravenra", self.key, self.url, max_retries=0, on_rate=on_rate))
@@ -84,53 +75,13 @@ class Harness:
         create; the default textured flow (preview, then refine) has its own test."""
         if source == "TEXT":
             kw["options"] = {"mode": "preview", **(kw.get("options") or {})}
-        job = Job.new("ravenra", source, prompt, **kw)
-        self.jobs[job.job_id] = job
-        self.engine.submit(job)
-        return job.job_id
-
-    def drain(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                job = self.engine.events.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except Exception:
-                return
-            self.jobs[job.job_id] = job
-            self.seen.setdefault(job.job_id, []).append(job)
-
-    def wait(self, job_id: str, states: Iterable[JobState] = SETTLED, timeout=10.0) -> Job:
-        states = set(states)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.jobs[job_id].state not in states:
-            self.drain(0.02)
-        return self.jobs[job_id]
+        return self.add(Job.new("ravenra", source, prompt, **kw))
 
     def run(self, source: str = "TEXT", prompt: str = "a chair", **kw: Any) -> Job:
         return self.wait(self.submit(source, prompt, **kw))
 
-    def close(self) -> None:
-        self.engine.shutdown(1.0)
-        self.journal.close()
 
-
-@pytest.fixture
-def harness(tmp_path: Path, emu: RavenraEmulator):
-    made: list[Harness] = []
-
-    def make(**kw: Any) -> Harness:
-        h = Harness(tmp_path, emu.url, **kw)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
-
-
-def _files(job: Job) -> dict[str, Path]:
-    """The job's files by role (the engine names them `<role>[-n].<format>`)."""
-    return {Path(f).stem.split("-")[0]: Path(f) for f in job.files}
+harness = harness_fixture(Harness)
 
 
 def _kind(path: Path) -> str | None:
@@ -325,24 +276,8 @@ def test_unknown_word_then_urls_finishes(harness, emu) -> None:
     assert job.state == JobState.READY, job.message
 
 
-class _StubHttp:
-    """Answers every GET with one record, to test shapes the emulator does not make."""
-
-    def __init__(self, record: Any) -> None:
-        self.record = record
-
-    def get_json(self, path: str) -> Any:
-        return self.record
-
-    def post_json(self, path: str, body: dict, idempotency_key: str | None = None) -> Any:
-        return self.record
-
-    def redact(self, text: str) -> str:
-        return text
-
-
 def _stub(record: Any) -> Ravenra:
-    return Ravenra(_StubHttp(record))  # type: ignore[arg-type]
+    return Ravenra(StubHttp(record))  # type: ignore[arg-type]
 
 
 def test_record_shapes() -> None:
@@ -876,8 +811,7 @@ def test_the_default_text_flow_previews_then_refines_into_a_textured_model(tmp_p
     h = Harness(tmp_path, emu.url, KEY)
     try:
         job = Job.new("ravenra", "TEXT", "a textured chair")
-        h.jobs[job.job_id] = job
-        h.engine.submit(job)
+        h.add(job)
         done = h.wait(job.job_id)
     finally:
         h.close()

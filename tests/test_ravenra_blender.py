@@ -3,36 +3,26 @@ operators and the script API, imported with Blender's own OBJ importer."""
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import zipfile
 
 import pytest
 from killresume import kill_and_resume, result_line
+from services import api as _api
+from services import service, service_env
 
-from conftest import ADDON_ID
 from emulators.ravenra import RavenraEmulator, hostile_mtl
 
 KEY = "rvn_live_S3CRET-raven-key"
 
 
-def _api():
-    return importlib.import_module(f"{ADDON_ID}.api")
-
-
 @pytest.fixture
 def raven(monkeypatch: pytest.MonkeyPatch):
-    emu = RavenraEmulator(api_key=KEY).start()
-    monkeypatch.setenv("CONJURE_RAVENRA_API_KEY", KEY)
-    monkeypatch.setenv("CONJURE_RAVENRA_BASE_URL", emu.url)
-    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
-    yield emu
-    api = _api()
-    live = [j["job_id"] for j in api.jobs() if j["state"] not in ("imported", "failed", "cancelled")]
-    for job_id in live:
-        api.cancel(job_id)
-    emu.stop()
+    with service(
+        monkeypatch, "ravenra", RavenraEmulator(api_key=KEY), KEY, cancel_live=True
+    ) as emu:
+        yield emu
 
 
 def _textures(objects) -> list:
@@ -213,7 +203,7 @@ def test_killed_after_submit_resumes_with_one_create_per_stage(built_zip, tmp_pa
         second = kill_and_resume(
             built_zip,
             tmp_path,
-            {"CONJURE_RAVENRA_API_KEY": KEY, "CONJURE_RAVENRA_BASE_URL": raven.url},
+            service_env("ravenra", KEY, raven.url),
             'bpy.ops.conjure.generate(provider="ravenra", prompt="a killed raven")',
             "SELECT 1 FROM jobs WHERE task_id != ''",
             before_resume=lambda: setattr(raven, "never_ready", False),

@@ -14,16 +14,16 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import EngineHarness, StubHttp, harness_fixture
+from harness import files_by_role as _files
 
 from conjure_src.importers import gltfcheck
-from conjure_src.jobs.engine import Engine, detect_format
-from conjure_src.jobs.journal import Journal, process_owner
-from conjure_src.jobs.model import FINISHED, Job, JobState
+from conjure_src.jobs.engine import detect_format
+from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import make_http
 from conjure_src.providers.base import (
     Capability,
@@ -46,7 +46,6 @@ from emulators.trify3d import tiny_png
 
 KEY = "sk-siray-SECRET-7070"
 IMAGE_URL = "https://images.example.com/chair.png"
-SETTLED = FINISHED | {JobState.READY}
 PNG = tiny_png((90, 120, 200))
 PNG_DATA_URL = "data:image/png;base64," + base64.b64encode(PNG).decode("ascii")
 
@@ -69,71 +68,20 @@ def _provider(url: str, key: str = KEY) -> Siray:
     return Siray(make_http("siray", key, url, max_retries=0))
 
 
-class Harness:
+class Harness(EngineHarness):
     """An Engine on a journal in tmp_path whose every job talks to one Siray emulator."""
 
+    provider = "siray"
+
     def __init__(self, tmp_path: Path, url: str, key: str = KEY, **kw: Any) -> None:
-        self.journal = Journal(tmp_path / "journal.sqlite")
         self.url, self.key = url, key
-        kw.setdefault("poll_interval", 0.02)
-        kw.setdefault("backoff_base", 0.05)
-        self.engine = Engine(
-            self.journal, self._provider, jobs_root=tmp_path / "jobs", owner=process_owner(), **kw
-        )
-        self.jobs: dict[str, Job] = {}
-        self.seen: dict[str, list[Job]] = {}
+        super().__init__(tmp_path, self._provider, **kw)
 
     def _provider(self, job: Job, on_rate) -> Siray:
         return Siray(make_http("siray", self.key, self.url, max_retries=0, on_rate=on_rate))
 
-    def submit(self, source: str = "TEXT", prompt: str = "a chair", images=(), **options) -> str:
-        job = Job.new("siray", source, prompt, tuple(str(p) for p in images), options)
-        self.jobs[job.job_id] = job
-        self.engine.submit(job)
-        return job.job_id
 
-    def drain(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                job = self.engine.events.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except Exception:
-                return
-            self.jobs[job.job_id] = job
-            self.seen.setdefault(job.job_id, []).append(job)
-
-    def wait(self, job_id: str, states: Iterable[JobState] = SETTLED, timeout=10.0) -> Job:
-        wanted = set(states)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.jobs[job_id].state not in wanted:
-            self.drain(0.02)
-        return self.jobs[job_id]
-
-    def run(self, source: str = "TEXT", prompt: str = "a chair", images=(), **options) -> Job:
-        return self.wait(self.submit(source, prompt, images, **options))
-
-    def close(self) -> None:
-        self.engine.shutdown(1.0)
-        self.journal.close()
-
-
-@pytest.fixture
-def harness(tmp_path: Path, emu: SirayEmulator):
-    made: list[Harness] = []
-
-    def make(**kw: Any) -> Harness:
-        h = Harness(tmp_path, emu.url, **kw)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
-
-
-def _files(job: Job) -> dict[str, Path]:
-    """The job's files by role (the engine names them `<role>[-n].<format>`)."""
-    return {Path(f).stem.split("-")[0]: Path(f) for f in job.files}
+harness = harness_fixture(Harness)
 
 
 def _one_line_failure(job: Job) -> None:
@@ -336,24 +284,8 @@ def test_an_image_looking_output_becomes_a_thumbnail(harness, emu) -> None:
     assert not any("other" in r.path for r in emu.requests)  # a third output is left alone
 
 
-class _StubHttp:
-    """Answers every call with one body, for shapes the emulator does not make."""
-
-    def __init__(self, answer: Any) -> None:
-        self.answer = answer
-
-    def get_json(self, path: str) -> Any:
-        return self.answer
-
-    def post_json(self, path: str, body: dict, idempotency_key: str | None = None) -> Any:
-        return self.answer
-
-    def redact(self, text: str) -> str:
-        return text
-
-
 def _stub(answer: Any) -> Siray:
-    return Siray(_StubHttp(answer))  # type: ignore[arg-type]
+    return Siray(StubHttp(answer))  # type: ignore[arg-type]
 
 
 def _roles(outputs: Any) -> list[tuple[str, str]]:
@@ -684,8 +616,7 @@ def test_a_paid_job_resumes_by_polling_without_paying_again(harness, emu) -> Non
         task_id=task_id, paid_at=time.time(), step=1, state=JobState.SUBMITTED
     )
     h.journal.save(job)
-    h.jobs[job.job_id] = job
-    assert h.engine.resume(job) == ""
+    h.resume(job)
     done = h.wait(job.job_id)
     assert done.state == JobState.READY, done.message
     assert emu.count("POST") == 0

@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import base64
-import importlib
 import io
 import zipfile
 
 import pytest
 from killresume import kill_and_resume, result_line
+from services import api as _api
+from services import service, service_env
 
-from conftest import ADDON_ID
 from emulators.siray import SirayEmulator, tiny_glb
 from emulators.trify3d import tiny_png
 
 KEY = "sk-siray-S3CRET-planted-77"
 
 
-def _api():
-    return importlib.import_module(f"{ADDON_ID}.api")
-
-
 @pytest.fixture
 def siray(monkeypatch: pytest.MonkeyPatch):
-    emu = SirayEmulator(api_key=KEY).start()
-    monkeypatch.setenv("CONJURE_SIRAY_API_KEY", KEY)
-    monkeypatch.setenv("CONJURE_SIRAY_BASE_URL", emu.url)
-    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
-    yield emu
-    emu.stop()
+    with service(monkeypatch, "siray", SirayEmulator(api_key=KEY), KEY) as emu:
+        yield emu
 
 
 def _meshes(objects) -> list:
@@ -134,7 +126,7 @@ def test_killed_after_submit_resumes_with_one_create(built_zip, tmp_path) -> Non
         second = kill_and_resume(
             built_zip,
             tmp_path,
-            {"CONJURE_SIRAY_API_KEY": KEY, "CONJURE_SIRAY_BASE_URL": siray.url},
+            service_env("siray", KEY, siray.url),
             'bpy.ops.conjure.generate(provider="siray", prompt="a killed teapot")',
             "SELECT 1 FROM jobs WHERE task_id != ''",
             before_resume=lambda: setattr(siray, "steps", (("SUCCESS", "100%"),)),

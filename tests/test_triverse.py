@@ -13,15 +13,14 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import EngineHarness, harness_fixture
+from harness import files_by_role as _files
 
-from conjure_src.jobs.engine import Engine
-from conjure_src.jobs.journal import Journal, process_owner
-from conjure_src.jobs.model import FINISHED, Job, JobState
+from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import make_http
 from conjure_src.providers.base import (
     STANDARD_FLOW,
@@ -50,7 +49,6 @@ from emulators.triverse import (
 
 KEY = "tvs_live_TRIVERSE-secret-4711"
 IMAGE_URL = "https://images.example.com/chair.png"
-SETTLED = FINISHED | {JobState.READY}
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 64
 WEBP = b"RIFF\x40\x00\x00\x00WEBPVP8 " + b"\x00" * 64
 
@@ -66,88 +64,28 @@ def _provider(url: str, key: str = KEY, on_rate=None) -> Triverse:
     return Triverse(make_http("triverse", key, url + PREFIX, max_retries=0, on_rate=on_rate))
 
 
-class Harness:
+class Harness(EngineHarness):
     """An Engine on a journal in tmp_path whose every job talks to one Triverse emulator."""
 
+    provider = "triverse"
+
     def __init__(self, tmp_path: Path, url: str, key: str = KEY, **kw: Any) -> None:
-        self.journal = Journal(tmp_path / "journal.sqlite")
         self.url, self.key = url, key
-        kw.setdefault("poll_interval", 0.02)
-        kw.setdefault("backoff_base", 0.05)
         kw.setdefault("probe_after", 0.5)
         kw.setdefault("rate_rules", {"triverse": INFO.rate_rules})
-        self.engine = Engine(
-            self.journal, self._provider, jobs_root=tmp_path / "jobs", owner=process_owner(), **kw
-        )
-        self.jobs: dict[str, Job] = {}
-        self.seen: dict[str, list[Job]] = {}
+        super().__init__(tmp_path, self._provider, **kw)
 
     def _provider(self, job: Job, on_rate) -> Triverse:
         return _provider(self.url, self.key, on_rate)
 
-    def submit(self, source: str = "TEXT", prompt: str = "a chair", images=(), **options) -> str:
-        job = Job.new("triverse", source, prompt, tuple(str(p) for p in images), options)
-        self.jobs[job.job_id] = job
-        self.engine.submit(job)
-        return job.job_id
 
-    def resume(self, job: Job) -> None:
-        self.jobs[job.job_id] = job
-        assert self.engine.resume(job) == ""
-
-    def drain(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                job = self.engine.events.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except Exception:
-                return
-            self.jobs[job.job_id] = job
-            self.seen.setdefault(job.job_id, []).append(job)
-
-    def wait(self, job_id: str, states: Iterable[JobState] = SETTLED, timeout=10.0) -> Job:
-        wanted = set(states)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.jobs[job_id].state not in wanted:
-            self.drain(0.02)
-        return self.jobs[job_id]
-
-    def run(self, source: str = "TEXT", prompt: str = "a chair", images=(), **options) -> Job:
-        return self.wait(self.submit(source, prompt, images, **options))
-
-    def states(self, job_id: str) -> list[JobState]:
-        return [j.state for j in self.seen.get(job_id, [])]
-
-    def messages(self, job_id: str) -> list[str]:
-        return [j.message for j in self.seen.get(job_id, [])]
-
-    def close(self) -> None:
-        self.engine.shutdown(1.0)
-        self.journal.close()
-
-
-@pytest.fixture
-def harness(tmp_path: Path, emu: TriverseEmulator):
-    made: list[Harness] = []
-
-    def make(**kw: Any) -> Harness:
-        h = Harness(tmp_path, emu.url, **kw)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
+harness = harness_fixture(Harness)
 
 
 def _image(tmp_path: Path, data: bytes | None = None, name: str = "chair.png") -> Path:
     path = tmp_path / name
     path.write_bytes(tiny_png() if data is None else data)
     return path
-
-
-def _files(job: Job) -> dict[str, Path]:
-    return {Path(f).stem.split("-")[0]: Path(f) for f in job.files}
 
 
 def _ready_with(job: Job, model: bytes) -> None:

@@ -3,30 +3,22 @@ the geometry when texturing fails."""
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 from killresume import kill_and_resume, result_line
+from services import api as _api
+from services import service, service_env
 
-from conftest import ADDON_ID
 from emulators.trify3d import tiny_png
 from emulators.triverse import IMAGE_PATH, TEXT_PATH, TriverseEmulator
 
 KEY = "tvs_live_S3CRET-planted-31"
 
 
-def _api():
-    return importlib.import_module(f"{ADDON_ID}.api")
-
-
 @pytest.fixture
 def triverse(monkeypatch: pytest.MonkeyPatch):
-    emu = TriverseEmulator(api_key=KEY).start()
-    monkeypatch.setenv("CONJURE_TRIVERSE_API_KEY", KEY)
-    monkeypatch.setenv("CONJURE_TRIVERSE_BASE_URL", f"{emu.url}/api/v1")  # as the real base
-    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
-    yield emu
-    emu.stop()
+    emulator = TriverseEmulator(api_key=KEY)
+    with service(monkeypatch, "triverse", emulator, KEY, path="/api/v1") as emu:  # as the real base
+        yield emu
 
 
 def _mesh_names(objects) -> set[str]:
@@ -111,7 +103,7 @@ def test_killed_after_submit_resumes_with_one_create(built_zip, tmp_path) -> Non
         second = kill_and_resume(
             built_zip,
             tmp_path,
-            {"CONJURE_TRIVERSE_API_KEY": KEY, "CONJURE_TRIVERSE_BASE_URL": f"{triverse.url}/api/v1"},
+            service_env("triverse", KEY, f"{triverse.url}/api/v1"),
             'bpy.ops.conjure.generate(provider="triverse", prompt="a killed robot")',
             "SELECT 1 FROM jobs WHERE task_id != ''",
             before_resume=lambda: setattr(triverse, "polls_per_stage", 1),

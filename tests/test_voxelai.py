@@ -9,15 +9,15 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from harness import SETTLED, EngineHarness, harness_fixture
 
 from conjure_src.importers import voxfile
-from conjure_src.jobs.engine import Engine
-from conjure_src.jobs.journal import Journal, process_owner
-from conjure_src.jobs.model import FINISHED, Job, JobState
+from conjure_src.jobs.journal import Journal
+from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import make_http
 from conjure_src.providers.base import (
     Capability,
@@ -33,7 +33,6 @@ from emulators.trify3d import tiny_png
 from emulators.voxelai import IMAGES_PATH, STATUS_PATH, VOXELIZE_PATH, VoxelAIEmulator, vox_for
 
 KEY = "vxl_live_VOXEL-secret-42"
-SETTLED = FINISHED | {JobState.READY}
 
 
 @pytest.fixture
@@ -43,86 +42,22 @@ def voxel():
     emu.stop()
 
 
-class Harness:
+class Harness(EngineHarness):
     """An engine on a journal in tmp_path, talking to the emulator; collects its events."""
 
+    provider = "voxelai"
+    prompt = "a red fox"
+
     def __init__(self, tmp_path: Path, url: str, key: str = KEY, **kw: object) -> None:
-        self.journal = Journal(tmp_path / "journal.sqlite")
         self.url, self.key = url, key
-        kw.setdefault("poll_interval", 0.02)
-        kw.setdefault("backoff_base", 0.05)
         kw.setdefault("rate_rules", {"voxelai": INFO.rate_rules})
-        self.engine = Engine(
-            self.journal,
-            self._provider,
-            jobs_root=tmp_path / "jobs",
-            owner=process_owner(),
-            **kw,  # type: ignore[arg-type]
-        )
-        self.jobs: dict[str, Job] = {}
-        self.seen: dict[str, list[Job]] = {}
-        self._closed = False
+        super().__init__(tmp_path, self._provider, **kw)
 
     def _provider(self, job: Job, on_rate) -> VoxelAI:
         return VoxelAI(make_http("voxelai", self.key, self.url, max_retries=0, on_rate=on_rate))
 
-    def submit(self, source: str = "TEXT", prompt: str = "a red fox", images=(), **options):
-        job = Job.new("voxelai", source, prompt, tuple(str(p) for p in images), options)
-        self.jobs[job.job_id] = job
-        self.engine.submit(job)
-        return job.job_id
 
-    def resume(self, job_id: str) -> None:
-        job = self.journal.get(job_id)
-        assert job is not None
-        self.jobs[job_id] = job
-        assert self.engine.resume(job) == ""
-
-    def drain(self, until: float = 0.0) -> None:
-        deadline = time.monotonic() + until
-        while True:
-            try:
-                job = self.engine.events.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except Exception:
-                return
-            self.jobs[job.job_id] = job
-            self.seen.setdefault(job.job_id, []).append(job)
-
-    def wait_for(self, job_id: str, done: Callable[[Job], bool], timeout: float = 10.0) -> Job:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not done(self.jobs[job_id]):
-            self.drain(0.02)
-        return self.jobs[job_id]
-
-    def wait(self, job_id: str, states: Iterable[JobState] = SETTLED, timeout=10.0) -> Job:
-        wanted = set(states)
-        return self.wait_for(job_id, lambda j: j.state in wanted, timeout)
-
-    def states(self, job_id: str) -> list[JobState]:
-        return [j.state for j in self.seen.get(job_id, [])]
-
-    def messages(self, job_id: str) -> list[str]:
-        return [j.message for j in self.seen.get(job_id, [])]
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.engine.shutdown(1.0)
-            self.journal.close()
-
-
-@pytest.fixture
-def harness(tmp_path: Path, voxel):
-    made: list[Harness] = []
-
-    def make(**kw: object) -> Harness:
-        h = Harness(tmp_path, voxel.url, **kw)  # type: ignore[arg-type]
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
+harness = harness_fixture(Harness, emulator="voxel")
 
 
 def _png(tmp_path: Path, name: str = "photo.png", rgb=(10, 120, 200)) -> Path:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from killresume import kill_and_resume, result_line
+from services import api as _api
+from services import service, service_env
 
 from conftest import ADDON_ID
 from emulators.trify3d import tiny_png
@@ -18,27 +20,16 @@ KEY = "vxl_live_S3CRET-voxel-key"
 WINDOW = 1.0  # the documented 15 s images window, shortened on both sides for the tests
 
 
-def _api():
-    return importlib.import_module(f"{ADDON_ID}.api")
-
-
 @pytest.fixture
 def voxel(monkeypatch: pytest.MonkeyPatch):
-    emu = VoxelAIEmulator(api_key=KEY, images_window=WINDOW, polls_to_complete=2).start()
-    monkeypatch.setenv("CONJURE_VOXELAI_API_KEY", KEY)
-    monkeypatch.setenv("CONJURE_VOXELAI_BASE_URL", emu.url)
-    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
-    runtime = importlib.import_module(f"{ADDON_ID}.jobs.runtime").get()
-    base = importlib.import_module(f"{ADDON_ID}.providers.base")
-    limiter = runtime.engine.limiter("voxelai")
-    limiter.rules = [base.RateRule(1, WINDOW, "create:images")]
-    time.sleep(WINDOW * 1.2)  # the previous test's images request has left the window
-    yield emu
-    api = _api()
-    live = [j["job_id"] for j in api.jobs() if j["state"] not in ("imported", "failed", "cancelled")]
-    for job_id in live:
-        api.cancel(job_id)
-    emu.stop()
+    emulator = VoxelAIEmulator(api_key=KEY, images_window=WINDOW, polls_to_complete=2)
+    with service(monkeypatch, "voxelai", emulator, KEY, cancel_live=True) as emu:
+        runtime = importlib.import_module(f"{ADDON_ID}.jobs.runtime").get()
+        base = importlib.import_module(f"{ADDON_ID}.providers.base")
+        limiter = runtime.engine.limiter("voxelai")
+        limiter.rules = [base.RateRule(1, WINDOW, "create:images")]
+        time.sleep(WINDOW * 1.2)  # the previous test's images request has left the window
+        yield emu
 
 
 def _voxel_cubes(job_id: str) -> int:
@@ -182,7 +173,7 @@ def test_killed_mid_flow_resumes_with_one_voxelize(built_zip, tmp_path, held, st
         second = kill_and_resume(
             built_zip,
             tmp_path,
-            {"CONJURE_VOXELAI_API_KEY": KEY, "CONJURE_VOXELAI_BASE_URL": voxel.url},
+            service_env("voxelai", KEY, voxel.url),
             'bpy.ops.conjure.generate(provider="voxelai", prompt="a killed voxel", candidate=1)',
             f"SELECT 1 FROM jobs WHERE step >= {step}",
             before_resume=voxel.held.clear,

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Reply = tuple[int, dict[str, str], bytes]
+
+
+def take_slot(recent: deque[float], limit: int, window: float) -> int | None:
+    """A sliding window of `limit` requests per `window` seconds: count one request now and
+    return None, or, when the window is full, count nothing and return Retry-After seconds."""
+    now = time.monotonic()
+    while recent and recent[0] <= now - window:
+        recent.popleft()
+    if len(recent) >= limit:
+        return max(1, math.ceil(recent[0] + window - now))
+    recent.append(now)
+    return None
 
 
 def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import threading
 import time
 import uuid
@@ -27,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .base import Emulator, Reply, json_reply
+from .base import Emulator, Reply, json_reply, take_slot
 from .trify3d import tiny_png
 
 TEXTURE_NAME = "cube_diffuse.png"
@@ -185,14 +184,7 @@ class RavenraEmulator(Emulator):
     def _spend(self) -> int | None:
         if self.rate is None:
             return None
-        limit, window = self.rate
-        now = time.monotonic()
-        while self._recent and self._recent[0] <= now - window:
-            self._recent.popleft()
-        if len(self._recent) >= limit:
-            return max(1, math.ceil(self._recent[0] + window - now))
-        self._recent.append(now)
-        return None
+        return take_slot(self._recent, *self.rate)
 
     def _create(self, raw: bytes, *, text_to_image: bool) -> Reply:
         try:

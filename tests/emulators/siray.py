@@ -20,8 +20,6 @@ import base64
 import binascii
 import io
 import json
-import math
-import struct
 import threading
 import time
 import uuid
@@ -29,7 +27,8 @@ import zipfile
 from collections import deque
 from dataclasses import dataclass, field
 
-from .base import Emulator, Fault, Reply, json_reply
+from .base import Emulator, Fault, Reply, json_reply, take_slot
+from .glb import triangle_glb
 from .ravenra import TEXTURE_NAME, cube_mtl, cube_obj
 from .trify3d import tiny_png
 
@@ -69,38 +68,7 @@ DEFAULT_STEPS = (
 
 def tiny_glb() -> bytes:
     """A valid GLB 2.0: one triangle (POSITION + indices) in a BIN chunk, one node, one scene."""
-    positions = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
-    indices = struct.pack("<3H", 0, 1, 2)
-    binary = positions + indices
-    binary += b"\x00" * (-len(binary) % 4)
-    document = {
-        "asset": {"version": "2.0", "generator": "Conjure Siray emulator"},
-        "scene": 0,
-        "scenes": [{"nodes": [0]}],
-        "nodes": [{"mesh": 0, "name": "SirayTriangle"}],
-        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
-        "buffers": [{"byteLength": len(binary)}],
-        "bufferViews": [
-            {"buffer": 0, "byteOffset": 0, "byteLength": len(positions), "target": 34962},
-            {"buffer": 0, "byteOffset": len(positions), "byteLength": 6, "target": 34963},
-        ],
-        "accessors": [
-            {
-                "bufferView": 0,
-                "componentType": 5126,
-                "count": 3,
-                "type": "VEC3",
-                "min": [0, 0, 0],
-                "max": [1, 1, 0],
-            },
-            {"bufferView": 1, "componentType": 5123, "count": 3, "type": "SCALAR"},
-        ],
-    }
-    text = json.dumps(document, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 4)
-    chunks = struct.pack("<I4s", len(text), b"JSON") + text
-    chunks += struct.pack("<I4s", len(binary), b"BIN\x00") + binary
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks
+    return triangle_glb("SirayTriangle", generator="Conjure Siray emulator", indexed=True)
 
 
 def obj_zip(png: bytes | None = None) -> bytes:
@@ -201,14 +169,7 @@ class SirayEmulator(Emulator):
     def _spend(self) -> int | None:
         if self.rate is None:
             return None
-        limit, window = self.rate
-        now = time.monotonic()
-        while self._recent and self._recent[0] <= now - window:
-            self._recent.popleft()
-        if len(self._recent) >= limit:
-            return max(1, math.ceil(self._recent[0] + window - now))
-        self._recent.append(now)
-        return None
+        return take_slot(self._recent, *self.rate)
 
     def _create(self, raw: bytes) -> Reply:
         try:

@@ -5,17 +5,15 @@ served (like a CDN) from extension-less URLs behind a redirect."""
 from __future__ import annotations
 
 import json
-import math
 import struct
 import threading
-import time
 import uuid
 import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import Emulator, Reply, json_reply
+from .base import Emulator, Reply, json_reply, take_slot
 
 CREATE_PATHS = {
     "/api/v1/generations/text-to-3d": "text_to_3d",
@@ -92,15 +90,9 @@ class Trify3DEmulator(Emulator):
         if self.rate_window is None:
             self.remaining -= 1
             return 1 if self.remaining < 0 else None
-        now = time.monotonic()
-        while self._recent and self._recent[0] <= now - self.rate_window:
-            self._recent.popleft()
-        if len(self._recent) >= self.rate_limit:
-            self.remaining = 0
-            return max(1, math.ceil(self._recent[0] + self.rate_window - now))
-        self._recent.append(now)
-        self.remaining = self.rate_limit - len(self._recent)
-        return None
+        retry_after = take_slot(self._recent, self.rate_limit, self.rate_window)
+        self.remaining = 0 if retry_after else self.rate_limit - len(self._recent)
+        return retry_after
 
     def _answer(self, status: int, body: object) -> Reply:
         if self.wrap and status < 400:

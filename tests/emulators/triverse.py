@@ -14,9 +14,7 @@ is a 504), `url_not_ready` (404s from /tasks/url right after SUCCESS).
 from __future__ import annotations
 
 import json
-import math
 import re
-import struct
 import threading
 import time
 import uuid
@@ -26,7 +24,8 @@ from email import policy
 from email.parser import BytesParser
 from typing import Any
 
-from .base import Emulator, Fault, Reply, json_reply
+from .base import Emulator, Fault, Reply, json_reply, take_slot
+from .glb import triangle_glb
 from .trify3d import tiny_png
 
 PREFIX = "/api/v1"
@@ -46,40 +45,11 @@ _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"))
 def tiny_glb(node_name: str, color: tuple[float, float, float, float] | None = None) -> bytes:
     """A valid binary glTF: one triangle named `node_name` (with a coloured material when
     `color` is given), so the geometry and the textured model differ by content."""
-    positions = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
-    primitive: dict[str, Any] = {"attributes": {"POSITION": 0}}
-    doc: dict[str, Any] = {
-        "asset": {"version": "2.0", "generator": "Triverse emulator"},
-        "scene": 0,
-        "scenes": [{"nodes": [0]}],
-        "nodes": [{"name": node_name, "mesh": 0}],
-        "meshes": [{"name": node_name, "primitives": [primitive]}],
-        "accessors": [
-            {
-                "bufferView": 0,
-                "componentType": 5126,
-                "count": 3,
-                "type": "VEC3",
-                "min": [0, 0, 0],
-                "max": [1, 1, 0],
-            }
-        ],
-        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": 36, "target": 34962}],
-        "buffers": [{"byteLength": 36}],
-    }
+    material = None
     if color is not None:
-        doc["materials"] = [{"name": "baked", "pbrMetallicRoughness": {"baseColorFactor": color}}]
-        primitive["material"] = 0
-    text = json.dumps(doc, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 4)
-    binary = positions + b"\x00" * (-len(positions) % 4)
-    total = 12 + 8 + len(text) + 8 + len(binary)
-    return (
-        struct.pack("<4sII", b"glTF", 2, total)
-        + struct.pack("<I4s", len(text), b"JSON")
-        + text
-        + struct.pack("<I4s", len(binary), b"BIN\x00")
-        + binary
+        material = {"name": "baked", "pbrMetallicRoughness": {"baseColorFactor": color}}
+    return triangle_glb(
+        node_name, generator="Triverse emulator", mesh_name=node_name, material=material
     )
 
 
@@ -231,15 +201,11 @@ class TriverseEmulator(Emulator):
         return self._error(404, "Not found")
 
     def _upload(self, headers: dict[str, str], body: bytes) -> Reply:
-        now = time.monotonic()
-        while self._recent and self._recent[0] <= now - self.upload_window:
-            self._recent.popleft()
-        if len(self._recent) >= self.upload_limit:
+        wait = take_slot(self._recent, self.upload_limit, self.upload_window)
+        if wait is not None:
             self.refused_uploads += 1
-            wait = max(1, math.ceil(self._recent[0] + self.upload_window - now))
             return self._error(429, "Too many uploads", {"Retry-After": str(wait)})
-        self._recent.append(now)
-        self.upload_times.append(now)
+        self.upload_times.append(self._recent[-1])
         parts = parse_multipart(_header(headers, "Content-Type"), body)
         file = next((p for p in parts if p.name == "file"), None)
         if file is None:
