@@ -15,7 +15,7 @@ import bpy
 from mathutils import Vector
 
 from . import gltfcheck
-from .scene import Snapshot, created, remove, rollback, snapshot
+from .scene import Snapshot, created, one_line, remove, rollback, snapshot
 
 # The importer's own helper collection for bone shapes; never exported, never wanted here.
 _NOT_EXPORTED = "glTF_not_exported"
@@ -58,7 +58,7 @@ def import_gltf(
     try:
         model, warnings = gltfcheck.confine(path, allowed_root)
     except (gltfcheck.GltfCheckError, OSError) as exc:
-        raise GltfImportError(_one_line(str(exc))) from None
+        raise GltfImportError(one_line(str(exc), "unknown glTF import error")) from None
     before = snapshot()
     try:
         _run_importer(model)
@@ -79,7 +79,9 @@ def import_gltf(
         if isinstance(exc, GltfImportError):
             raise
         if isinstance(exc, Exception):
-            raise GltfImportError(f"{type(exc).__name__}: {_one_line(str(exc))}") from None
+            raise GltfImportError(
+                f"{type(exc).__name__}: {one_line(str(exc), 'unknown glTF import error')}"
+            ) from None
         raise  # KeyboardInterrupt, SystemExit: cleaned up, but not disguised
     return ImportResult(objects, warnings)
 
@@ -88,7 +90,7 @@ def _run_importer(path: str) -> None:
     try:
         result = bpy.ops.import_scene.gltf(filepath=path, **_OPTIONS)
     except RuntimeError as exc:  # the importer reports bad files as operator errors
-        raise GltfImportError(_one_line(str(exc))) from None
+        raise GltfImportError(one_line(str(exc), "unknown glTF import error")) from None
     if result != {"FINISHED"}:
         raise GltfImportError(f"the glTF importer stopped ({', '.join(sorted(result))})")
 
@@ -104,11 +106,3 @@ def _drop_leftovers(before: Snapshot) -> None:
     remove("objects", shapes)  # pose bones using them as custom shapes show plain bones
     remove("meshes", [mesh for mesh in meshes if mesh.users == 0])
     bpy.data.collections.remove(helper)
-
-
-def _one_line(text: str) -> str:
-    """The line that says what went wrong: operator errors end in a traceback's last line,
-    followed by the calling script's `Location:`, which says nothing about the file."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("Location:")]
-    return lines[-1].removeprefix("Error: ") if lines else "unknown glTF import error"

@@ -20,7 +20,7 @@ from mathutils import Vector
 
 from . import archive, mtl
 from .gltf import ImportResult
-from .scene import Snapshot, created, remove, rollback, snapshot
+from .scene import Snapshot, created, one_line, remove, rollback, snapshot
 
 # Arguments that exist with the same meaning on 4.2, 4.5, 5.0 and 5.2, passed explicitly so
 # the result never depends on a default that may change. OBJ is Y-up, -Z forward.
@@ -55,7 +55,7 @@ def import_obj(
     try:
         model, warnings = mtl.prepare_obj(path, root)
     except (archive.ArchiveError, mtl.MtlError) as exc:
-        raise ObjImportError(_one_line(str(exc))) from None
+        raise ObjImportError(one_line(str(exc), "unknown OBJ import error")) from None
     except OSError as exc:
         raise ObjImportError(f"cannot prepare {os.path.basename(path)}: {exc.strerror}") from None
     before = snapshot()
@@ -81,7 +81,9 @@ def import_obj(
         if isinstance(exc, ObjImportError):
             raise
         if isinstance(exc, Exception):
-            raise ObjImportError(f"{type(exc).__name__}: {_one_line(str(exc))}") from None
+            raise ObjImportError(
+                f"{type(exc).__name__}: {one_line(str(exc), 'unknown OBJ import error')}"
+            ) from None
         raise  # KeyboardInterrupt, SystemExit: cleaned up, but not disguised
     return ImportResult(objects, list(dict.fromkeys(warnings)))
 
@@ -93,7 +95,7 @@ def _run_importer(path: str) -> None:
     try:
         result = bpy.ops.wm.obj_import(filepath=path, **_OPTIONS)
     except RuntimeError as exc:  # the importer reports bad files as operator errors
-        raise ObjImportError(_one_line(str(exc))) from None
+        raise ObjImportError(one_line(str(exc), "unknown OBJ import error")) from None
     if result != {"FINISHED"}:
         raise ObjImportError(f"the OBJ importer stopped ({', '.join(sorted(result))})")
 
@@ -149,10 +151,3 @@ def _unhook(image: bpy.types.Image, materials: list[bpy.types.Material]) -> None
 
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _one_line(text: str) -> str:
-    """The line that says what went wrong (operator errors end in a traceback line)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("Location:")]
-    return lines[-1].removeprefix("Error: ") if lines else "unknown OBJ import error"

@@ -89,3 +89,11 @@ def remove(kind: str, blocks: Sequence[bpy.types.ID]) -> None:
     data = getattr(bpy.data, kind)
     for block in blocks:
         data.remove(block, do_unlink=True)
+
+
+def one_line(text: str, fallback: str) -> str:
+    """The line that says what went wrong: operator errors end in a traceback's last line,
+    followed by the calling script's `Location:`, which says nothing about the file."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Location:")]
+    return lines[-1].removeprefix("Error: ") if lines else fallback

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import enum
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -246,6 +247,19 @@ def progress_fraction(value: object) -> float:
     else:
         return 0.0
     return min(max(number, 0.0), 1.0)
+
+
+def whole_number(value: object) -> int | None:
+    """An int as options carry it (int, integral float, digits from a CLI); never a bool."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return None
 
 
 def is_url(path: str) -> bool:

@@ -60,6 +60,7 @@ from .base import (
     image_reference,
     is_url,
     progress_fraction,
+    whole_number,
 )
 
 INFO = ServiceInfo(
@@ -109,21 +110,9 @@ def _flag(name: str, value: object) -> bool:
     raise _bad(f"{name} must be true or false, got {value!r}")
 
 
-def _whole(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    return None
-
-
 def _int_in(lo: int, hi: int) -> Callable[[str, object], int]:
     def check(name: str, value: object) -> int:
-        number = _whole(value)
+        number = whole_number(value)
         if number is None or not lo <= number <= hi:
             raise _bad(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
         return number

@@ -47,6 +47,7 @@ from .base import (
     TaskState,
     TaskStatus,
     is_url,
+    whole_number,
 )
 
 INFO = ServiceInfo(
@@ -125,19 +126,6 @@ def _bad(detail: str) -> ProviderError:
     return ProviderError(ErrorKind.BAD_REQUEST, detail)
 
 
-def _whole_number(value: object) -> int | None:
-    """An int as options carry it (int, integral float, digits from a CLI); never a bool."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    return None
-
-
 def settings(options: Mapping[str, object], source: str) -> dict[str, Any]:
     """The documented options that were given, checked against the page's ranges. Nothing is
     filled in: the service's own defaults apply to what the user left alone."""
@@ -145,7 +133,7 @@ def settings(options: Mapping[str, object], source: str) -> dict[str, Any]:
     for name, (lo, hi) in RANGES.items():
         if options.get(name) in (None, ""):
             continue
-        number = _whole_number(options[name])
+        number = whole_number(options[name])
         if number is None or not lo <= number <= hi:
             raise _bad(f"{name} must be a whole number from {lo} to {hi}, got {options[name]!r}")
         body[name] = number
@@ -372,7 +360,7 @@ class Triverse(Provider):
         """
         text = " ".join(str(message or "no message").split())[:200]
         detail = self.http.redact(f"Triverse: {text} (code {code})")
-        number = _whole_number(code)
+        number = whole_number(code)
         kind = _HTTP_KINDS.get(number or 0)
         if kind is None or kind in (ErrorKind.AUTH, ErrorKind.BAD_REQUEST):
             # "not found" ends a paid job only when it is about the task (a status read);

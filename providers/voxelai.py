@@ -38,6 +38,7 @@ from .base import (
     TaskState,
     TaskStatus,
     image_data_url,
+    whole_number,
 )
 from .http import MAX_DOWNLOAD_BYTES
 
@@ -121,23 +122,10 @@ def _given(options: Mapping[str, object], name: str) -> bool:
     return options.get(name) not in (None, "")
 
 
-def _whole_number(value: object) -> int | None:
-    """An int as options carry it (int, integral float, digits from a CLI); bools are not."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    return None
-
-
 def _int_option(options: Mapping[str, object], name: str, lo: int, hi: int) -> int | None:
     if not _given(options, name):
         return None
-    number = _whole_number(options[name])
+    number = whole_number(options[name])
     if number is None or not lo <= number <= hi:
         raise _bad(f"{name} must be a whole number from {lo} to {hi}, got {options[name]!r}")
     return number
