@@ -135,3 +135,20 @@ def test_killed_after_submit_resumes_with_one_create(built_zip, tmp_path) -> Non
         assert len(siray.bodies()) == 1
     finally:
         siray.stop()
+
+
+@pytest.mark.parametrize("status", [429, 500, 502])
+def test_trouble_after_the_create_waits_and_imports(scene, siray, status) -> None:
+    siray.inject(status=status, headers={"Retry-After": "1"}, method="GET", times=2)
+    assert _meshes(_api().generate("siray", prompt="a patient teapot"))
+    assert len(siray.bodies()) == 1  # paid once, never re-sent
+
+
+def test_an_unknown_task_fails_in_one_line(scene, siray) -> None:
+    import bpy
+
+    siray.inject(status=404, body={"code": "not_found", "message": "task not exist"},
+                 method="GET")  # fmt: skip
+    with pytest.raises(RuntimeError) as info:
+        bpy.ops.conjure.generate(provider="siray", prompt="a forgotten teapot")
+    assert "does not know this task" in str(info.value) and "\n" not in str(info.value).strip()

@@ -119,3 +119,19 @@ def test_a_wrong_base_url_says_so(scene, triverse, monkeypatch) -> None:
     api = _api()
     with pytest.raises(api.ConjureError, match="check its base URL"):
         api.generate("triverse", prompt="a lost robot", timeout=10)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_trouble_after_the_create_waits_and_imports(scene, triverse, status) -> None:
+    triverse.inject(status=status, headers={"Retry-After": "1"}, method="GET", times=2)
+    assert _api().generate("triverse", prompt="a patient robot")
+    assert len(triverse.bodies(TEXT_PATH)) == 1 and triverse.charges == 1
+
+
+def test_an_unknown_task_fails_in_one_line(scene, triverse) -> None:
+    import bpy
+
+    triverse.inject(status=404, body={"code": 404, "message": "task not found"}, method="GET")
+    with pytest.raises(RuntimeError) as info:
+        bpy.ops.conjure.generate(provider="triverse", prompt="a forgotten robot")
+    assert "does not know this task" in str(info.value) and "\n" not in str(info.value).strip()

@@ -184,3 +184,30 @@ def test_killed_mid_flow_resumes_with_one_voxelize(built_zip, tmp_path, held, st
         assert KEY not in second.stdout + second.stderr
     finally:
         voxel.stop()
+
+
+def test_a_candidate_that_is_not_an_image_fails_in_one_line(scene, voxel) -> None:
+    voxel.candidate_pngs[1] = b"<html>not an image</html>"
+    api = _api()
+    with pytest.raises(api.ConjureError) as info:
+        api.generate("voxelai", prompt="a broken candidate", options={"candidate": 1})
+    assert "not a format Conjure can read: got an HTML page" in str(info.value)
+    assert voxel.bodies("/api/generate/voxelize") == []  # no token spent
+
+
+def test_an_invalid_vox_result_is_one_line_and_nothing_imported(scene, voxel, monkeypatch) -> None:
+    import bpy
+
+    from emulators import voxelai as emulator
+
+    monkeypatch.setattr(emulator, "vox_for", lambda _size: b"VOX \x96\x00\x00\x00MAIN broken")
+    with pytest.raises(RuntimeError) as info:
+        bpy.ops.conjure.generate(provider="voxelai", prompt="a broken knight", candidate=0)
+    assert "Import failed" in str(info.value) and "\n" not in str(info.value).strip()
+    assert not [o for o in bpy.data.objects if o.get("conjure_job_id")]
+
+
+def test_a_refused_images_request_waits_and_goes_on(scene, voxel) -> None:
+    voxel.use_images_window()  # another client (the website) just used the window
+    assert _api().generate("voxelai", prompt="a patient fox", options={"candidate": 0})
+    assert voxel.refused == 1 and len(voxel.bodies("/api/generate/images")) == 2
