@@ -209,5 +209,6 @@ def test_an_invalid_vox_result_is_one_line_and_nothing_imported(scene, voxel, mo
 
 def test_a_refused_images_request_waits_and_goes_on(scene, voxel) -> None:
     voxel.use_images_window()  # another client (the website) just used the window
+    voxel.retry_after = 1  # the page documents none (the provider then assumes 15 s)
     assert _api().generate("voxelai", prompt="a patient fox", options={"candidate": 0})
     assert voxel.refused == 1 and len(voxel.bodies("/api/generate/images")) == 2
