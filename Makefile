@@ -59,6 +59,7 @@ demo: build
 bench: $(STAMP)
 	$(PY) tools/bench_vox.py
 	$(PY) tools/bench_engine.py
+	$(PY) tools/bench_batch.py
 
 clean:
 	rm -rf dist .venv-* .pytest_cache .ruff_cache

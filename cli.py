@@ -66,25 +66,51 @@ def parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="generate one asset and import it")
     gen.add_argument("--service", required=True, help="ravenra, siray, voxelai, trify3d, triverse")
-    gen.add_argument("--source", default="TEXT", type=str.upper,
-                     choices=("TEXT", "IMAGE", "MULTIVIEW"), help="what to generate from")
+    gen.add_argument(
+        "--source",
+        default="TEXT",
+        type=str.upper,
+        choices=("TEXT", "IMAGE", "MULTIVIEW"),
+        help="what to generate from",
+    )
     gen.add_argument("--prompt", default="", help="what to generate (or a hint for images)")
-    gen.add_argument("--image", action="append", default=[], metavar="PATH",
-                     help="an image file or URL; repeat for several views")
-    gen.add_argument("--option", action="append", default=[], type=_option, metavar="KEY=VALUE",
-                     help="a service option, e.g. model=..., candidate=1; repeatable")
+    gen.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an image file or URL; repeat for several views",
+    )
+    gen.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        type=_option,
+        metavar="KEY=VALUE",
+        help="a service option, e.g. model=..., candidate=1; repeatable",
+    )
     gen.add_argument("--output", metavar="FILE.blend", help="save the scene here afterwards")
-    gen.add_argument("--export", choices=("glb", "obj"),
-                     help="also write the imported objects as FILE.glb / FILE.obj")
+    gen.add_argument(
+        "--export",
+        choices=("glb", "obj"),
+        help="also write the imported objects as FILE.glb / FILE.obj",
+    )
     gen.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")  # fmt: skip
 
     batch = sub.add_parser("batch", help="run many prompts: a CSV, a JSON list or one per line")
-    batch.add_argument("file", help="CSV with a header (prompt, service[, source, image, "
-                       "option columns]), a JSON list of objects, or text: one prompt a line")
+    batch.add_argument(
+        "file",
+        help="CSV with a header (prompt, service[, source, image, "
+        "option columns]), a JSON list of objects, or text: one prompt a line",
+    )
     batch.add_argument("--output-dir", default=".", help="where results go (default: here)")
     batch.add_argument("--service", help="service for rows that name none (text files)")
-    batch.add_argument("--shard", type=_shard, metavar="I/N",
-                       help="run the I-th of N slices, with 1/N of each service's rate budget")
+    batch.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="run the I-th of N slices, with 1/N of each service's rate budget",
+    )
     batch.add_argument("--export", choices=("glb", "obj"), help="one file per job as well")
     batch.add_argument("--timeout", type=float, default=7200.0, help="seconds to wait")
 
@@ -221,6 +247,7 @@ def _batch(args: argparse.Namespace) -> int:
         rows = [r for r in rows if r.index % count == index - 1]
         runtime.get().engine.share_budgets(1.0 / count)
     os.makedirs(args.output_dir, exist_ok=True)
+    runtime.get().in_flight_floor = len(rows)  # every row at once, within the rate budgets
     batch_id = os.path.abspath(args.file)
     known = {
         j["options"].get("_batch_row"): j

@@ -165,6 +165,7 @@ class Engine:
         self._clock = clock
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
+        self._download_pool: ThreadPoolExecutor | None = None
         self._running: set[Future] = set()  # steps on workers, for an orderly shutdown
         self._scheduler: threading.Thread | None = None
         self._commands: queue.SimpleQueue[tuple] = queue.SimpleQueue()
@@ -255,6 +256,7 @@ class Engine:
             self._scheduler.join(max(deadline - time.monotonic(), 0.0))
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._download_pool.shutdown(wait=False, cancel_futures=True)
             futures.wait(list(self._running), max(deadline - time.monotonic(), 0.0))
         self.journal.release(self.owner)
         with self._lock:
@@ -269,6 +271,11 @@ class Engine:
             if self._scheduler is None:
                 self._pool = ThreadPoolExecutor(
                     self._workers, thread_name_prefix=f"conjure-step-{self._tag}"
+                )
+                # Downloads get their own workers: a burst of big files never delays an API
+                # request the rate budget has just granted (it would arrive late, then early).
+                self._download_pool = ThreadPoolExecutor(
+                    self._workers, thread_name_prefix=f"conjure-step-{self._tag}-dl"
                 )
                 self._scheduler = threading.Thread(
                     target=self._loop, name=f"conjure-scheduler-{self._tag}", daemon=True
@@ -446,8 +453,9 @@ class Engine:
         self._submit_step(live.job.job_id, kind, 0, fn, *args)
 
     def _submit_step(self, job_id: str, kind: str, tag: int, fn: Callable, *args: object) -> None:
-        assert self._pool is not None
-        future = self._pool.submit(fn, *args)
+        pool = self._download_pool if kind == "fetch" else self._pool
+        assert pool is not None
+        future = pool.submit(fn, *args)
         self._running.add(future)
         future.add_done_callback(self._running.discard)
         future.add_done_callback(lambda f: self._post("done", job_id, kind, tag, f))

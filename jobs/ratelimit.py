@@ -83,8 +83,9 @@ class ServiceLimiter:
                 self._learn_limit(note.limit)
             self._probe_started = 0.0
             self._needs_probe = False
-            if note.status == 429:
-                wait = note.retry_after or note.reset_after or self.probe_after
+            if note.status == 429:  # without a time given, our own log says when, if it can
+                wait = note.retry_after or note.reset_after or self._own_wait(now)
+                wait = wait or self.probe_after
             elif note.remaining == 0:
                 own = self._own_wait(now)
                 if note.reset_after is None and own > 0:

@@ -69,6 +69,7 @@ class Runtime:
         self.journal = Journal(root / "journal.sqlite")
         self.owner = process_owner()
         self.jobs: dict[str, Job] = {}
+        self.in_flight_floor = 0  # a batch raises it: all its rows run at once
         self._file_generation = 0  # +1 on every file load: a job imports into its own file
         self._born_in: dict[str, int] = {}  # job id → file generation it was started in
         self._access: dict[str, _Access] = {}
@@ -180,7 +181,7 @@ class Runtime:
 
     def _max_in_flight(self) -> int:
         prefs = addon_preferences()
-        return prefs.max_concurrent_jobs if prefs else 8
+        return max(prefs.max_concurrent_jobs if prefs else 8, self.in_flight_floor)
 
     def _provider_for(self, job: Job, on_rate) -> Provider:
         """Scheduler thread: only plain values captured on the main thread.
