@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bpy
-from mathutils import Vector
 
 from . import gltfcheck
-from .scene import Snapshot, created, one_line, remove, rollback, snapshot
+from .scene import Snapshot, all_or_nothing, created, move_into, one_line, remove, snapshot
 
 # The importer's own helper collection for bone shapes; never exported, never wanted here.
 _NOT_EXPORTED = "glTF_not_exported"
@@ -54,35 +53,20 @@ def import_gltf(
     by difference, not selection: the importer's target collection and selection rules
     differ between Blender versions. Raises GltfImportError (one line) with nothing left.
     """
-    offset = Vector(location)
     try:
         model, warnings = gltfcheck.confine(path, allowed_root)
     except (gltfcheck.GltfCheckError, OSError) as exc:
         raise GltfImportError(one_line(str(exc), "unknown glTF import error")) from None
     before = snapshot()
-    try:
+    with all_or_nothing(before, collection, GltfImportError, "glTF"):
         _run_importer(model)
         _drop_leftovers(before)
         objects = created(before, "objects")
         if not objects:
             raise GltfImportError("the glTF importer produced no objects")
-        for obj in objects:
-            for coll in list(obj.users_collection):
-                coll.objects.unlink(obj)
-            collection.objects.link(obj)
-            if obj.parent is None:
-                obj.location += offset
+        move_into(objects, collection, location)
         for kind in ("collections", "scenes"):  # the importer's own, empty by now
             remove(kind, created(before, kind))
-    except BaseException as exc:
-        rollback(before, keep=collection)
-        if isinstance(exc, GltfImportError):
-            raise
-        if isinstance(exc, Exception):
-            raise GltfImportError(
-                f"{type(exc).__name__}: {one_line(str(exc), 'unknown glTF import error')}"
-            ) from None
-        raise  # KeyboardInterrupt, SystemExit: cleaned up, but not disguised
     return ImportResult(objects, warnings)
 
 

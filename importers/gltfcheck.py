@@ -21,10 +21,11 @@ import json
 import os
 import re
 import struct
-import tempfile
 import zlib
 from typing import Any
 from urllib.parse import unquote
+
+from . import archive
 
 _GLB_MAGIC = b"glTF"
 _GLB_HEADER = struct.Struct("<4sII")  # magic, version, total length
@@ -98,7 +99,7 @@ def confine(path: str, allowed_root: str) -> tuple[str, list[str]]:
     text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     data = _join_glb(text, rest) if is_glb else text
     stem, ext = os.path.splitext(path)
-    return _write_beside(f"{stem}.confined{ext}", data), warnings
+    return archive.write_atomically(f"{stem}.confined{ext}", data), warnings
 
 
 # ------------------------------------------------------------------------------ GLB container
@@ -203,21 +204,6 @@ def _inside(path: str, root: str) -> bool:
         return os.path.commonpath([path, root]) == root
     except ValueError:  # different drives on Windows
         return False
-
-
-def _write_beside(target: str, data: bytes) -> str:
-    """Write via a temporary file and rename: a symlink at `target` is replaced, never followed."""
-    folder = os.path.dirname(target) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".confine-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return target
 
 
 def _show(uri: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -132,7 +131,7 @@ def confine_textures(mtl_path: str, job_dir: str, fallback: str | None = None) -
         out.append(text.encode("utf-8", "surrogateescape") + line[len(body) :])
         changed = True
     if changed:
-        _write_beside(real_mtl, b"".join(out))
+        archive.write_atomically(real_mtl, b"".join(out))
     return list(dict.fromkeys(warnings))
 
 
@@ -235,19 +234,6 @@ def _is_file_inside(path: str, root: str) -> bool:
 
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _write_beside(path: str, data: bytes) -> None:
-    """Replace the file atomically: a crash never leaves half an MTL."""
-    fd, tmp = tempfile.mkstemp(prefix=".mtl-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _show(path: str) -> str:

@@ -16,11 +16,10 @@ import os
 from collections.abc import Sequence
 
 import bpy
-from mathutils import Vector
 
 from . import archive, mtl
 from .gltf import ImportResult
-from .scene import Snapshot, created, one_line, remove, rollback, snapshot
+from .scene import Snapshot, all_or_nothing, created, move_into, one_line, remove, snapshot
 
 # Arguments that exist with the same meaning on 4.2, 4.5, 5.0 and 5.2, passed explicitly so
 # the result never depends on a default that may change. OBJ is Y-up, -Z forward.
@@ -59,32 +58,17 @@ def import_obj(
     except OSError as exc:
         raise ObjImportError(f"cannot prepare {os.path.basename(path)}: {exc.strerror}") from None
     before = snapshot()
-    try:
+    with all_or_nothing(before, collection, ObjImportError, "OBJ"):
         _run_importer(model)
         objects = created(before, "objects")
         if not objects:
             raise ObjImportError("the OBJ file holds no objects")
         if not any(isinstance(o.data, bpy.types.Mesh) and o.data.vertices for o in objects):
             raise ObjImportError("the OBJ file holds no geometry")
-        offset = Vector(location)
-        for obj in objects:
-            for coll in list(obj.users_collection):
-                coll.objects.unlink(obj)
-            collection.objects.link(obj)
-            if obj.parent is None:
-                obj.location += offset
+        move_into(objects, collection, location)
         warnings += _settle_images(before, root)
         for kind in ("collections", "scenes"):  # none expected; never leave one behind
             remove(kind, [b for b in created(before, kind) if b != collection])
-    except BaseException as exc:
-        rollback(before, keep=collection)
-        if isinstance(exc, ObjImportError):
-            raise
-        if isinstance(exc, Exception):
-            raise ObjImportError(
-                f"{type(exc).__name__}: {one_line(str(exc), 'unknown OBJ import error')}"
-            ) from None
-        raise  # KeyboardInterrupt, SystemExit: cleaned up, but not disguised
     return ImportResult(objects, list(dict.fromkeys(warnings)))
 
 

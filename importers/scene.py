@@ -4,9 +4,10 @@ import removes every data-block it made (found by difference against a snapshot)
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import bpy
+from mathutils import Vector
 
 # Data-blocks an import can create, in the order a rollback removes them: objects first
 # (they use everything else), then collections and scenes (4.5+ make them for a file with
@@ -97,3 +98,31 @@ def one_line(text: str, fallback: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith("Location:")]
     return lines[-1].removeprefix("Error: ") if lines else fallback
+
+
+def move_into(
+    objects: Iterable[bpy.types.Object], collection: bpy.types.Collection, offset: Sequence[float]
+) -> None:
+    """Only in `collection`, roots shifted by `offset` (to the 3D cursor)."""
+    for obj in objects:
+        for coll in list(obj.users_collection):
+            coll.objects.unlink(obj)
+        collection.objects.link(obj)
+        if obj.parent is None:
+            obj.location += Vector(offset)
+
+
+@contextlib.contextmanager
+def all_or_nothing(
+    before: Snapshot, keep: bpy.types.Collection, error: type[Exception], what: str
+) -> Iterator[None]:
+    """On any failure remove what was made since `before` (never `keep`) and raise `error`
+    with one line; KeyboardInterrupt and SystemExit are cleaned up, not disguised."""
+    try:
+        yield
+    except BaseException as exc:
+        rollback(before, keep=keep)
+        if isinstance(exc, error) or not isinstance(exc, Exception):
+            raise
+        detail = one_line(str(exc), f"unknown {what} import error")
+        raise error(f"{type(exc).__name__}: {detail}") from None
