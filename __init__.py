@@ -19,11 +19,13 @@ def register() -> None:
         bpy.utils.register_class(cls)
     props.attach()
     operators.attach()
+    panels.attach()
     cli.register()
 
 
 def unregister() -> None:
     cli.unregister()
+    panels.detach()
     operators.detach()
     props.detach()
     for cls in reversed(CLASSES):

@@ -88,11 +88,12 @@ def generate(
     return [bpy.data.objects[name] for name in result["objects"] if name in bpy.data.objects]
 
 
-def pick(job_id: str, choice: int | str) -> None:
-    """Continue a job awaiting a pick with candidate `choice` (0-based) or a local image."""
+def pick(job_id: str, choice: int | str, options: dict[str, object] | None = None) -> None:
+    """Continue a job awaiting a pick with candidate `choice` (0-based) or a local image;
+    `options` change the stages that follow (Voxel-AI: voxelize settings)."""
     if isinstance(choice, str):
         choice = bpy.path.abspath(choice)
-    problem = runtime.get().pick(job_id, choice)
+    problem = runtime.get().pick(job_id, choice, options)
     if problem:
         raise ConjureError(problem)
 

@@ -93,6 +93,12 @@ class ConjurePreferences(AddonPreferences):
             "(empty: the usual certificates)",
             subtype="FILE_PATH",
         ),
+        "auto_resume": BoolProperty(
+            name="Resume Jobs on Start",
+            description="When Conjure starts with unfinished jobs in its journal, continue "
+            "them (only with online access allowed; nothing is paid again)",
+            default=True,
+        ),
         "show_advanced": BoolProperty(name="Advanced", default=False),
     }
 
@@ -115,6 +121,7 @@ class ConjurePreferences(AddonPreferences):
                 box.label(text=f"No key: paste one above or set {info.env_key}", icon="ERROR")
         layout.prop(self, "max_concurrent_jobs")
         layout.prop(self, "keep_days")
+        layout.prop(self, "auto_resume")
         layout.prop(self, "show_advanced", icon="PREFERENCES")
         if self.show_advanced:
             adv = layout.box()

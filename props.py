@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bpy
 from bpy.props import (
+    BoolProperty,
     CollectionProperty,
     EnumProperty,
     FloatProperty,
@@ -18,6 +19,7 @@ from bpy.props import (
 from bpy.types import PropertyGroup
 
 from .providers import PROVIDER_IDS, SERVICES
+from .providers.base import OptionSpec, chosen_options
 
 PROVIDER_ITEMS = [(pid, SERVICES[pid].name, SERVICES[pid].description) for pid in PROVIDER_IDS]
 SOURCE_ITEMS = [
@@ -33,6 +35,65 @@ class ConjurePathItem(PropertyGroup):
     name: StringProperty(name="Path", subtype="FILE_PATH")
 
 
+DEFAULT_CHOICE = "DEFAULT"  # an enum item needs a name: this one stands for "not sent"
+MESH_ITEMS = [
+    ("INSTANCES", "Instanced Cubes", "One cube per voxel, instanced (fast, light)"),
+    ("MERGE", "Mesh", "One real mesh of the exposed faces"),
+    ("GREEDY", "Greedy Mesh", "Exposed faces merged into large rectangles (for export)"),
+    ("WATERTIGHT", "Watertight Mesh", "Greedy, without T-junctions (for 3D printing)"),
+]
+
+
+def _option_property(spec: OptionSpec):
+    """The Blender property that shows one service option in the sidebar."""
+    common = {"name": spec.label, "description": spec.description}
+    if spec.choices:
+        items = [(v or DEFAULT_CHOICE, label, "") for v, label in spec.choices]
+        return EnumProperty(items=items, default=spec.default or DEFAULT_CHOICE, **common)
+    if isinstance(spec.default, bool):
+        return BoolProperty(default=spec.default, **common)
+    if isinstance(spec.default, int):
+        low = 0 if spec.default == 0 else spec.lo
+        return IntProperty(default=spec.default, min=low, max=spec.hi, **common)
+    return StringProperty(default=str(spec.default), **common)
+
+
+def _options_group(pid: str) -> type:
+    annotations = {spec.name: _option_property(spec) for spec in SERVICES[pid].options}
+    if pid == "voxelai":
+        annotations["import_as"] = EnumProperty(
+            name="Import As", description="How the .vox arrives", items=MESH_ITEMS
+        )
+    return type(f"ConjureOptions_{pid}", (PropertyGroup,), {"__annotations__": annotations})
+
+
+OPTION_GROUPS = {pid: _options_group(pid) for pid in PROVIDER_IDS}
+
+
+def service_options(
+    settings, provider: str, source: str, changed_only: bool = True
+) -> dict[str, object]:
+    """What the sidebar's options box asks of `provider` (by default only values changed
+    from the defaults: the service decides the rest), plus import choices kept for us."""
+    group = getattr(settings, f"options_{provider}")
+    specs = SERVICES[provider].options
+    values = {s.name: getattr(group, s.name) for s in specs}
+    values = {k: ("" if v == DEFAULT_CHOICE else v) for k, v in values.items()}
+    chosen = chosen_options(specs, values, source, changed_only)
+    if getattr(group, "import_as", "INSTANCES") != "INSTANCES":
+        chosen["_vox_mesh"] = group.import_as.lower()
+    return chosen
+
+
+def placement_options(settings) -> dict[str, object]:
+    """How the sidebar wants its results placed, kept with the job for its import."""
+    return {
+        "_origin_bottom": settings.origin_bottom,
+        "_target_height": settings.target_height,
+        "_mark_asset": settings.mark_asset,
+    }
+
+
 class ConjureSceneSettings(PropertyGroup):
     provider: EnumProperty(name="Service", items=PROVIDER_ITEMS, default="trify3d")
     source: EnumProperty(name="Source", items=SOURCE_ITEMS, default="TEXT")
@@ -40,6 +101,44 @@ class ConjureSceneSettings(PropertyGroup):
     image_path: StringProperty(name="Image", subtype="FILE_PATH")
     image_paths: CollectionProperty(type=ConjurePathItem)
     image_paths_index: IntProperty()
+    show_options: BoolProperty(name="Service Options", default=False)
+    show_placement: BoolProperty(name="Placement", default=False)
+    compare_services: EnumProperty(
+        name="Compare",
+        description="Services that each get the same prompt or image",
+        items=PROVIDER_ITEMS,
+        options={"ENUM_FLAG"},
+        default={"trify3d", "siray", "triverse"},
+    )
+    compare_spacing: FloatProperty(
+        name="Spacing",
+        description="Distance between compared results, side by side along X",
+        default=2.0,
+        min=0.1,
+        unit="LENGTH",
+    )
+    origin_bottom: BoolProperty(
+        name="Origin at Bottom Centre",
+        description="Put the result's origin at the centre of its base, on the 3D cursor",
+        default=True,
+    )
+    target_height: FloatProperty(
+        name="Height",
+        description="Scale results to this height (0: keep the service's size)",
+        default=0.0,
+        min=0.0,
+        unit="LENGTH",
+    )
+    mark_asset: BoolProperty(
+        name="Mark as Asset",
+        description="Make results assets (preview, a catalog per service, the prompt as "
+        "description) so they show in the Asset Browser",
+        default=False,
+    )
+
+
+for _pid, _group in OPTION_GROUPS.items():
+    ConjureSceneSettings.__annotations__[f"options_{_pid}"] = PointerProperty(type=_group)
 
 
 class ConjureCandidateItem(PropertyGroup):
@@ -54,11 +153,21 @@ class ConjureJobItem(PropertyGroup):
     job_id: StringProperty()
     provider: StringProperty()
     label: StringProperty()
+    prompt: StringProperty()
     state: StringProperty()
     progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
     message: StringProperty()
     warnings: StringProperty(description="What was left out, one line each")
     candidates: CollectionProperty(type=ConjureCandidateItem)
+    # Whole wall-clock seconds: a FloatProperty is single precision (128 s steps today).
+    created: IntProperty()
+    updated: IntProperty()
+    next_try: IntProperty()  # when a stalled job tries again
+    thumbnail: IntProperty()  # preview icon id, 0 when the service sent none
+    held: BoolProperty()  # unfinished in the journal, not running in this Blender
+    can_refine: BoolProperty()
+    compare: StringProperty()  # the comparison it belongs to ("" when none)
+    compare_slot: IntProperty()
 
 
 class ConjureWindowState(PropertyGroup):
@@ -68,6 +177,7 @@ class ConjureWindowState(PropertyGroup):
 
 CLASSES: tuple[type, ...] = (
     ConjurePathItem,
+    *OPTION_GROUPS.values(),
     ConjureSceneSettings,
     ConjureCandidateItem,
     ConjureJobItem,

@@ -208,9 +208,12 @@ class Engine:
         self._post("cancel", job_id)
         return True
 
-    def pick(self, job_id: str, choice: int | str) -> None:
-        """Answer a job awaiting a pick: a candidate's index, or a local image's path."""
-        self._post("pick", job_id, choice)
+    def pick(
+        self, job_id: str, choice: int | str, options: Mapping[str, object] | None = None
+    ) -> None:
+        """Answer a job awaiting a pick: a candidate's index, or a local image's path, and
+        options for the stages that follow (already checked by the caller)."""
+        self._post("pick", job_id, choice, dict(options or {}))
 
     def set_max_in_flight(self, count: int) -> None:
         self._post("limit", max(1, int(count)))
@@ -343,7 +346,7 @@ class Engine:
             if live is not None:
                 self._finish(live, JobState.CANCELLED, "Cancelled")
         elif kind == "pick":
-            self._on_pick(command[1], command[2])
+            self._on_pick(command[1], command[2], command[3])
         elif kind == "limit":
             self.max_in_flight = command[1]
             self._release_waiting()
@@ -638,7 +641,7 @@ class Engine:
         elif job.state != JobState.AWAITING_PICK:
             self._update(live, state=JobState.AWAITING_PICK, message="Pick a candidate")
 
-    def _on_pick(self, job_id: str, choice: int | str) -> None:
+    def _on_pick(self, job_id: str, choice: int | str, extra: Mapping[str, object]) -> None:
         live = self._live.get(job_id)
         if live is None or live.busy or live.here.step != Step.PICK:
             return
@@ -652,7 +655,7 @@ class Engine:
             message = f"No candidate {choice!r}: pick 0 to {last} or a PNG, JPEG or WebP file"
             self._update(live, state=JobState.AWAITING_PICK, message=message)
             return
-        options = {**live.job.options, "pick": choice, "picked_path": path}
+        options = {**live.job.options, **extra, "pick": choice, "picked_path": path}
         self._update(live, options=options, state=JobState.RUNNING, message="Picked")
         self._schedule(live)
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import bpy
 import bpy.utils.previews
+from mathutils import Vector
 
-from ..importers import archive, gltf, obj, scene, vox, voxfile
+from ..importers import archive, gltf, obj, placement, scene, vox, voxfile
 from ..preferences import addon_preferences, network_settings, service_settings
 from ..providers import SERVICES, get_provider, make_http
 from ..providers.base import Capability, Provider, ProviderError, is_url
@@ -36,6 +37,9 @@ POLL_ENV = "CONJURE_POLL_SECONDS"  # pipelines (and tests) may pace polling them
 KEPT_FINISHED = 20  # finished jobs kept in the sidebar mirror; the journal keeps them all
 LIVE_STATES = frozenset(JobState) - FINISHED
 READY_TO_CLICK = "Ready — Import"
+# Options the engine or a provider wrote into a job while it ran: a re-run starts clean.
+ENGINE_OPTIONS = frozenset({"pick", "picked_path", "previous_task_id", "file_key"})
+NOT_RUNNING = "Not running — Resume continues it (nothing is paid again)"
 MODEL_SUFFIXES = (".glb", ".gltf", ".vox", ".obj", ".zip")
 GLTF_NAMES = (".glb", ".gltf")
 # What a bad file may raise while importing: one line for the user, nothing left behind.
@@ -74,6 +78,8 @@ class Runtime:
         self._born_in: dict[str, int] = {}  # job id → file generation it was started in
         self._access: dict[str, _Access] = {}
         self._previews: bpy.utils.previews.ImagePreviewCollection | None = None
+        self.notices: list[tuple[str, str]] = []  # (report type, line) for the monitor
+        self._noticed: dict[str, tuple[JobState, str]] = {}
         self._clients: dict[tuple[str, str, _Access], HttpClient] = {}
         prefs = addon_preferences()
         self.engine = Engine(
@@ -158,7 +164,21 @@ class Runtime:
     def _hold(self, job: Job, reason: str) -> None:
         """Shown with why it was not resumed; not journaled (the row is not ours to change)."""
         self.jobs[job.job_id] = job.evolve(message=reason)
-        self._mirror(self.jobs[job.job_id])
+        self._mirror(self.jobs[job.job_id], held=True)
+
+    def show_history(self, limit: int = KEPT_FINISHED) -> int:
+        """Put the journal's recent jobs in the sidebar: finished ones as they ended,
+        unfinished ones not running here with Resume. Returns how many are unfinished."""
+        waiting = 0
+        live = self.engine.live_job_ids()
+        for job in reversed(self.journal.recent(limit)):
+            if job.job_id in self.jobs or job.job_id in live:
+                continue
+            held = job if job.finished else job.evolve(message=NOT_RUNNING)
+            self._noticed[job.job_id] = (held.state, held.message)  # old news: no report
+            self._mirror(held, held=not job.finished)
+            waiting += 0 if job.finished else 1
+        return waiting
 
     def _resume_problem(self, job: Job) -> str:
         settings = service_settings(job.provider)
@@ -215,14 +235,21 @@ class Runtime:
         self._set(job, JobState.CANCELLED, "Cancelled")  # e.g. Ready, not imported yet
         return True
 
-    def pick(self, job_id: str, choice: int | str) -> str:
-        """Answer a job awaiting a pick; '' or why not."""
+    def pick(self, job_id: str, choice: int | str, options: dict[str, object] | None = None) -> str:
+        """Answer a job awaiting a pick, with the next stage's `options` (e.g. voxelize
+        settings chosen after seeing the candidates); '' or why not."""
         job = self.latest(job_id)
         if job is None or job.state != JobState.AWAITING_PICK:
             return "That job is not waiting for a pick"
         if isinstance(choice, str) and not os.path.isfile(choice):
             return f"Image not found: {choice}"
-        self.engine.pick(job_id, choice)
+        if options:
+            try:
+                merged = job.evolve(options={**job.options, **options})
+                get_provider(job.provider, None).check(merged.request())  # type: ignore[arg-type]
+            except ProviderError as exc:
+                return str(exc)
+        self.engine.pick(job_id, choice, options or {})
         # Moving on from here: a script's wait() must not return before the engine answers.
         self.jobs[job_id] = job.evolve(state=JobState.RUNNING, message="Picked")
         self._mirror(self.jobs[job_id])
@@ -367,15 +394,20 @@ class Runtime:
         before = scene.snapshot()
         try:
             collection = scene.new_collection(context, f"Conjure {job.label}")
+            pad = 0.0
             if model.endswith(".vox"):
                 data = voxfile.read_file(model)
-                result = vox.build(data, job.label, collection, vox.VoxOptions(), location)
+                options = _vox_options(job)
+                result = vox.build(data, job.label, collection, options, location)
                 objects, warnings = [result.root, *result.objects], []
+                pad = 0.0 if options.merge else options.voxel_size / 2
             else:
                 model = _unbundled_gltf(model, folder) or model
                 importer = obj.import_obj if model.endswith((".obj", ".zip")) else gltf.import_gltf
                 imported = importer(model, collection, location, folder)
                 objects, warnings = imported.objects, imported.warnings
+            objects, more = _arrange(job, objects, collection, location, pad)
+            warnings = [*warnings, *more]
         except BaseException:
             scene.rollback(before)  # nothing half-imported: objects, data, the collection
             raise
@@ -397,6 +429,42 @@ class Runtime:
                 self._set(job, JobState.READY, job.message)
             elif self.engine.resume(job):
                 self._hold(job, "Running in another Blender")
+
+    def reimport(self, job_id: str) -> str:
+        """Import a finished job's files again (a new copy; nothing is sent); '' or why not."""
+        job = self.latest(job_id)
+        if job is None or job.state != JobState.IMPORTED:
+            return "Only an imported job can be imported again"
+        if not _files_exist(job):
+            return "Its downloaded files are gone (cleared); Re-run generates it again"
+        self._remember(job.evolve(state=JobState.READY, message="Importing again"))
+        self._born_in[job_id] = self._file_generation
+        return ""
+
+    def rerun(self, job_id: str) -> Job:
+        """A new job asking the same of the same service (a new, paid generation)."""
+        job = self.latest(job_id)
+        if job is None:
+            raise ConjureError("That job is no longer in the journal")
+        options = {k: v for k, v in job.options.items() if k not in ENGINE_OPTIONS}
+        return self.new_job(job.provider, job.source, job.prompt, job.image_paths, options)
+
+    def remove(self, job_id: str) -> str:
+        """Forget a job that is not running: its row, its files, its line in the sidebar."""
+        job = self.latest(job_id)
+        if job is None:
+            return "That job is not in the journal"
+        if not job.finished or job_id in self.engine.live_job_ids():
+            return "Cancel it first: it has not finished"
+        holder = self.journal.holder(job_id)
+        if holder and holder != self.owner:
+            return "Another Blender runs that job"
+        self._forget([job])
+        self._drop_from_mirror({job_id})
+        return ""
+
+    def folder(self, job_id: str) -> Path:
+        return self.root / "jobs" / job_id
 
     # -- housekeeping ----------------------------------------------------------------------
 
@@ -448,7 +516,9 @@ class Runtime:
         self._mirror(job)
         return job
 
-    def _mirror(self, job: Job) -> None:
+    def _mirror(self, job: Job, held: bool = False) -> None:
+        """Show `job` in the sidebar; `held`: in the journal but not running here."""
+        self._notice(job)
         wm = bpy.context.window_manager
         if wm is None or not hasattr(wm, "conjure"):
             return
@@ -459,6 +529,14 @@ class Runtime:
             item.job_id, item.label, item.provider = job.job_id, job.label, job.provider
         item.state, item.progress, item.message = job.state.value, job.progress, job.message
         item.warnings = "\n".join(job.warnings)
+        item.prompt, item.created, item.updated = job.prompt, int(job.created), int(job.updated)
+        item.next_try = int(job.next_try) if job.state == JobState.STALLED else 0
+        item.held = held
+        item.can_refine = _can_refine(job)
+        item.compare = str(job.options.get("_compare", ""))
+        item.compare_slot = int(job.options.get("_compare_slot", 0))
+        if not item.thumbnail:
+            item.thumbnail = self._preview_icon(f"{job.job_id}:thumb", _thumbnail(job))
         icons = self._candidate_icons(job) if job.state == JobState.AWAITING_PICK else []
         if [c.icon for c in item.candidates] != icons:
             item.candidates.clear()
@@ -469,26 +547,60 @@ class Runtime:
 
     def _candidate_icons(self, job: Job) -> list[int]:
         """Preview icons of a job's candidate images (loaded once, on the main thread)."""
+        return [self._preview_icon(f"{job.job_id}:{i}", p) for i, p in enumerate(job.candidates)]
+
+    def _preview_icon(self, key: str, path: str) -> int:
+        """A downloaded image as an icon (0 when there is none); Blender reads it lazily."""
+        if not path or not os.path.isfile(path):
+            return 0
         if self._previews is None:
             self._previews = bpy.utils.previews.new()
-        icons = []
-        for index, path in enumerate(job.candidates):
-            key = f"{job.job_id}:{index}"
-            preview = self._previews.get(key) or self._previews.load(key, path, "IMAGE")
-            icons.append(preview.icon_id)
-        return icons
+        preview = self._previews.get(key) or self._previews.load(key, path, "IMAGE")
+        return preview.icon_id
+
+    def _notice(self, job: Job) -> None:
+        """Remember what a person should hear about (the monitor reports it once)."""
+        before = self._noticed.get(job.job_id)
+        now = (job.state, job.message)
+        if before == now:
+            return
+        self._noticed[job.job_id] = now
+        del self.notices[:-50]  # nobody reads them headless: keep only the latest
+        name = SERVICES[job.provider].name
+        if job.state == JobState.IMPORTED:
+            self.notices.append(("INFO", f"Conjure: {name} finished {job.label}"))
+        elif job.state == JobState.FAILED:
+            self.notices.append(("ERROR", f"Conjure: {name}: {job.message}"))
+        elif job.state == JobState.AWAITING_PICK:
+            self.notices.append(("INFO", f"Conjure: {job.label} — pick a candidate in the sidebar"))
+        elif job.state == JobState.READY and job.message == READY_TO_CLICK:
+            self.notices.append(("INFO", f"Conjure: {job.label} is ready — Import it"))
+
+    def take_notices(self) -> list[tuple[str, str]]:
+        """What happened since the last call, once each (the UI monitor reports it)."""
+        notices, self.notices = self.notices, []
+        return notices
 
     def _prune_mirror(self, keep: int) -> None:
         wm = bpy.context.window_manager
         if wm is None or not hasattr(wm, "conjure"):
             return
+        done = {s.value for s in FINISHED}
+        finished = [item.job_id for item in wm.conjure.jobs if item.state in done]
+        self._drop_from_mirror(set(finished[: max(len(finished) - keep, 0)]))
+
+    def _drop_from_mirror(self, job_ids: set[str]) -> None:
+        wm = bpy.context.window_manager
+        if wm is None or not hasattr(wm, "conjure"):
+            return
         items = wm.conjure.jobs
-        finished = [i for i, item in enumerate(items) if item.state in {s.value for s in FINISHED}]
-        for index in reversed(finished[: max(len(finished) - keep, 0)]):
+        for index in reversed(range(len(items))):
             job_id = items[index].job_id
-            items.remove(index)
-            if job_id in self.jobs and self.jobs[job_id].finished:
-                del self.jobs[job_id]
+            if job_id in job_ids:
+                items.remove(index)
+                wm.conjure.jobs_index = min(wm.conjure.jobs_index, max(len(items) - 1, 0))
+                if job_id in self.jobs and self.jobs[job_id].finished:
+                    del self.jobs[job_id]
 
 
 def request_problem(provider: str, source: str, prompt: str, image_paths: Sequence[str]) -> str:
@@ -556,6 +668,59 @@ def export_objects(objects: Sequence[bpy.types.Object], path: str) -> None:
         bpy.ops.wm.obj_export(filepath=path, export_selected_objects=True)
 
 
+def _vox_options(job: Job) -> vox.VoxOptions:
+    """How a job's .vox is built: instanced cubes, or a mesh as its import choice says."""
+    mesh = str(job.options.get("_vox_mesh", "instances"))
+    return vox.VoxOptions(
+        merge=mesh in ("merge", "greedy", "watertight"),
+        greedy=mesh in ("greedy", "watertight"),
+        watertight=mesh == "watertight",
+    )
+
+
+def _arrange(
+    job: Job,
+    objects: list[bpy.types.Object],
+    collection: bpy.types.Collection,
+    cursor: Vector,
+    pad: float,
+) -> tuple[list[bpy.types.Object], list[str]]:
+    """Placement the job asked for (the sidebar's choices; scripts get the importer's own):
+    bottom centre on the cursor, a height, a compare slot with a label, an asset."""
+    options = job.options
+    slot, count = int(options.get("_compare_slot", 0)), int(options.get("_compare_count", 1))
+    spacing = float(options.get("_compare_spacing", 2.0))
+    target = cursor + Vector(((slot - (count - 1) / 2) * spacing, 0.0, 0.0))
+    origin_bottom = bool(options.get("_origin_bottom", False))
+    height = float(options.get("_target_height", 0.0))
+    if origin_bottom or height > 0 or count > 1:
+        where = placement.Placement(target, origin_bottom, height, pad)
+        objects = placement.place(objects, collection, where)
+    warnings: list[str] = []
+    name = SERVICES[job.provider].name
+    if count > 1:
+        front = target + Vector((0.0, -0.35 * spacing, 0.0))
+        objects = [*objects, placement.add_label(collection, name, front, 0.12 * spacing)]
+    if options.get("_mark_asset"):
+        preview = _preview_file(job)
+        warnings += placement.mark_asset(
+            collection, service=name, prompt=job.prompt, preview=preview
+        )
+    return objects, warnings
+
+
+def _preview_file(job: Job) -> str:
+    """The picture that best shows a job's result: the service's thumbnail, else the image
+    it was made from (a picked candidate, or the user's own), else ''."""
+    thumbnail = _thumbnail(job)
+    picked = str(job.options.get("picked_path", ""))
+    images = [p for p in job.image_paths if not is_url(p)]
+    for path in (thumbnail, picked, *images[:1]):
+        if path and os.path.isfile(path):
+            return path
+    return ""
+
+
 def _unbundled_gltf(model: str, folder: str | Path) -> str:
     """A zipped model holding glTF rather than OBJ: extracted safely, the glTF's path."""
     if not model.endswith(".zip"):
@@ -607,6 +772,17 @@ def _model_file(files: Iterable[str]) -> str:
         if is_model and path.endswith(MODEL_SUFFIXES) and os.path.isfile(path):
             return path
     raise ValueError("the service returned no model file this add-on can import")
+
+
+def _thumbnail(job: Job) -> str:
+    return next((f for f in job.files if os.path.basename(f).startswith("thumbnail")), "")
+
+
+def _can_refine(job: Job) -> bool:
+    """A finished Ravenra-style preview: the service refines it into a textured model."""
+    refines = Capability.REFINE in SERVICES[job.provider].capabilities
+    preview = str(job.options.get("mode", "")) == "preview"
+    return refines and preview and job.state == JobState.IMPORTED and bool(job.task_id)
 
 
 def _files_exist(job: Job) -> bool:

@@ -8,9 +8,9 @@ import bpy
 from bpy.app.handlers import persistent
 
 from ..jobs import runtime
-from . import generate, import_vox
+from . import generate, import_vox, sidebar
 
-CLASSES: tuple[type, ...] = (*generate.CLASSES, *import_vox.CLASSES)
+CLASSES: tuple[type, ...] = (*generate.CLASSES, *sidebar.CLASSES, *import_vox.CLASSES)
 
 
 @persistent
@@ -28,6 +28,8 @@ def attach() -> None:
     """Menus and anything else beyond class registration."""
     bpy.types.TOPBAR_MT_file_import.append(import_vox.menu_import)
     bpy.app.handlers.load_post.append(generate.restart_monitor_after_load)
+    if not bpy.app.background:  # pipelines resume explicitly (`conjure resume`, api.resume)
+        bpy.app.timers.register(generate.show_jobs_on_start, first_interval=0.5)
     _exit_handlers().append(_quitting)
     atexit.register(_quitting)
 
@@ -37,8 +39,9 @@ def detach() -> None:
     bpy.types.TOPBAR_MT_file_import.remove(import_vox.menu_import)
     if generate.restart_monitor_after_load in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(generate.restart_monitor_after_load)
-    if bpy.app.timers.is_registered(generate.start_monitor):
-        bpy.app.timers.unregister(generate.start_monitor)
+    for timer in (generate.start_monitor, generate.show_jobs_on_start):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
     if _quitting in _exit_handlers():
         _exit_handlers().remove(_quitting)
     atexit.unregister(_quitting)

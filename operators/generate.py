@@ -10,6 +10,7 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 from bpy.props import (
+    BoolProperty,
     CollectionProperty,
     EnumProperty,
     FloatProperty,
@@ -21,7 +22,7 @@ from bpy.types import Operator
 from .. import props
 from ..jobs import runtime
 from ..jobs.model import Job, JobState
-from ..preferences import online_access_problem
+from ..preferences import addon_preferences, online_access_problem
 from ..providers import SERVICES
 from ..providers.base import is_url
 
@@ -64,7 +65,7 @@ def _report_outcome(op: Operator, jobs: list[Job], timeout: float) -> set[str]:
     return {"FINISHED"} if len(ok) == len(jobs) else {"CANCELLED"}
 
 
-def _run(op: Operator, context, job_ids: list[str], timeout: float, started: str) -> set[str]:
+def run_jobs(op: Operator, context, job_ids: list[str], timeout: float, started: str) -> set[str]:
     """The blocking rule: invoked from the UI, report `started` and let the monitor carry the
     jobs; executed (a script), wait for them, importing, and report how each ended."""
     if op.options.is_invoke:
@@ -147,7 +148,7 @@ class CONJURE_OT_generate(Operator):
             return {"CANCELLED"}
         rt.submit(job)
         started = f"Conjure: started {job.label} on {SERVICES[job.provider].name}"
-        return _run(self, context, [job.job_id], self.timeout, started)
+        return run_jobs(self, context, [job.job_id], self.timeout, started)
 
     def _images(self) -> tuple[str, ...]:
         """Local paths made absolute (// is the .blend's folder); URLs kept as given."""
@@ -194,7 +195,7 @@ class CONJURE_OT_resume_jobs(Operator):
         if not started:
             self.report({"INFO"}, "No unfinished jobs to resume")
             return {"FINISHED"}
-        return _run(self, context, started, self.timeout, f"Resuming {len(started)} job(s)")
+        return run_jobs(self, context, started, self.timeout, f"Resuming {len(started)} job(s)")
 
 
 class CONJURE_OT_pick_candidate(Operator):
@@ -207,10 +208,22 @@ class CONJURE_OT_pick_candidate(Operator):
     job_id: StringProperty()
     index: IntProperty(name="Candidate", default=0, min=0)
     image_path: StringProperty(name="Image", subtype="FILE_PATH", description="Use this instead")
+    sidebar_options: BoolProperty(
+        name="Sidebar Options",
+        description="Continue with the service options shown in the sidebar",
+        default=False,
+    )
 
     def execute(self, context):
         choice = bpy.path.abspath(self.image_path) if self.image_path else self.index
-        problem = runtime.get().pick(self.job_id, choice)
+        options = None
+        if self.sidebar_options:
+            rt = runtime.get()
+            job = rt.latest(self.job_id)
+            if job is not None:
+                settings = context.scene.conjure
+                options = props.service_options(settings, job.provider, job.source, False)
+        problem = runtime.get().pick(self.job_id, choice, options)
         if problem:
             self.report({"ERROR"}, problem)
             return {"CANCELLED"}
@@ -245,7 +258,8 @@ class CONJURE_OT_refine(Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         rt.submit(job)
-        return _run(self, context, [job.job_id], self.timeout, f"Conjure: refining {parent.label}")
+        started = f"Conjure: refining {parent.label}"
+        return run_jobs(self, context, [job.job_id], self.timeout, started)
 
 
 class CONJURE_OT_import_job(Operator):
@@ -309,6 +323,8 @@ class CONJURE_OT_job_monitor(Operator):
         if event.type != "TIMER" or event.timer is not type(self)._timer:
             return {"PASS_THROUGH"}
         rt = runtime.get()
+        for kind, line in rt.take_notices():
+            self.report({kind}, line)
         if rt.drain(context):
             for area in context.screen.areas if context.screen else ():
                 if area.type == "VIEW_3D":
@@ -346,6 +362,17 @@ def restart_monitor_after_load(_file) -> None:
         rt.file_loaded()
     if rt is not None and (rt.is_busy() or rt.has_ready()):
         bpy.app.timers.register(start_monitor, first_interval=0.2)
+
+
+def show_jobs_on_start() -> None:
+    """Timer, once after enable in the UI: the journal's recent jobs appear in the sidebar;
+    unfinished ones resume when the preference says so and online access is allowed."""
+    rt = runtime.get()
+    waiting = rt.show_history()
+    prefs = addon_preferences()
+    allowed = prefs is not None and prefs.auto_resume and not online_access_problem()
+    if waiting and allowed and rt.resume():
+        start_monitor()
 
 
 def start_monitor() -> None:

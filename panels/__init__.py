@@ -1,7 +1,8 @@
-"""Sidebar panels (N-panel tab "Conjure"): draw() only, no logic, network or file I/O."""
+"""Sidebar panels (N-panel tab "Conjure"), the Add menu and the status bar: draw() only,
+no logic, network or file I/O."""
 
 from __future__ import annotations
 
-from .main import CLASSES
+from .main import CLASSES, attach, detach
 
-__all__ = ["CLASSES"]
+__all__ = ["CLASSES", "attach", "detach"]

@@ -14,7 +14,7 @@ import enum
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -155,6 +155,44 @@ class RateRule:
 
 
 @dataclass(frozen=True)
+class OptionSpec:
+    """One service option the sidebar offers (scripts may pass any the service takes).
+
+    The kind follows the default: a str with `choices` is a choice, a plain str is text, a
+    bool a switch, an int a whole number in lo..hi. A value equal to `default` is not sent,
+    so the service's own default applies (0 for a number means "the service's default").
+    """
+
+    name: str  # the key in GenerationRequest.options
+    label: str
+    description: str
+    default: str | int | bool = ""
+    choices: tuple[tuple[str, str], ...] = ()  # (value, label); value "" = service default
+    lo: int = 0
+    hi: int = 0
+    sources: frozenset[str] = frozenset({"TEXT", "IMAGE", "MULTIVIEW"})
+
+
+def chosen_options(
+    specs: Sequence[OptionSpec],
+    values: Mapping[str, object],
+    source: str,
+    changed_only: bool = True,
+) -> dict[str, object]:
+    """The options for this source that a person changed from their defaults (the rest are
+    left to the service), or all of them that have a value. `values` holds what the sidebar
+    shows, by option name; "" (and 0 for a number whose default is 0) means "not set"."""
+    chosen: dict[str, object] = {}
+    for spec in specs:
+        value = values.get(spec.name, spec.default)
+        unset = value in ("", None) or (value == 0 and spec.default == 0 and spec.hi > 0)
+        if source not in spec.sources or unset or (changed_only and value == spec.default):
+            continue
+        chosen[spec.name] = value
+    return chosen
+
+
+@dataclass(frozen=True)
 class ServiceInfo:
     """Everything static about one service, declared in its own module."""
 
@@ -172,6 +210,14 @@ class ServiceInfo:
     free_stages: frozenset[str] = frozenset()  # create stages that cost nothing (re-sendable)
     poll_interval: float = 5.0  # seconds between polls when the service suggests nothing
     job_lifetime: float | None = None  # documented seconds after which a task ends
+    options: tuple[OptionSpec, ...] = ()  # what the sidebar offers, in order
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The sources this service generates from, in the sidebar's order."""
+        offered = {Capability.TEXT: "TEXT", Capability.IMAGE: "IMAGE"}
+        offered[Capability.MULTIVIEW] = "MULTIVIEW"
+        return tuple(v for k, v in offered.items() if k in self.capabilities)
 
     @property
     def env_key(self) -> str:

@@ -27,6 +27,7 @@ from .base import (
     ErrorKind,
     FlowStep,
     GenerationRequest,
+    OptionSpec,
     Provider,
     ProviderError,
     ServiceInfo,
@@ -52,6 +53,20 @@ INFO = ServiceInfo(
     idempotent_create=False,  # the page shows no idempotency key
     poll_interval=3.0,  # "Poll every 3-10 seconds", backing off 3 → 5 → 10
     job_lifetime=None,  # none documented
+    options=(
+        OptionSpec(
+            "mode",
+            "Result",
+            "What a text prompt makes",
+            "textured",
+            (
+                ("textured", "Textured Model (preview, then refine)"),
+                ("preview", "Preview Model (untextured, faster)"),
+                ("text-to-image", "Image Only"),
+            ),
+            sources=frozenset({"TEXT"}),
+        ),
+    ),
 )
 
 CREATE_PATH = "/task/create-task"

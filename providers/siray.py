@@ -52,6 +52,7 @@ from .base import (
     Capability,
     ErrorKind,
     GenerationRequest,
+    OptionSpec,
     Provider,
     ProviderError,
     ServiceInfo,
@@ -74,6 +75,17 @@ INFO = ServiceInfo(
     idempotent_create=False,  # no idempotency key documented
     poll_interval=5.0,  # "Poll every 5-10 seconds"
     job_lifetime=None,  # none documented
+    options=(
+        OptionSpec(
+            "model",
+            "Model",
+            "The model that makes 3D from the image",
+            "",
+            (("", "Hunyuan3D v2.5"), ("tripo", "Tripo3D v2.5")),
+            sources=frozenset({"IMAGE"}),
+        ),
+        OptionSpec("pbr_enable", "PBR Materials", "Ask for metal/roughness maps", False),
+    ),
 )
 
 GENERATIONS_PATH = "/v1/3d/generations"

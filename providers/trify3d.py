@@ -14,6 +14,7 @@ from .base import (
     Capability,
     ErrorKind,
     GenerationRequest,
+    OptionSpec,
     Provider,
     ProviderError,
     RateRule,
@@ -36,6 +37,10 @@ INFO = ServiceInfo(
     idempotent_create=True,  # Idempotency-Key header
     poll_interval=3.0,
     job_lifetime=600.0,  # "jobs time out server-side after 10 minutes"
+    options=(
+        OptionSpec("model", "Model", "Model id, e.g. tripo3d/h3.1 (empty: the service's)"),
+        OptionSpec("mode", "Mode", "Quality mode, e.g. quality (empty: the service's)"),
+    ),
 )
 
 ENDPOINTS = {

@@ -39,6 +39,7 @@ from .base import (
     ErrorKind,
     FlowStep,
     GenerationRequest,
+    OptionSpec,
     Provider,
     ProviderError,
     RateRule,
@@ -62,6 +63,30 @@ INFO = ServiceInfo(
     idempotent_create=True,  # client_order_id: the same id returns the same task
     poll_interval=5.0,  # the page documents none
     job_lifetime=None,  # none documented
+    options=(
+        OptionSpec(
+            "polygon_limit",
+            "Polygon Limit",
+            "Most polygons in the model, 1,000 to 1,500,000 (0: the service's default)",
+            0,
+            lo=1_000,
+            hi=1_500_000,
+        ),
+        OptionSpec(
+            "texture_size",
+            "Texture Size",
+            "Texture resolution in pixels",
+            "",
+            (("", "Service Default"), ("1024", "1024"), ("2048", "2048"), ("4096", "4096")),
+        ),
+        OptionSpec("turbo", "Turbo", "Faster, at some cost in quality", False),
+        OptionSpec(
+            "negative_prompt",
+            "Avoid",
+            "What the model should not look like",
+            sources=frozenset({"TEXT"}),
+        ),
+    ),
 )
 
 UPLOAD_FLOW = (FlowStep(Step.UPLOAD), *STANDARD_FLOW)

@@ -30,6 +30,7 @@ from .base import (
     ErrorKind,
     FlowStep,
     GenerationRequest,
+    OptionSpec,
     Provider,
     ProviderError,
     RateRule,
@@ -60,6 +61,24 @@ INFO = ServiceInfo(
     idempotent_create=False,  # no idempotency key on either endpoint
     free_stages=frozenset({IMAGES}),  # "free, but rate-limited": safe to send again
     poll_interval=2.0,  # "poll /api/generate/status every couple of seconds"
+    options=(
+        OptionSpec("voxel_size", "Resolution", "Voxels along the longest side", 32, lo=8, hi=128),
+        OptionSpec("palette_size", "Colours", "Colours in the palette", 32, lo=2, hi=256),
+        OptionSpec(
+            "texturing",
+            "Texturing",
+            "Colours from the image, or plain grey",
+            "textured",
+            (("textured", "Textured"), ("gray", "Grey")),
+        ),
+        OptionSpec(
+            "color",
+            "Colour From",
+            "Where voxel colours are taken from",
+            "surface",
+            (("surface", "Surface"), ("vertex", "Vertices")),
+        ),
+    ),
 )
 
 TEXT_FLOW = (

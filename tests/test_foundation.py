@@ -10,8 +10,6 @@ import threading
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from conftest import ADDON_ID, ROOT
 
 
@@ -161,124 +159,18 @@ def test_manifest_passes_blenders_validator() -> None:
     ext.run("validate", ROOT)  # raises CalledProcessError when Blender rejects it
 
 
-class _RecordingLayout:
-    """Stands in for UILayout: checks every prop() and operator() a panel draws."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-
-    def prop(self, data, name, **_kw):
-        if name not in data.bl_rna.properties:
-            self.problems.append(f"prop {name!r} not on {data.bl_rna.identifier}")
-
-    def operator(self, idname, **_kw):
-        import bpy
-
-        cat, _, op = idname.partition(".")
-        if not hasattr(getattr(bpy.ops, cat), op) or not _op_exists(idname):
-            self.problems.append(f"operator {idname!r} not registered")
-            return _Anything()
-        return _OperatorProperties(idname, self.problems)
-
-    def template_list(self, _type, _id, data, prop, active_data, active_prop, **_kw):
-        self.prop(data, prop)
-        self.prop(active_data, active_prop)
-
-    def __getattr__(self, name):
-        if name in {"row", "column", "box", "split", "column_flow", "grid_flow"}:
-            return lambda *a, **k: self
-        return lambda *a, **k: _Anything()
-
-
-class _OperatorProperties:
-    """What `layout.operator()` returns: setting a property it does not have is a bug."""
-
-    def __init__(self, idname: str, problems: list[str]) -> None:
-        import bpy
-
-        cat, _, op = idname.partition(".")
-        names = getattr(getattr(bpy.ops, cat), op).get_rna_type().properties.keys()
-        object.__setattr__(self, "_check", (idname, set(names), problems))
-
-    def __setattr__(self, name, value) -> None:
-        idname, names, problems = self._check
-        if name not in names:
-            problems.append(f"operator {idname!r} has no property {name!r}")
-
-
-class _Anything:
-    def __setattr__(self, name, value) -> None:
-        pass
-
-    def __getattr__(self, name):
-        return lambda *a, **k: _Anything()
-
-
-def _op_exists(idname: str) -> bool:
-    import bpy
-
-    cat, _, op = idname.partition(".")
-    try:
-        getattr(getattr(bpy.ops, cat), op).get_rna_type()
-    except (AttributeError, KeyError):
-        return False
-    return True
-
-
-@pytest.mark.parametrize("source", ["TEXT", "IMAGE", "MULTIVIEW"])
-def test_panels_draw_only_real_properties_and_operators(addon, scene, source) -> None:
-    import bpy
-
-    scene.conjure.source = source
-    wm_jobs = bpy.context.window_manager.conjure.jobs
-    states = ("queued", "running", "stalled", "awaiting_pick", "ready", "imported", "failed")
-    for state in states:
-        job = wm_jobs.add()
-        job.state, job.label, job.message = state, f"a {state} chair", "why"
-        job.warnings = "thumbnail not downloaded\ntexture left out"
-        if state == "awaiting_pick":
-            for icon in (1, 2, 3):
-                job.candidates.add().icon = icon
-    try:
-        problems: list[str] = []
-        panels = [c for c in addon.CLASSES if issubclass(c, bpy.types.Panel)]
-        assert panels
-        for panel_cls in panels:
-            panel_cls.draw(_PanelShim(_RecordingLayout(problems)), bpy.context)
-        assert problems == []
-    finally:
-        wm_jobs.clear()
-
-
 def test_preferences_show_where_a_key_comes_from_never_the_key(addon, monkeypatch) -> None:
     import bpy
-
-    labels: list[str] = []
-
-    class Recorder(_RecordingLayout):
-        def label(self, text="", **_kw):
-            labels.append(text)
+    from panelrec import record
 
     monkeypatch.setenv("CONJURE_SIRAY_API_KEY", "siray-secret-value")
     prefs = bpy.context.preferences.addons[ADDON_ID].preferences
     prefs.trify3d_api_key = "pref-secret-value"
     try:
-        problems: list[str] = []
-        type(prefs).draw(_PanelShim(Recorder(problems), prefs), bpy.context)
+        lines, problems = record(type(prefs).draw, prefs)
     finally:
         prefs.trify3d_api_key = ""
     assert problems == []
-    text = " | ".join(labels)
-    assert "Key set from CONJURE_SIRAY_API_KEY" in text and "Key set in preferences" in text
-    assert "No key" in text and "secret-value" not in text
-
-
-class _PanelShim:
-    """`self` for a draw() call: a recording layout, other attributes from `target`."""
-
-    def __init__(self, layout, target=None) -> None:
-        self.layout = layout
-        self._target = target
-
-    def __getattr__(self, name):
-        return getattr(self._target, name)
+    labels = " | ".join(line for line in lines if "label" in line)
+    assert "Key set from CONJURE_SIRAY_API_KEY" in labels and "Key set in preferences" in labels
+    assert "No key" in labels and "secret-value" not in "\n".join(lines)
