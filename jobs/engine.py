@@ -641,7 +641,9 @@ class Engine:
         elif job.state != JobState.AWAITING_PICK:
             self._update(live, state=JobState.AWAITING_PICK, message="Pick a candidate")
 
-    def _on_pick(self, job_id: str, choice: int | str, extra: Mapping[str, object]) -> None:
+    def _on_pick(
+        self, job_id: str, choice: int | str, extra: Mapping[str, object] | None = None
+    ) -> None:
         live = self._live.get(job_id)
         if live is None or live.busy or live.here.step != Step.PICK:
             return
@@ -655,7 +657,7 @@ class Engine:
             message = f"No candidate {choice!r}: pick 0 to {last} or a PNG, JPEG or WebP file"
             self._update(live, state=JobState.AWAITING_PICK, message=message)
             return
-        options = {**live.job.options, **extra, "pick": choice, "picked_path": path}
+        options = {**live.job.options, **(extra or {}), "pick": choice, "picked_path": path}
         self._update(live, options=options, state=JobState.RUNNING, message="Picked")
         self._schedule(live)
 

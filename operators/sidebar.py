@@ -224,7 +224,7 @@ def editor_image(context) -> bpy.types.Image | None:
     windows = [context.window] if context.window else []
     windows += [w for w in context.window_manager.windows if w not in windows]
     for window in windows:
-        for area in window.screen.areas:
+        for area in window.screen.areas if window.screen else ():
             if area.type == "IMAGE_EDITOR" and area.spaces.active.image is not None:
                 return area.spaces.active.image
     return None
@@ -253,15 +253,15 @@ class CONJURE_OT_use_editor_image(Operator):
     image_name: StringProperty(name="Image", description="This image (empty: the editor's)")
 
     @classmethod
-    def poll(cls, context):
-        if context.window_manager.windows and editor_image(context) is None:
+    def poll(cls, context):  # headless, scripts name the image
+        if not bpy.app.background and editor_image(context) is None:
             cls.poll_message_set("Open an image in an Image Editor first")
             return False
         return True
 
     def execute(self, context):
         image = bpy.data.images.get(self.image_name) if self.image_name else None
-        image = image or (editor_image(context) if context.window_manager.windows else None)
+        image = image or editor_image(context)
         if image is None:
             self.report({"ERROR"}, "No image: open one in an Image Editor")
             return {"CANCELLED"}

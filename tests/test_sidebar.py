@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
+from pathlib import Path
 
 import pytest
 from panelrec import SNAPSHOTS, record
+from services import api as _api
+from services import service
 
-from conftest import ADDON_ID
+from conftest import ADDON_ID, FIXTURES
+from emulators.siray import SirayEmulator
+from emulators.trify3d import Trify3DEmulator
+from emulators.voxelai import VoxelAIEmulator
 
 TRIFY_KEY = "trf_live_sidebar-S3CRET-1"
 SIRAY_KEY = "sk-siray-sidebar-S3CRET-2"
@@ -131,7 +138,9 @@ JOB_STATES = {
         state="stalled", message="Trify3D did not answer: trying again", next_try=NOW + 40
     ),
     "job-awaiting-pick": dict(
-        state="awaiting_pick", provider="voxelai", message="Pick one of 3 candidates",
+        state="awaiting_pick",
+        provider="voxelai",
+        message="Pick one of 3 candidates",
         candidates=(11, 12, 13),
     ),
     "job-ready": dict(state="ready", message="Ready — Import"),
@@ -167,3 +176,272 @@ def test_compare_in_progress_snapshot(addon, fixed_ui, monkeypatch) -> None:
 def test_snapshots_on_disk_all_have_a_test() -> None:
     names = {*GENERATE_STATES, *JOB_STATES, "compare-in-progress"}
     assert {p.stem for p in SNAPSHOTS.glob("*.txt")} == names
+
+
+# -- actions, headless, against the emulators ------------------------------------------------
+
+
+@pytest.fixture
+def model_glb() -> Path:
+    sample = FIXTURES / "gltf" / "BoxTextured.glb"
+    if not sample.exists():
+        pytest.skip(f"fixture {sample} not found")
+    return sample
+
+
+@pytest.fixture
+def trify(model_glb, monkeypatch):
+    emulator = Trify3DEmulator(model_glb, api_key=TRIFY_KEY, rate_limit=100_000)
+    with service(monkeypatch, "trify3d", emulator, TRIFY_KEY, cancel_live=True) as emu:
+        yield emu
+
+
+@pytest.fixture
+def siray(monkeypatch):
+    with service(monkeypatch, "siray", SirayEmulator(api_key=SIRAY_KEY), SIRAY_KEY) as emu:
+        yield emu
+
+
+def _settings(prompt: str, provider: str = "trify3d", **fields):
+    import bpy
+
+    settings = bpy.context.scene.conjure
+    settings.provider, settings.source, settings.prompt = provider, "TEXT", prompt
+    for name, value in fields.items():
+        setattr(settings, name, value)
+    return settings
+
+
+def _job_of(prompt: str) -> dict:
+    (job,) = [j for j in _api().jobs() if j["prompt"] == prompt]
+    return job
+
+
+def _bounds(objects) -> tuple:
+    from mathutils import Vector
+
+    corners = [o.matrix_world @ Vector(c) for o in objects if o.type == "MESH" for c in o.bound_box]
+    low = [min(c[i] for c in corners) for i in range(3)]
+    high = [max(c[i] for c in corners) for i in range(3)]
+    return low, high
+
+
+def test_generate_places_bottom_centre_on_the_cursor_at_a_height(scene, trify) -> None:
+    import bpy
+
+    scene.cursor.location = (3.0, 4.0, 1.0)
+    _settings("a placed crate", origin_bottom=True, target_height=2.5)
+    assert bpy.ops.conjure.sidebar_generate() == {"FINISHED"}
+    assert trify.count("POST") == 1
+    job = _job_of("a placed crate")
+    objects = [bpy.data.objects[n] for n in job["objects"]]
+    low, high = _bounds(objects)
+    assert high[2] - low[2] == pytest.approx(2.5, abs=1e-4)
+    assert low[2] == pytest.approx(1.0, abs=1e-4)
+    assert (low[0] + high[0]) / 2 == pytest.approx(3.0, abs=1e-4)
+    assert (low[1] + high[1]) / 2 == pytest.approx(4.0, abs=1e-4)
+    roots = [o for o in objects if o.parent is None]
+    assert len(roots) == 1  # one origin for the asset, on the cursor
+    assert tuple(roots[0].matrix_world.translation) == pytest.approx((3.0, 4.0, 1.0), abs=1e-4)
+
+
+def test_mark_as_asset_with_preview_catalog_and_prompt(scene, trify, tmp_path) -> None:
+    import bpy
+
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    _settings("an asset crate", mark_asset=True)
+    assert bpy.ops.conjure.sidebar_generate() == {"FINISHED"}
+    job = _job_of("an asset crate")
+    collection = bpy.data.objects[job["objects"][0]].users_collection[0]
+    data = collection.asset_data
+    assert data is not None and data.description == "an asset crate"
+    assert {t.name for t in data.tags} == {"Conjure", "Trify3D"}
+    placement = _module("importers.placement")
+    assert data.catalog_id == placement.catalog_id("Trify3D")
+    cats = (tmp_path / "blender_assets.cats.txt").read_text()
+    assert f"{data.catalog_id}:Conjure/Trify3D:Conjure-Trify3D" in cats
+    preview = collection.preview
+    assert preview is not None and tuple(preview.image_size) == (256, 256)
+
+
+def test_compare_puts_labelled_results_side_by_side(scene, trify, siray) -> None:
+    import bpy
+
+    settings = _settings("a compared teapot", compare_spacing=3.0)
+    settings.compare_services = {"trify3d", "siray"}
+    assert bpy.ops.conjure.compare() == {"FINISHED"}
+    assert trify.count("POST") == 1 and len(siray.bodies()) == 1
+    centres = {}
+    for pid, name in (("siray", "Siray"), ("trify3d", "Trify3D")):
+        (job,) = [
+            j for j in _api().jobs() if (j["provider"], j["prompt"]) == (pid, settings.prompt)
+        ]
+        objects = [bpy.data.objects[n] for n in job["objects"]]
+        (label,) = [o for o in objects if o.type == "FONT"]
+        assert label.data.body == name
+        low, high = _bounds(objects)
+        centres[pid] = (low[0] + high[0]) / 2
+        assert label.location.x == pytest.approx(centres[pid], abs=1e-4)
+    # The services' order in the sidebar is the order in the row, centred on the cursor.
+    assert centres["siray"] == pytest.approx(-1.5, abs=1e-4)
+    assert centres["trify3d"] == pytest.approx(1.5, abs=1e-4)
+
+
+def test_compare_greyed_with_fewer_than_two_services(scene, trify) -> None:
+    import bpy
+
+    _settings("one service").compare_services = {"trify3d"}
+    assert not bpy.ops.conjure.compare.poll()
+    sidebar = _module("operators.sidebar")
+    assert sidebar.compare_problem(bpy.context) == "Choose at least two services to compare"
+
+
+def test_reimport_sends_nothing_and_rerun_pays_once_more(scene, trify) -> None:
+    import bpy
+
+    _settings("a crate twice")
+    assert bpy.ops.conjure.sidebar_generate() == {"FINISHED"}
+    job = _job_of("a crate twice")
+    before = len(trify.requests)
+    assert bpy.ops.conjure.reimport_job(job_id=job["job_id"]) == {"FINISHED"}
+    assert len(trify.requests) == before  # from its files: nothing sent
+    again = _api().status(job["job_id"])
+    assert again["state"] == "imported" and set(again["objects"]).isdisjoint(job["objects"])
+    assert bpy.ops.conjure.rerun_job(job_id=job["job_id"]) == {"FINISHED"}
+    assert trify.count("POST") == 2
+    assert [j["state"] for j in _api().jobs() if j["prompt"] == "a crate twice"] == [
+        "imported", "imported",
+    ]  # fmt: skip
+
+
+def test_remove_and_open_folder(scene, trify) -> None:
+    import bpy
+
+    _settings("a crate to remove")
+    assert bpy.ops.conjure.sidebar_generate() == {"FINISHED"}
+    job = _job_of("a crate to remove")
+    folder = Path(job["files"][0]).parent
+    assert bpy.ops.conjure.open_job_folder(job_id=job["job_id"]) == {"FINISHED"}
+    assert bpy.ops.conjure.remove_job(job_id=job["job_id"]) == {"FINISHED"}
+    assert not folder.exists()
+    assert all(j["job_id"] != job["job_id"] for j in _api().jobs())
+    ids = [i.job_id for i in bpy.context.window_manager.conjure.jobs]
+    assert job["job_id"] not in ids
+    assert bpy.data.objects[job["objects"][0]]  # what it imported stays
+    with pytest.raises(RuntimeError, match="This job has no files"):
+        bpy.ops.conjure.open_job_folder(job_id=job["job_id"])
+
+
+def test_a_running_job_is_not_removed(scene, model_glb, monkeypatch) -> None:
+    import bpy
+
+    emulator = Trify3DEmulator(model_glb, api_key=TRIFY_KEY, polls_to_complete=10_000)
+    with service(monkeypatch, "trify3d", emulator, TRIFY_KEY, cancel_live=True, cancel_wait=5):
+        job_id = _api().submit("trify3d", prompt="a slow crate")
+        with pytest.raises(RuntimeError, match="Cancel it first"):
+            bpy.ops.conjure.remove_job(job_id=job_id)
+        assert _api().status(job_id)["state"] not in ("failed", "cancelled")
+
+
+def test_image_from_an_image_editor_is_saved_for_the_job(scene) -> None:
+    import bpy
+
+    painted = bpy.data.images.new("painted ref", 8, 8)
+    painted.generated_color = (0.2, 0.4, 0.6, 1.0)
+    settings = _settings("")
+    assert bpy.ops.conjure.use_editor_image(image_name=painted.name) == {"FINISHED"}
+    assert settings.source == "IMAGE"
+    path = Path(settings.image_path)
+    root = Path(_module("jobs.runtime").get().root)
+    assert path.is_file() and path.parent == root / "inputs"
+    assert path.read_bytes().startswith(b"\x89PNG")
+    settings.source = "MULTIVIEW"
+    assert bpy.ops.conjure.use_editor_image(image_name=painted.name) == {"FINISHED"}
+    assert len(settings.image_paths) == 1
+
+
+def test_views_are_added_and_removed(scene, tmp_path) -> None:
+    import bpy
+
+    settings = _settings("")
+    files = [{"name": "front.png"}, {"name": "back.png"}]
+    assert bpy.ops.conjure.add_view(directory=str(tmp_path), files=files) == {"FINISHED"}
+    assert [Path(i.name).name for i in settings.image_paths] == ["front.png", "back.png"]
+    assert bpy.ops.conjure.remove_view() == {"FINISHED"}
+    assert [Path(i.name).name for i in settings.image_paths] == ["front.png"]
+
+
+def test_generate_text_from_f3_uses_the_sidebar_service(scene, trify) -> None:
+    import bpy
+
+    _settings("an f3 crate")
+    assert bpy.ops.conjure.generate_text() == {"FINISHED"}
+    assert _job_of("an f3 crate")["state"] == "imported"
+    _settings("")
+    with pytest.raises(RuntimeError, match="Enter a prompt"):
+        bpy.ops.conjure.generate_text()
+
+
+def test_reports_once_when_a_job_finishes(scene, trify) -> None:
+    import bpy
+
+    runtime = _module("jobs.runtime").get()
+    runtime.take_notices()
+    _settings("a reported crate")
+    assert bpy.ops.conjure.sidebar_generate() == {"FINISHED"}
+    notices = runtime.take_notices()
+    assert ("INFO", "Conjure: Trify3D finished a reported crate") in notices
+    assert runtime.take_notices() == []
+
+
+def test_unfinished_jobs_appear_on_start_and_resume_without_paying(scene, model_glb, monkeypatch):
+    import bpy
+
+    runtime_mod = _module("jobs.runtime")
+    emulator = Trify3DEmulator(model_glb, api_key=TRIFY_KEY, polls_to_complete=4)
+    with service(monkeypatch, "trify3d", emulator, TRIFY_KEY, cancel_live=True) as emu:
+        job_id = _api().submit("trify3d", prompt="a crate from last time")
+        deadline = time.monotonic() + 10
+        while _api().status(job_id)["state"] not in ("submitted", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        runtime_mod.shutdown()  # like quitting Blender with the job in flight
+        bpy.context.window_manager.conjure.jobs.clear()
+        shown = runtime_mod.get().show_history()
+        assert shown == 1
+        (item,) = [i for i in bpy.context.window_manager.conjure.jobs if i.job_id == job_id]
+        assert item.held and item.message == runtime_mod.NOT_RUNNING
+        _module("operators.generate").show_jobs_on_start()  # auto-resume is on by default
+        assert _api().wait(job_id, 15)[job_id]["state"] == "imported"
+        assert emu.count("POST") == 1  # resumed by polling: never a second create
+        assert not item.held
+
+
+def test_pick_continues_with_the_sidebar_voxelize_options(scene, monkeypatch) -> None:
+    import bpy
+
+    emulator = VoxelAIEmulator(api_key=VOXEL_KEY, images_window=0.2, polls_to_complete=1)
+    with service(monkeypatch, "voxelai", emulator, VOXEL_KEY, cancel_live=True) as emu:
+        base = _module("providers.base")
+        limiter = _module("jobs.runtime").get().engine.limiter("voxelai")
+        limiter.rules = [base.RateRule(1, 0.2, "create:images")]
+        time.sleep(0.3)
+        settings = _settings("a sidebar voxel fox", provider="voxelai", mark_asset=True)
+        assert bpy.ops.conjure.sidebar_generate(timeout=10) == {"CANCELLED"}  # waits for a pick
+        job = _job_of("a sidebar voxel fox")
+        assert job["state"] == "awaiting_pick" and emu.bodies("/api/generate/voxelize") == []
+        settings.options_voxelai.voxel_size = 64
+        settings.options_voxelai.import_as = "GREEDY"
+        assert bpy.ops.conjure.pick_candidate(
+            job_id=job["job_id"], index=1, sidebar_options=True
+        ) == {"FINISHED"}
+        done = _api().wait(job["job_id"], 10)[job["job_id"]]
+        assert done["state"] == "imported", done["message"]
+        (sent,) = emu.bodies("/api/generate/voxelize")
+        assert sent["voxel_size"] == 64 and sent["texturing"] == "textured"
+        meshes = [bpy.data.objects[n] for n in done["objects"]]
+        assert any(o.type == "MESH" and len(o.data.polygons) for o in meshes)  # a real mesh
+        collection = meshes[0].users_collection[0]
+        assert collection.asset_data is not None  # the picked candidate is its preview
+        assert tuple(collection.preview.image_size) == (256, 256)
