@@ -76,6 +76,18 @@ def run_jobs(op: Operator, context, job_ids: list[str], timeout: float, started:
     return _report_outcome(op, list(done.values()), timeout)
 
 
+def request_images(holder, source: str) -> tuple[str, ...]:
+    """The images of `holder` (the operator's or the sidebar's image_path / image_paths) for
+    `source`: local paths made absolute (// is the .blend's folder), URLs kept as given."""
+    if source == "IMAGE":
+        paths = [holder.image_path] if holder.image_path else []
+    elif source == "MULTIVIEW":
+        paths = [item.name for item in holder.image_paths if item.name]
+    else:
+        paths = []
+    return tuple(p if is_url(p) else bpy.path.abspath(p) for p in paths)
+
+
 def ensure_monitor(context: bpy.types.Context) -> None:
     """Start the modal pump once; it stops itself when no job is live."""
     if not bpy.app.background and not CONJURE_OT_job_monitor.running and context.window:
@@ -124,6 +136,11 @@ class CONJURE_OT_generate(Operator):
         if not self.properties.is_property_set("image_paths"):
             for item in settings.image_paths:
                 self.image_paths.add().name = item.name
+        # The sidebar's service options and placement too; model/mode given here win.
+        self._sidebar = {
+            **props.service_options(settings, self.provider, self.source),
+            **props.placement_options(settings),
+        }
         return self.execute(context)
 
     def execute(self, context):
@@ -136,12 +153,8 @@ class CONJURE_OT_generate(Operator):
                 self.provider,
                 self.source,
                 self.prompt,
-                self._images(),
-                {
-                    "model": self.model,
-                    "mode": self.mode,
-                    "candidate": self.candidate if self.candidate >= 0 else None,
-                },
+                request_images(self, self.source),
+                self._options(),
             )
         except runtime.ConjureError as exc:
             self.report({"ERROR"}, str(exc))
@@ -150,15 +163,14 @@ class CONJURE_OT_generate(Operator):
         started = f"Conjure: started {job.label} on {SERVICES[job.provider].name}"
         return run_jobs(self, context, [job.job_id], self.timeout, started)
 
-    def _images(self) -> tuple[str, ...]:
-        """Local paths made absolute (// is the .blend's folder); URLs kept as given."""
-        if self.source == "IMAGE":
-            paths = [self.image_path] if self.image_path else []
-        elif self.source == "MULTIVIEW":
-            paths = [i.name for i in self.image_paths if i.name]
-        else:
-            paths = []
-        return tuple(p if is_url(p) else bpy.path.abspath(p) for p in paths)
+    def _options(self) -> dict[str, object]:
+        """The job's options: the sidebar's when invoked from the UI, then this call's."""
+        options = dict(getattr(self, "_sidebar", {}))
+        given = {"model": self.model, "mode": self.mode}
+        options.update({k: v for k, v in given.items() if v})
+        if self.candidate >= 0:
+            options["candidate"] = self.candidate
+        return options
 
 
 class CONJURE_OT_cancel_job(Operator):

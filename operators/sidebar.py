@@ -20,22 +20,10 @@ from ..jobs import runtime
 from ..jobs.model import Job
 from ..preferences import online_access_problem
 from ..providers import PROVIDER_IDS, SERVICES
-from ..providers.base import is_url
-from .generate import run_jobs
+from .generate import request_images, run_jobs
 
 TIMEOUT = 1800.0
 SOURCE_WORDS = {"TEXT": "text", "IMAGE": "an image", "MULTIVIEW": "several views"}
-
-
-def sidebar_images(settings, source: str) -> tuple[str, ...]:
-    """The sidebar's images for `source`: local paths made absolute, URLs as given."""
-    if source == "IMAGE":
-        paths = [settings.image_path] if settings.image_path else []
-    elif source == "MULTIVIEW":
-        paths = [item.name for item in settings.image_paths if item.name]
-    else:
-        paths = []
-    return tuple(p if is_url(p) else bpy.path.abspath(p) for p in paths)
 
 
 def service_problem(context, provider: str, source: str) -> str:
@@ -44,7 +32,7 @@ def service_problem(context, provider: str, source: str) -> str:
     if source not in info.sources:
         return f"{info.name} cannot generate from {SOURCE_WORDS[source]}"
     settings = context.scene.conjure
-    images = sidebar_images(settings, source)
+    images = request_images(settings, source)
     return runtime.request_problem(provider, source, settings.prompt, images)
 
 
@@ -77,7 +65,7 @@ def _sidebar_job(context, provider: str, source: str, extra: dict[str, object]) 
         **props.placement_options(settings),
         **extra,
     }
-    images = sidebar_images(settings, source)
+    images = request_images(settings, source)
     return runtime.get().new_job(provider, source, settings.prompt, images, options)
 
 
