@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import bpy
 
-from .jobs import runtime
-from .jobs.runtime import ConjureError
+from . import runtime
 from .preferences import online_access_problem
 from .providers.base import is_url
+from .runtime import ConjureError
 
 __all__ = [
     "ConjureError", "cancel", "generate", "jobs", "pick", "resume", "status", "submit", "wait",

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import api
-from .jobs import runtime
+from . import api, runtime
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
 FINISHED = ("imported", "failed", "cancelled")

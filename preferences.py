@@ -54,7 +54,7 @@ def _service_annotations() -> dict[str, object]:
 
 def _apply_concurrency(count: int) -> None:
     """The engine takes a changed limit at once (jobs already paid for keep running)."""
-    from .jobs import runtime
+    from . import runtime
 
     live = runtime.current()
     if live is not None:

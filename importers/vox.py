@@ -1,9 +1,16 @@
 """Build a parsed MagicaVoxel file in the scene as instanced cubes (or one real mesh).
 
-Each visible model instance becomes one object holding a mesh of loose points (one per
-shown voxel) with a `vox_color_index` point attribute; a Geometry Nodes modifier puts a cube
-on every point without realizing them, and one material per file looks the colour (and
-MATL properties) up in 256x1 palette images. All arrays are filled with foreach_set.
+Instanced (the default): each visible model instance becomes one object holding a mesh of
+loose points (one per shown voxel) with a `vox_color_index` point attribute; a Geometry
+Nodes modifier puts a cube on every point without realizing them, and one material per file
+looks the colour (and MATL properties) up in 256x1 palette images.
+
+Merged (for export): all visible instances become one real mesh of exposed faces: one quad
+per voxel face (`merge`), rectangles of one colour (`greedy`), or those without T-junctions
+(`watertight`). Every face carries its palette index as the integer face attribute
+`vox_color_index` and UVs at its texel of the 256x1 palette image; MATL materials get their
+own slots with constant Principled values, which glTF/FBX exporters understand. All arrays
+are filled with foreach_set.
 """
 
 from __future__ import annotations
@@ -20,13 +27,32 @@ from .voxfile import VoxFile, VoxMaterial
 NODE_GROUP = "Conjure Voxel Cubes"
 _NODE_GROUP_VERSION = 1
 GLASS_KINDS = {"glass", "media", "cloud"}
+# MATL kinds whose faces get a material slot of their own in merged meshes.
+SPECIAL_KINDS = {"metal", "emit", *GLASS_KINDS}
 
 
 @dataclass(frozen=True)
 class VoxOptions:
+    """How to build: instanced cubes, or one mesh (`merge`, `greedy`, `watertight`).
+
+    `watertight` implies `greedy`, and both imply `merge`. `cull_interior` only applies to
+    instanced cubes: merged meshes never hold hidden faces.
+    """
+
     voxel_size: float = 0.1
     cull_interior: bool = True
     merge: bool = False
+    greedy: bool = False  # coplanar faces of one colour merged into rectangles
+    watertight: bool = False  # greedy, with no T-junctions (manifold, for printing)
+
+    @property
+    def mode(self) -> str:
+        """What to build: "instanced", "quads" (merge), "greedy" or "watertight"."""
+        if self.watertight:
+            return "watertight"
+        if self.greedy:
+            return "greedy"
+        return "quads" if self.merge else "instanced"
 
 
 @dataclass
@@ -79,8 +105,8 @@ def _socket(sockets, *names: str):
 def build_material(name: str, vox: VoxFile, *, instanced: bool) -> bpy.types.Material:
     """One material for a file: colour and MATL values looked up by palette index.
 
-    Instanced cubes read the index through an INSTANCER attribute; the merged mesh has a UV
-    map that points at the palette pixel, which glTF/FBX exporters understand.
+    Instanced cubes read the index through an INSTANCER attribute. Without `instanced`, the
+    lookup goes through the mesh's UV map instead; merged meshes use `face_materials`.
     """
     colors = vox.palette.astype(np.float32) / 255.0
     colors[:, 3] = 1.0
@@ -132,6 +158,60 @@ def build_material(name: str, vox: VoxFile, *, instanced: bool) -> bpy.types.Mat
     links.new(color_tex.outputs["Color"], _socket(bsdf.inputs, "Emission Color"))
     bsdf.inputs["IOR"].default_value = ior
     _layout_left_of(bsdf, [color_tex, props_tex, split])
+    return mat
+
+
+def face_materials(
+    name: str, vox: VoxFile, colors: np.ndarray
+) -> tuple[list[bpy.types.Material], np.ndarray]:
+    """Material slots for a merged mesh whose faces use the palette indices `colors`.
+
+    Slot 0 is `name`: the palette texture as base colour, read at each face's UV. Then one
+    slot per palette index in `colors` whose MATL kind is metal, emit, glass, media or cloud,
+    in increasing index order: the same texture, with that entry's metallic, roughness,
+    emission, transmission and IOR as constants. One slot per index rather than per kind,
+    because two metal entries may differ in metallic or roughness and a constant holds one
+    value. Returns the materials and, per palette index, its slot.
+    """
+    colors01 = vox.palette.astype(np.float32) / 255.0
+    colors01[:, 3] = 1.0
+    image = _palette_image(f"{name} Palette", colors01, is_data=False)
+    slots = [_face_material(name, image, None)]
+    slot_of = np.zeros(256, dtype=np.int32)
+    for index in np.unique(colors).tolist():
+        mat = vox.materials.get(index)
+        if mat is None or mat.kind not in SPECIAL_KINDS or not 0 < index < 256:
+            continue
+        slot_of[index] = len(slots)
+        slots.append(_face_material(f"{name} {mat.kind.title()} {index}", image, mat))
+    return slots, slot_of
+
+
+def _face_material(
+    name: str, palette: bpy.types.Image, special: VoxMaterial | None
+) -> bpy.types.Material:
+    mat = bpy.data.materials.new(name)
+    if mat.node_tree is None:
+        mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = palette
+    tex.interpolation = "Closest"
+    tex.extension = "EXTEND"
+    links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    _layout_left_of(bsdf, [tex])
+    if special is None:
+        return mat
+    metallic, roughness, emission, transmission = _principled_values(special)
+    bsdf.inputs["Metallic"].default_value = metallic
+    bsdf.inputs["Roughness"].default_value = roughness
+    if special.kind == "emit":
+        links.new(tex.outputs["Color"], _socket(bsdf.inputs, "Emission Color"))
+        _socket(bsdf.inputs, "Emission Strength").default_value = emission
+    if special.kind in GLASS_KINDS:
+        _socket(bsdf.inputs, "Transmission Weight").default_value = transmission
+        bsdf.inputs["IOR"].default_value = special.ior
     return mat
 
 
@@ -214,19 +294,33 @@ def _point_mesh(name: str, points: np.ndarray, color_index: np.ndarray, linear: 
     return mesh
 
 
-def _face_mesh(name: str, faces: voxmesh.FaceMesh, color_index: np.ndarray, size: float):
-    count = len(faces.voxel)
+def _surface(xyz: np.ndarray, color: np.ndarray, opaque: np.ndarray, mode: str) -> voxmesh.Polygons:
+    if mode == "quads":
+        rects = voxmesh.unit_faces(xyz, color, opaque)
+    else:
+        rects = voxmesh.greedy_faces(xyz, color, opaque)
+    if mode == "watertight":
+        return voxmesh.watertight_polygons(rects)
+    return voxmesh.shared_polygons(rects)
+
+
+def _polygon_mesh(name: str, polys: voxmesh.Polygons, size: float, slot_of: np.ndarray):
+    """A real mesh of `polys` (flat shaded), with `vox_color_index` per face, palette UVs and
+    material indices from `slot_of` (per palette index)."""
+    count = len(polys.starts)
     mesh = bpy.data.meshes.new(name)
-    mesh.vertices.add(count * 4)
-    mesh.vertices.foreach_set("co", (faces.corners * size).ravel())
-    mesh.loops.add(count * 4)
-    mesh.loops.foreach_set("vertex_index", np.arange(count * 4, dtype=np.int32))
+    mesh.vertices.add(len(polys.vertices))
+    mesh.vertices.foreach_set("co", (polys.vertices * size).astype(np.float32).ravel())
+    mesh.loops.add(len(polys.loops))
+    mesh.loops.foreach_set("vertex_index", polys.loops.astype(np.int32))
     mesh.polygons.add(count)
-    mesh.polygons.foreach_set("loop_start", np.arange(0, count * 4, 4, dtype=np.int32))
-    face_index = color_index[faces.voxel].astype(np.int32)
+    mesh.polygons.foreach_set("loop_start", polys.starts.astype(np.int32))
+    mesh.polygons.foreach_set("use_smooth", np.zeros(count, dtype=bool))
+    face_index = polys.color.astype(np.int32)
+    mesh.polygons.foreach_set("material_index", slot_of[face_index].astype(np.int32))
     mesh.attributes.new("vox_color_index", "INT", "FACE").data.foreach_set("value", face_index)
     uv = mesh.uv_layers.new(name="Palette")
-    u = np.repeat((face_index + 0.5) / 256.0, 4)
+    u = np.repeat((face_index + 0.5) / 256.0, polys.sizes)
     uv.data.foreach_set("uv", np.column_stack([u, np.full_like(u, 0.5)]).astype(np.float32).ravel())
     mesh.update(calc_edges=True)
     mesh.validate(clean_customdata=False)
@@ -250,23 +344,24 @@ def build(
     root.location = location
     collection.objects.link(root)
 
-    material = build_material(f"{name} Voxels", vox, instanced=not options.merge)
-    linear = np.ones((256, 4), dtype=np.float32)
-    linear[:, :3] = voxmesh.srgb_to_linear(vox.palette[:, :3])
     objects: list[bpy.types.Object] = []
     total = 0
-
     instances = [inst for inst in vox.instances if len(inst.xyz)]
-    if options.merge:
+    if options.mode != "instanced":
         shown = [inst for inst in instances if not inst.hidden]
         xyz = np.concatenate([i.xyz for i in shown]) if shown else np.zeros((0, 3), np.int32)
         ci = np.concatenate([i.color_index for i in shown]) if shown else np.zeros(0, np.uint8)
-        faces = voxmesh.exposed_faces(xyz, _opaque(vox, ci))
-        mesh = _face_mesh(name, faces, ci, options.voxel_size)
-        mesh.materials.append(material)
+        polys = _surface(xyz, ci.astype(np.int64), _opaque(vox, ci), options.mode)
+        materials, slot_of = face_materials(f"{name} Voxels", vox, polys.color)
+        mesh = _polygon_mesh(name, polys, options.voxel_size, slot_of)
+        for material in materials:
+            mesh.materials.append(material)
         objects.append(_link(mesh.name, mesh, collection, root))
-        total = len(np.unique(faces.voxel))
+        total = polys.voxel_count
     else:
+        material = build_material(f"{name} Voxels", vox, instanced=True)
+        linear = np.ones((256, 4), dtype=np.float32)
+        linear[:, :3] = voxmesh.srgb_to_linear(vox.palette[:, :3])
         for inst in instances:
             xyz, ci = inst.xyz, inst.color_index
             if options.cull_interior:

@@ -7,7 +7,7 @@ import atexit
 import bpy
 from bpy.app.handlers import persistent
 
-from ..jobs import runtime
+from .. import runtime
 from . import generate, import_vox, sidebar
 
 CLASSES: tuple[type, ...] = (*generate.CLASSES, *sidebar.CLASSES, *import_vox.CLASSES)

@@ -19,8 +19,7 @@ from bpy.props import (
 )
 from bpy.types import Operator
 
-from .. import props
-from ..jobs import runtime
+from .. import props, runtime
 from ..jobs.model import Job, JobState
 from ..preferences import addon_preferences, online_access_problem
 from ..providers import SERVICES

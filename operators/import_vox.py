@@ -12,7 +12,7 @@ from ..importers import scene, vox, voxfile
 
 
 class CONJURE_OT_import_vox(Operator, ImportHelper):
-    """Import MagicaVoxel files as instanced cubes (or one mesh of exposed faces)"""
+    """Import MagicaVoxel files as instanced cubes (or one mesh of exposed or greedy faces)"""
 
     bl_idname = "conjure.import_vox"
     bl_label = "Import MagicaVoxel (.vox)"
@@ -41,6 +41,22 @@ class CONJURE_OT_import_vox(Operator, ImportHelper):
         description="One real mesh of the exposed faces, for export, instead of instances",
         default=False,
     )
+    greedy: BoolProperty(
+        name="Greedy Faces",
+        description=(
+            "Merge to Mesh with far fewer faces: coplanar faces of one colour become "
+            "rectangles. Colours and materials stay exact"
+        ),
+        default=False,
+    )
+    watertight: BoolProperty(
+        name="Watertight",
+        description=(
+            "Greedy Faces without T-junctions (extra vertices along shared edges), so the "
+            "mesh is closed and manifold where the voxels are, for 3D printing"
+        ),
+        default=False,
+    )
     frame: IntProperty(name="Frame", description="Animation frame to import", default=0, min=0)
 
     def paths(self) -> list[str]:
@@ -65,7 +81,14 @@ class CONJURE_OT_import_vox(Operator, ImportHelper):
             except (OSError, voxfile.VoxFormatError) as exc:
                 self.report({"ERROR"}, f"Cannot import {os.path.basename(path)}: {exc}")
                 return {"CANCELLED"}
-        options = vox.VoxOptions(self.voxel_size, self.cull_interior, self.merge)
+        greedy = self.greedy or self.watertight
+        options = vox.VoxOptions(
+            self.voxel_size,
+            self.cull_interior,
+            merge=self.merge or greedy,
+            greedy=greedy,
+            watertight=self.watertight,
+        )
         roots, count = [], 0
         wm = context.window_manager
         wm.progress_begin(0, len(parsed))
@@ -87,7 +110,11 @@ class CONJURE_OT_import_vox(Operator, ImportHelper):
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
-        for name in ("voxel_size", "cull_interior", "merge", "frame"):
+        layout.prop(self, "voxel_size")
+        row = layout.row()
+        row.active = not (self.merge or self.greedy or self.watertight)  # instances only
+        row.prop(self, "cull_interior")
+        for name in ("merge", "greedy", "watertight", "frame"):
             layout.prop(self, name)
 
 

@@ -15,8 +15,7 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, FloatProperty, StringProperty
 from bpy.types import Operator, OperatorFileListElement
 
-from .. import props
-from ..jobs import runtime
+from .. import props, runtime
 from ..jobs.model import Job
 from ..preferences import online_access_problem
 from ..providers import PROVIDER_IDS, SERVICES

@@ -189,7 +189,7 @@ def test_shards_together_make_each_job_exactly_once(scene, trify, capsys, tmp_pa
     sent = sorted(json.loads(r.body)["prompt"] for r in trify.requests if r.method == "POST")
     assert sent == sorted(prompts)
     assert (tmp_path / "rows-1of2.blend").exists() and (tmp_path / "rows-2of2.blend").exists()
-    runtime = importlib.import_module(f"{ADDON_ID}.jobs.runtime").get()
+    runtime = importlib.import_module(f"{ADDON_ID}.runtime").get()
     rule = runtime.engine.limiter("trify3d").rules[0]
     assert rule.requests <= 50_000  # half of the service's stated 100,000 per hour
     runtime.engine.share_budgets(1.0)

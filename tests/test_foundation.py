@@ -111,8 +111,7 @@ def _pure_modules() -> list[str]:
     names = []
     for folder in ("providers", "jobs"):
         for path in sorted((ROOT / folder).glob("*.py")):
-            if path.stem != "runtime":
-                names.append(f"{folder}.{path.stem}".removesuffix(".__init__"))
+            names.append(f"{folder}.{path.stem}".removesuffix(".__init__"))
     parsers = [
         n for n in ("voxfile", "voxmesh", "gltfcheck", "mtl", "archive") if (ROOT / "importers" / f"{n}.py").exists()
     ]

@@ -227,7 +227,7 @@ def test_clear_finished_and_prune_old_jobs(scene, trify) -> None:
     api.generate("trify3d", prompt="done one")
     failed = api.submit("trify3d", prompt="please fail")
     api.wait(failed, 10)
-    runtime = importlib.import_module(f"{ADDON_ID}.jobs.runtime").get()
+    runtime = importlib.import_module(f"{ADDON_ID}.runtime").get()
     folder = Path(bpy.utils.extension_path_user(ADDON_ID)) / "jobs"
     assert len(list(folder.iterdir())) >= 1
     assert runtime.prune(keep_days=-1) >= 2  # everything finished counts as old

@@ -353,7 +353,7 @@ def test_image_from_an_image_editor_is_saved_for_the_job(scene) -> None:
     assert bpy.ops.conjure.use_editor_image(image_name=painted.name) == {"FINISHED"}
     assert settings.source == "IMAGE"
     path = Path(settings.image_path)
-    root = Path(_module("jobs.runtime").get().root)
+    root = Path(_module("runtime").get().root)
     assert path.is_file() and path.parent == root / "inputs"
     assert path.read_bytes().startswith(b"\x89PNG")
     settings.source = "MULTIVIEW"
@@ -386,7 +386,7 @@ def test_generate_text_from_f3_uses_the_sidebar_service(scene, trify) -> None:
 def test_reports_once_when_a_job_finishes(scene, trify) -> None:
     import bpy
 
-    runtime = _module("jobs.runtime").get()
+    runtime = _module("runtime").get()
     runtime.take_notices()
     _settings("a reported crate")
     assert bpy.ops.conjure.sidebar_generate() == {"FINISHED"}
@@ -398,7 +398,7 @@ def test_reports_once_when_a_job_finishes(scene, trify) -> None:
 def test_unfinished_jobs_appear_on_start_and_resume_without_paying(scene, model_glb, monkeypatch):
     import bpy
 
-    runtime_mod = _module("jobs.runtime")
+    runtime_mod = _module("runtime")
     emulator = Trify3DEmulator(model_glb, api_key=TRIFY_KEY, polls_to_complete=4)
     with service(monkeypatch, "trify3d", emulator, TRIFY_KEY, cancel_live=True) as emu:
         job_id = _api().submit("trify3d", prompt="a crate from last time")
@@ -424,11 +424,12 @@ def test_pick_continues_with_the_sidebar_voxelize_options(scene, monkeypatch) ->
     emulator = VoxelAIEmulator(api_key=VOXEL_KEY, images_window=0.2, polls_to_complete=1)
     with service(monkeypatch, "voxelai", emulator, VOXEL_KEY, cancel_live=True) as emu:
         base = _module("providers.base")
-        limiter = _module("jobs.runtime").get().engine.limiter("voxelai")
+        limiter = _module("runtime").get().engine.limiter("voxelai")
         limiter.rules = [base.RateRule(1, 0.2, "create:images")]
         time.sleep(0.3)
         settings = _settings("a sidebar voxel fox", provider="voxelai", mark_asset=True)
-        assert bpy.ops.conjure.sidebar_generate(timeout=10) == {"CANCELLED"}  # waits for a pick
+        with pytest.raises(RuntimeError, match="a sidebar voxel fox waits for a pick"):
+            bpy.ops.conjure.sidebar_generate(timeout=10)
         job = _job_of("a sidebar voxel fox")
         assert job["state"] == "awaiting_pick" and emu.bodies("/api/generate/voxelize") == []
         settings.options_voxelai.voxel_size = 64

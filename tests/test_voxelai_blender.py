@@ -24,7 +24,7 @@ WINDOW = 1.0  # the documented 15 s images window, shortened on both sides for t
 def voxel(monkeypatch: pytest.MonkeyPatch):
     emulator = VoxelAIEmulator(api_key=KEY, images_window=WINDOW, polls_to_complete=2)
     with service(monkeypatch, "voxelai", emulator, KEY, cancel_live=True) as emu:
-        runtime = importlib.import_module(f"{ADDON_ID}.jobs.runtime").get()
+        runtime = importlib.import_module(f"{ADDON_ID}.runtime").get()
         base = importlib.import_module(f"{ADDON_ID}.providers.base")
         limiter = runtime.engine.limiter("voxelai")
         limiter.rules = [base.RateRule(1, WINDOW, "create:images")]

@@ -203,7 +203,7 @@ def main() -> None:
     import bpy
 
     cli = importlib.import_module(f"{addon.__name__}.cli")
-    runtime = importlib.import_module(f"{addon.__name__}.jobs.runtime")
+    runtime = importlib.import_module(f"{addon.__name__}.runtime")
     providers = importlib.import_module(f"{addon.__name__}.providers")
     base = importlib.import_module(f"{addon.__name__}.providers.base")
 

@@ -246,7 +246,7 @@ def main() -> None:
     import bpy
 
     api = importlib.import_module(f"{addon.__name__}.api")
-    runtime = importlib.import_module(f"{addon.__name__}.jobs.runtime")
+    runtime = importlib.import_module(f"{addon.__name__}.runtime")
     base = importlib.import_module(f"{addon.__name__}.providers.base")
     generate = importlib.import_module(f"{addon.__name__}.operators.generate")
 

@@ -1,9 +1,9 @@
 """The one runtime object: engine, journal and live-job mirror, on Blender's main thread.
 
-Operators, panels, `api.py` and the CLI are thin doors onto `get()`. This is the only module
-under jobs/ that touches bpy. Workers post Job snapshots; only the main thread reads them,
-here: a few at a time from the modal monitor (UI) or in a loop (`wait`, scripts and
-`blender -b`, where timers never fire).
+Operators, panels, `api.py` and the CLI are thin doors onto `get()`; jobs/ below it (engine,
+journal, model, rate limits) stays free of bpy. Workers post Job snapshots; only the main
+thread reads them, here: a few at a time from the modal monitor (UI) or in a loop (`wait`,
+scripts and `blender -b`, where timers never fire).
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ import bpy
 import bpy.utils.previews
 from mathutils import Vector
 
-from ..importers import archive, gltf, obj, placement, scene, vox, voxfile
-from ..preferences import addon_preferences, network_settings, service_settings
-from ..providers import SERVICES, get_provider, make_http
-from ..providers.base import Capability, Provider, ProviderError, is_url
-from ..providers.http import HttpClient
-from .engine import Engine
-from .journal import Journal, process_owner
-from .model import FINISHED, Job, JobState, key_fingerprint
-from .ratelimit import RateNote
+from .importers import archive, gltf, obj, placement, scene, vox, voxfile
+from .jobs.engine import Engine
+from .jobs.journal import Journal, process_owner
+from .jobs.model import FINISHED, Job, JobState, key_fingerprint
+from .jobs.ratelimit import RateNote
+from .preferences import addon_preferences, network_settings, service_settings
+from .providers import SERVICES, get_provider, make_http
+from .providers.base import Capability, Provider, ProviderError, is_url
+from .providers.http import HttpClient
 
-ADDON_PACKAGE = __package__.rpartition(".")[0]
+ADDON_PACKAGE = __package__
 POLL_ENV = "CONJURE_POLL_SECONDS"  # pipelines (and tests) may pace polling themselves
 KEPT_FINISHED = 20  # finished jobs kept in the sidebar mirror; the journal keeps them all
 LIVE_STATES = frozenset(JobState) - FINISHED
