@@ -102,12 +102,9 @@ def _socket(sockets, *names: str):
     raise KeyError(names)
 
 
-def build_material(name: str, vox: VoxFile, *, instanced: bool) -> bpy.types.Material:
-    """One material for a file: colour and MATL values looked up by palette index.
-
-    Instanced cubes read the index through an INSTANCER attribute. Without `instanced`, the
-    lookup goes through the mesh's UV map instead; merged meshes use `face_materials`.
-    """
+def build_material(name: str, vox: VoxFile) -> bpy.types.Material:
+    """The instanced cubes' material: colour and MATL values looked up by the palette index
+    each cube's point carries (an INSTANCER attribute). Merged meshes use `face_materials`."""
     colors = vox.palette.astype(np.float32) / 255.0
     colors[:, 3] = 1.0
     props, ior = _material_table(vox)
@@ -121,21 +118,17 @@ def build_material(name: str, vox: VoxFile, *, instanced: bool) -> bpy.types.Mat
     nodes, links = tree.nodes, tree.links
     bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
 
-    if instanced:
-        attr = nodes.new("ShaderNodeAttribute")
-        attr.attribute_type = "INSTANCER"
-        attr.attribute_name = "vox_color_index"
-        to_u = nodes.new("ShaderNodeMath")
-        to_u.operation = "MULTIPLY_ADD"
-        to_u.inputs[1].default_value = 1.0 / 256.0
-        to_u.inputs[2].default_value = 0.5 / 256.0
-        links.new(attr.outputs[2], to_u.inputs[0])
-        uv = nodes.new("ShaderNodeCombineXYZ")
-        uv.inputs[1].default_value = 0.5
-        links.new(to_u.outputs[0], uv.inputs[0])
-        vector = uv.outputs[0]
-    else:
-        vector = None
+    attr = nodes.new("ShaderNodeAttribute")
+    attr.attribute_type = "INSTANCER"
+    attr.attribute_name = "vox_color_index"
+    to_u = nodes.new("ShaderNodeMath")
+    to_u.operation = "MULTIPLY_ADD"
+    to_u.inputs[1].default_value = 1.0 / 256.0
+    to_u.inputs[2].default_value = 0.5 / 256.0
+    links.new(attr.outputs[2], to_u.inputs[0])
+    uv = nodes.new("ShaderNodeCombineXYZ")
+    uv.inputs[1].default_value = 0.5
+    links.new(to_u.outputs[0], uv.inputs[0])
 
     textures = []
     for image in (color_img, props_img):
@@ -143,8 +136,7 @@ def build_material(name: str, vox: VoxFile, *, instanced: bool) -> bpy.types.Mat
         tex.image = image
         tex.interpolation = "Closest"
         tex.extension = "EXTEND"
-        if vector is not None:
-            links.new(vector, tex.inputs["Vector"])
+        links.new(uv.outputs[0], tex.inputs["Vector"])
         textures.append(tex)
     color_tex, props_tex = textures
     links.new(color_tex.outputs["Color"], bsdf.inputs["Base Color"])
@@ -359,7 +351,7 @@ def build(
         objects.append(_link(mesh.name, mesh, collection, root))
         total = polys.voxel_count
     else:
-        material = build_material(f"{name} Voxels", vox, instanced=True)
+        material = build_material(f"{name} Voxels", vox)
         linear = np.ones((256, 4), dtype=np.float32)
         linear[:, :3] = voxmesh.srgb_to_linear(vox.palette[:, :3])
         for inst in instances:
