@@ -122,6 +122,7 @@ class Job:
             "provider": self.provider,
             "source": self.source,
             "prompt": self.prompt,
+            "image_paths": list(self.image_paths),
             "state": self.state.value,
             "progress": self.progress,
             "message": self.message,

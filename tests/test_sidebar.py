@@ -16,7 +16,7 @@ from services import service
 
 from conftest import ADDON_ID, FIXTURES
 from emulators.siray import SirayEmulator
-from emulators.trify3d import Trify3DEmulator
+from emulators.trify3d import Trify3DEmulator, tiny_png
 from emulators.voxelai import VoxelAIEmulator
 
 TRIFY_KEY = "trf_live_sidebar-S3CRET-1"
@@ -446,3 +446,16 @@ def test_pick_continues_with_the_sidebar_voxelize_options(scene, monkeypatch) ->
         collection = meshes[0].users_collection[0]
         assert collection.asset_data is not None  # the picked candidate is its preview
         assert tuple(collection.preview.image_size) == (256, 256)
+
+
+def test_generate_image_from_f3_sends_the_sidebar_image(scene, trify, tmp_path) -> None:
+    import bpy
+
+    image = tmp_path / "ref.png"
+    image.write_bytes(tiny_png((9, 8, 7)))
+    settings = _settings("")
+    settings.image_path = str(image)
+    assert bpy.ops.conjure.generate_image() == {"FINISHED"}
+    (job,) = [j for j in _api().jobs() if j["image_paths"] == [str(image)]]
+    assert job["state"] == "imported" and job["source"] == "IMAGE"
+    assert trify.count("POST", "/api/v1/generations/image-to-3d") == 1
