@@ -51,6 +51,11 @@ def _draw_all(addon) -> list[str]:
     more, bad = record(panels.draw_status)
     lines += more
     problems += bad
+    for dialog in (bpy.types.CONJURE_OT_generate_text, bpy.types.CONJURE_OT_generate_image):
+        lines.append(f"== Dialog {dialog.bl_label}")
+        more, bad = record(dialog.draw, dialog)
+        lines += more
+        problems += bad
     assert problems == []
     return lines
 
