@@ -437,6 +437,10 @@ def test_pick_continues_with_the_sidebar_voxelize_options(scene, monkeypatch) ->
             bpy.ops.conjure.sidebar_generate(timeout=10)
         job = _job_of("a sidebar voxel fox")
         assert job["state"] == "awaiting_pick" and emu.bodies("/api/generate/voxelize") == []
+        with pytest.raises(_api().ConjureError, match="voxel_size must be a whole number"):
+            _api().pick(job["job_id"], 0, {"voxel_size": 4})  # refused before anything is sent
+        assert emu.bodies("/api/generate/voxelize") == []
+        assert _api().status(job["job_id"])["state"] == "awaiting_pick"
         settings.options_voxelai.voxel_size = 64
         settings.options_voxelai.import_as = "GREEDY"
         assert bpy.ops.conjure.pick_candidate(
