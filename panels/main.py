@@ -203,7 +203,9 @@ def latest_compare(context) -> list:
 class CONJURE_UL_jobs(UIList):
     """One line per job: picture, service and prompt, state or progress."""
 
-    def draw_item(self, context, layout, data, item, icon, active_data, active_prop, index=0):
+    def draw_item(
+        self, context, layout, data, item, icon, active_data, active_prop, index=0, flt_flag=0
+    ):
         row = layout.row(align=True)
         if item.thumbnail:
             row.label(text="", icon_value=item.thumbnail)

@@ -43,12 +43,13 @@ class Recorder:
     # -- what panels draw ------------------------------------------------------------------
 
     def label(self, text: str = "", icon: str = "NONE", icon_value: int = 0, **_kw) -> None:
-        self._add(f'label "{text}"' + _icon(icon, icon_value))
+        self._add(f'label "{text}"' + _icon(icon, icon_value, self._problems))
 
     def separator(self, **_kw) -> None:
         self._add("---")
 
-    def prop(self, data, name: str, text: str | None = None, **kw) -> None:
+    def prop(self, data, name: str, text: str | None = None, icon: str = "NONE", **_kw) -> None:
+        _icon(icon, 0, self._problems)
         if name not in data.bl_rna.properties:
             self._problems.append(f"prop {name!r} not on {data.bl_rna.identifier}")
             return
@@ -77,10 +78,11 @@ class Recorder:
             self._problems.append(f"operator {idname!r} not registered")
             return _Ignored()
         label = text if text is not None else rna.name
-        self._add(f'operator {idname} "{label}"' + _icon(icon, 0) + _greyed(idname))
+        self._add(f'operator {idname} "{label}"' + _icon(icon, 0, self._problems) + _greyed(idname))
         return _OperatorProperties(idname, set(rna.properties.keys()), self)
 
-    def menu(self, name: str, **_kw) -> None:
+    def menu(self, name: str, icon: str = "NONE", **_kw) -> None:
+        _icon(icon, 0, self._problems)
         if not hasattr(bpy.types, name):
             self._problems.append(f"menu {name!r} not registered")
         self._add(f"menu {name}")
@@ -109,7 +111,8 @@ class Recorder:
                 Recorder(self._lines, self._problems, self._depth + 2).label(text=item.name)
                 continue
             inner = Recorder(self._lines, self._problems, self._depth + 2)
-            ui_list.draw_item(ui_list, bpy.context, inner, data, item, 0, active_data, "", index)
+            # Every argument Blender passes, flt_flag included.
+            ui_list.draw_item(ui_list, bpy.context, inner, data, item, 0, active_data, "", index, 0)
 
 
 class _OperatorProperties:
@@ -130,9 +133,17 @@ class _Ignored:
         pass
 
 
-def _icon(icon: str, icon_value: int) -> str:
+def _icons() -> set[str]:
+    """The icon names this Blender knows (a wrong one is a TypeError in a real draw)."""
+    fn = bpy.types.UILayout.bl_rna.functions["label"]
+    return set(fn.parameters["icon"].enum_items.keys())
+
+
+def _icon(icon: str, icon_value: int, problems: list[str]) -> str:
     if icon_value:
         return " [preview]"
+    if icon not in _icons():
+        problems.append(f"icon {icon!r} does not exist in Blender {bpy.app.version_string}")
     return f" [{icon}]" if icon != "NONE" else ""
 
 
