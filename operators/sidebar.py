@@ -106,6 +106,7 @@ class CONJURE_OT_sidebar_generate(_FromSidebar, Operator):
 
     bl_idname = "conjure.sidebar_generate"
     bl_label = "Generate"
+    bl_options = {"REGISTER", "INTERNAL"}  # F3 has Generate 3D from Text / from Image
 
 
 class _Dialog(_FromSidebar):
@@ -270,7 +271,7 @@ class CONJURE_OT_add_view(Operator):
 
     bl_idname = "conjure.add_view"
     bl_label = "Add Views"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER", "UNDO", "INTERNAL"}
 
     filepath: StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
