@@ -8,16 +8,15 @@ import time
 import bpy
 from bpy.types import Menu, Panel, UIList
 
+from ..jobs.model import FINISHED, JobState
 from ..preferences import ADDON_ID, service_settings
 from ..providers import PROVIDER_IDS, SERVICES
 from ..providers.base import Capability
 
 now = time.time  # the clock elapsed times are drawn with (tests fix it)
 
-LIVE_STATES = {
-    "queued", "uploading", "submitting", "submitted", "running", "stalled", "awaiting_pick",
-    "downloading", "importing",
-}  # fmt: skip
+# Job states with work still going on (Ready waits for the person, not for a service).
+LIVE_STATES = {s.value for s in JobState if s not in FINISHED and s != JobState.READY}
 STATE_WORDS = {
     "queued": "Queued",
     "uploading": "Uploading",
