@@ -60,7 +60,7 @@ def _option_property(spec: OptionSpec):
 
 def _options_group(pid: str) -> type:
     annotations = {spec.name: _option_property(spec) for spec in SERVICES[pid].options}
-    if pid == "voxelai":
+    if SERVICES[pid].voxel_output:
         annotations["import_as"] = EnumProperty(
             name="Import As", description="How the .vox arrives", items=MESH_ITEMS
         )

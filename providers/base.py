@@ -211,6 +211,7 @@ class ServiceInfo:
     poll_interval: float = 5.0  # seconds between polls when the service suggests nothing
     job_lifetime: float | None = None  # documented seconds after which a task ends
     options: tuple[OptionSpec, ...] = ()  # what the sidebar offers, in order
+    voxel_output: bool = False  # results are MagicaVoxel files: the VOX import choices apply
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -61,6 +61,7 @@ INFO = ServiceInfo(
     idempotent_create=False,  # no idempotency key on either endpoint
     free_stages=frozenset({IMAGES}),  # "free, but rate-limited": safe to send again
     poll_interval=2.0,  # "poll /api/generate/status every couple of seconds"
+    voxel_output=True,
     options=(
         OptionSpec("voxel_size", "Resolution", "Voxels along the longest side", 32, lo=8, hi=128),
         OptionSpec("palette_size", "Colours", "Colours in the palette", 32, lo=2, hi=256),
