@@ -7,6 +7,8 @@ operator returns at once and the monitor carries the jobs on; executed (a script
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import bpy
 from bpy.app.handlers import persistent
 from bpy.props import (
@@ -73,6 +75,21 @@ def run_jobs(op: Operator, context, job_ids: list[str], timeout: float, started:
         return {"FINISHED"}
     done = runtime.get().wait(context, job_ids, timeout)
     return _report_outcome(op, list(done.values()), timeout)
+
+
+def start_job(
+    op: Operator, context, make: Callable[[], Job], timeout: float, doing: str = "started"
+) -> set[str]:
+    """Make a job (its ConjureError reported in one line), submit it, and follow it by the
+    blocking rule: "Conjure: <doing> <label> on <service>" when invoked from the UI."""
+    try:
+        job = make()
+    except runtime.ConjureError as exc:
+        op.report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    runtime.get().submit(job)
+    started = f"Conjure: {doing} {job.label} on {SERVICES[job.provider].name}"
+    return run_jobs(op, context, [job.job_id], timeout, started)
 
 
 def request_images(holder, source: str) -> tuple[str, ...]:
@@ -143,24 +160,16 @@ class CONJURE_OT_generate(Operator):
         return self.execute(context)
 
     def execute(self, context):
-        rt = runtime.get()
-        try:
-            problem = online_access_problem()
-            if problem:
-                raise runtime.ConjureError(problem)
-            job = rt.new_job(
-                self.provider,
-                self.source,
-                self.prompt,
-                request_images(self, self.source),
-                self._options(),
-            )
-        except runtime.ConjureError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        rt.submit(job)
-        started = f"Conjure: started {job.label} on {SERVICES[job.provider].name}"
-        return run_jobs(self, context, [job.job_id], self.timeout, started)
+        return start_job(self, context, self._job, self.timeout)
+
+    def _job(self) -> Job:
+        problem = online_access_problem()
+        if problem:
+            raise runtime.ConjureError(problem)
+        images = request_images(self, self.source)
+        return runtime.get().new_job(
+            self.provider, self.source, self.prompt, images, self._options()
+        )
 
     def _options(self) -> dict[str, object]:
         """The job's options: the sidebar's when invoked from the UI, then this call's."""
@@ -256,21 +265,13 @@ class CONJURE_OT_refine(Operator):
         return _network_poll(cls, context)
 
     def execute(self, context):
-        rt = runtime.get()
-        try:
+        def refinement() -> Job:
+            rt = runtime.get()
             parent = rt.refine_source(self.job_id, context.active_object)
-            job = rt.new_job(
-                parent.provider,
-                "TEXT",
-                parent.prompt,
-                options={"mode": "refine", "parent_task_id": parent.task_id},
-            )
-        except runtime.ConjureError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        rt.submit(job)
-        started = f"Conjure: refining {parent.label}"
-        return run_jobs(self, context, [job.job_id], self.timeout, started)
+            options = {"mode": "refine", "parent_task_id": parent.task_id}
+            return rt.new_job(parent.provider, "TEXT", parent.prompt, options=options)
+
+        return start_job(self, context, refinement, self.timeout, "refining")
 
 
 class CONJURE_OT_import_job(Operator):

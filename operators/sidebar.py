@@ -7,6 +7,7 @@ a script or `blender -b` through `bpy.ops.conjure.*`, blocking there as conjure.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import uuid
@@ -19,7 +20,7 @@ from .. import props, runtime
 from ..jobs.model import Job
 from ..preferences import online_access_problem
 from ..providers import PROVIDER_IDS, SERVICES
-from .generate import request_images, run_jobs
+from .generate import request_images, run_jobs, start_job
 
 TIMEOUT = 1800.0
 SOURCE_WORDS = {"TEXT": "text", "IMAGE": "an image", "MULTIVIEW": "several views"}
@@ -91,14 +92,8 @@ class _FromSidebar:
     def execute(self, context):
         settings = context.scene.conjure
         source = self.fixed_source or settings.source
-        try:
-            job = _sidebar_job(context, settings.provider, source, {})
-        except runtime.ConjureError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        runtime.get().submit(job)
-        started = f"Conjure: started {job.label} on {SERVICES[job.provider].name}"
-        return run_jobs(self, context, [job.job_id], self.timeout, started)
+        make = functools.partial(_sidebar_job, context, settings.provider, source, {})
+        return start_job(self, context, make, self.timeout)
 
 
 class CONJURE_OT_sidebar_generate(_FromSidebar, Operator):
@@ -178,10 +173,10 @@ class CONJURE_OT_compare(Operator):
     def execute(self, context):
         settings = context.scene.conjure
         chosen = [pid for pid in PROVIDER_IDS if pid in settings.compare_services]
-        ready = [pid for pid in chosen if not service_problem(context, pid, settings.source)]
-        for pid in chosen:
-            if pid not in ready:
-                self.report({"WARNING"}, service_problem(context, pid, settings.source))
+        problems = {pid: service_problem(context, pid, settings.source) for pid in chosen}
+        ready = [pid for pid in chosen if not problems[pid]]
+        for problem in filter(None, problems.values()):
+            self.report({"WARNING"}, problem)
         group = uuid.uuid4().hex[:8]
         jobs = []
         try:
@@ -350,15 +345,10 @@ class CONJURE_OT_rerun_job(_JobAction, Operator):
         return context.window_manager.invoke_confirm(self, event)
 
     def execute(self, context):
-        rt = runtime.get()
-        try:
-            job = rt.rerun(self.job_id)
-        except runtime.ConjureError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        rt.submit(job)
-        started = f"Conjure: started {job.label} again on {SERVICES[job.provider].name}"
-        return run_jobs(self, context, [job.job_id], self.timeout, started)
+        return start_job(self, context, self._rerun, self.timeout, "running again")
+
+    def _rerun(self) -> Job:
+        return runtime.get().rerun(self.job_id)
 
 
 class CONJURE_OT_open_job_folder(_JobAction, Operator):
