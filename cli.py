@@ -249,9 +249,9 @@ def _batch(args: argparse.Namespace) -> int:
     runtime.get().in_flight_floor = len(rows)  # every row at once, within the rate budgets
     batch_id = os.path.abspath(args.file)
     known = {
-        j["options"].get("_batch_row"): j
+        j["plan"].get("batch_row"): j
         for j in reversed(api.jobs())  # oldest first: the newest attempt of a row wins
-        if j["options"].get("_batch") == batch_id
+        if j["plan"].get("batch_id") == batch_id
     }
     job_of: dict[int, str] = {}
     reused: set[int] = set()

@@ -14,7 +14,7 @@ import queue
 import shutil
 import time
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,15 @@ from mathutils import Vector
 from .importers import archive, gltf, obj, placement, scene, vox, voxfile
 from .jobs.engine import Engine
 from .jobs.journal import Journal, process_owner
-from .jobs.model import FINISHED, Job, JobState, key_fingerprint
+from .jobs.model import (
+    FINISHED,
+    ImportPlan,
+    Job,
+    JobState,
+    VoxMesh,
+    key_fingerprint,
+    split_notes,
+)
 from .jobs.ratelimit import RateNote
 from .preferences import addon_preferences, network_settings, service_settings
 from .providers import SERVICES, get_provider, make_http
@@ -37,8 +45,6 @@ POLL_ENV = "CONJURE_POLL_SECONDS"  # pipelines (and tests) may pace polling them
 KEPT_FINISHED = 20  # finished jobs kept in the sidebar mirror; the journal keeps them all
 LIVE_STATES = frozenset(JobState) - FINISHED
 READY_TO_CLICK = "Ready — Import"
-# Options the engine or a provider wrote into a job while it ran: a re-run starts clean.
-ENGINE_OPTIONS = frozenset({"pick", "picked_path", "previous_task_id", "file_key"})
 NOT_RUNNING = "Not running — Resume continues it (nothing is paid again)"
 MODEL_SUFFIXES = (".glb", ".gltf", ".vox", ".obj", ".zip")
 GLTF_NAMES = (".glb", ".gltf")
@@ -100,7 +106,8 @@ class Runtime:
         source: str = "TEXT",
         prompt: str = "",
         image_paths: Sequence[str] = (),
-        options: dict[str, object] | None = None,
+        options: Mapping[str, object] | None = None,
+        plan: ImportPlan | None = None,
     ) -> Job:
         """Validate a request and make its job; raises ConjureError with one line."""
         if provider not in SERVICES:
@@ -115,6 +122,7 @@ class Runtime:
             prompt.strip(),
             tuple(image_paths),
             {k: v for k, v in (options or {}).items() if v not in ("", None)},
+            plan,
             key_fingerprint=key_fingerprint(settings.api_key),
             base_url=settings.base_url,
             blend_file=bpy.data.filepath,
@@ -243,13 +251,14 @@ class Runtime:
             return "That job is not waiting for a pick"
         if isinstance(choice, str) and not os.path.isfile(choice):
             return f"Image not found: {choice}"
+        options, plan = split_notes(options or {}, job.plan)
         if options:
             try:
                 merged = job.evolve(options={**job.options, **options})
                 get_provider(job.provider, None).check(merged.request())  # type: ignore[arg-type]
             except ProviderError as exc:
                 return str(exc)
-        self.engine.pick(job_id, choice, options or {})
+        self.engine.pick(job_id, choice, options, plan)
         # Moving on from here: a script's wait() must not return before the engine answers.
         self.jobs[job_id] = job.evolve(state=JobState.RUNNING, message="Picked")
         self._mirror(self.jobs[job_id])
@@ -446,8 +455,9 @@ class Runtime:
         job = self.latest(job_id)
         if job is None:
             raise ConjureError("That job is no longer in the journal")
-        options = {k: v for k, v in job.options.items() if k not in ENGINE_OPTIONS}
-        return self.new_job(job.provider, job.source, job.prompt, job.image_paths, options)
+        return self.new_job(
+            job.provider, job.source, job.prompt, job.image_paths, job.options, job.plan
+        )
 
     def remove(self, job_id: str) -> str:
         """Forget a job that is not running: its row, its files, its line in the sidebar."""
@@ -533,8 +543,8 @@ class Runtime:
         item.next_try = int(job.next_try) if job.state == JobState.STALLED else 0
         item.held = held
         item.can_refine = _can_refine(job)
-        item.compare = str(job.options.get("_compare", ""))
-        item.compare_slot = int(job.options.get("_compare_slot", 0))
+        item.compare = job.plan.compare_group
+        item.compare_slot = job.plan.compare_slot
         if not item.thumbnail:
             item.thumbnail = self._preview_icon(f"{job.job_id}:thumb", _thumbnail(job))
         icons = self._candidate_icons(job) if job.state == JobState.AWAITING_PICK else []
@@ -670,11 +680,11 @@ def export_objects(objects: Sequence[bpy.types.Object], path: str) -> None:
 
 def _vox_options(job: Job) -> vox.VoxOptions:
     """How a job's .vox is built: instanced cubes, or a mesh as its import choice says."""
-    mesh = str(job.options.get("_vox_mesh", "instances"))
+    mesh = job.plan.vox_mesh
     return vox.VoxOptions(
-        merge=mesh in ("merge", "greedy", "watertight"),
-        greedy=mesh in ("greedy", "watertight"),
-        watertight=mesh == "watertight",
+        merge=mesh != VoxMesh.INSTANCES,
+        greedy=mesh in (VoxMesh.GREEDY, VoxMesh.WATERTIGHT),
+        watertight=mesh == VoxMesh.WATERTIGHT,
     )
 
 
@@ -687,12 +697,10 @@ def _arrange(
 ) -> tuple[list[bpy.types.Object], list[str]]:
     """Placement the job asked for (the sidebar's choices; scripts get the importer's own):
     bottom centre on the cursor, a height, a compare slot with a label, an asset."""
-    options = job.options
-    slot, count = int(options.get("_compare_slot", 0)), int(options.get("_compare_count", 1))
-    spacing = float(options.get("_compare_spacing", 2.0))
+    plan = job.plan
+    slot, count, spacing = plan.compare_slot, plan.compare_count, plan.compare_spacing
     target = cursor + Vector(((slot - (count - 1) / 2) * spacing, 0.0, 0.0))
-    origin_bottom = bool(options.get("_origin_bottom", False))
-    height = float(options.get("_target_height", 0.0))
+    origin_bottom, height = plan.origin_bottom, plan.target_height
     if origin_bottom or height > 0 or count > 1:
         where = placement.Placement(target, origin_bottom, height, pad)
         objects = placement.place(objects, collection, where)
@@ -701,7 +709,7 @@ def _arrange(
     if count > 1:
         front = target + Vector((0.0, -0.35 * spacing, 0.0))
         objects = [*objects, placement.add_label(collection, name, front, 0.12 * spacing)]
-    if options.get("_mark_asset"):
+    if plan.mark_asset:
         preview = _preview_file(job)
         warnings += placement.mark_asset(
             collection, service=name, prompt=job.prompt, preview=preview
@@ -713,7 +721,7 @@ def _preview_file(job: Job) -> str:
     """The picture that best shows a job's result: the service's thumbnail, else the image
     it was made from (a picked candidate, or the user's own), else ''."""
     thumbnail = _thumbnail(job)
-    picked = str(job.options.get("picked_path", ""))
+    picked = job.picked_path
     images = [p for p in job.image_paths if not is_url(p)]
     for path in (thumbnail, picked, *images[:1]):
         if path and os.path.isfile(path):
@@ -741,7 +749,7 @@ def _provenance(job: Job) -> dict[str, str]:
         "conjure_job_id": job.job_id,
         "conjure_prompt": job.prompt,
     }
-    parent = job.options.get("parent_task_id") or job.options.get("previous_task_id")
+    parent = job.options.get("parent_task_id") or job.previous_task_id
     if parent:
         tags["conjure_parent_task_id"] = str(parent)
     return tags

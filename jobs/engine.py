@@ -47,7 +47,7 @@ from ..providers.base import (
 )
 from ..providers.http import NotSentError
 from .journal import Journal
-from .model import Job, JobState
+from .model import ImportPlan, Job, JobState
 from .ratelimit import RateNote, ServiceLimiter
 
 __all__ = ["Engine", "describe_bytes", "detect_format"]
@@ -114,6 +114,43 @@ class _CancelledError(Exception):
     """The job was cancelled between dispatch and the create request."""
 
 
+# Commands to the scheduler thread, posted from any thread.
+@dataclass(frozen=True)
+class _Start:
+    job: Job
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class _Pick:
+    job_id: str
+    choice: int | str
+    options: Mapping[str, object]
+    plan: ImportPlan | None
+
+
+@dataclass(frozen=True)
+class _Limit:
+    count: int
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A step finished on a worker: `tag` tells a job's parallel downloads apart."""
+
+    job_id: str
+    step: Step
+    tag: int
+    future: Future
+
+
+_Command = _Start | _Cancel | _Pick | _Limit | _Done
+
+
 @dataclass
 class _Live:
     job: Job
@@ -168,7 +205,7 @@ class Engine:
         self._download_pool: ThreadPoolExecutor | None = None
         self._running: set[Future] = set()  # steps on workers, for an orderly shutdown
         self._scheduler: threading.Thread | None = None
-        self._commands: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._heap: list[tuple[float, int, str, int]] = []
@@ -188,7 +225,7 @@ class Engine:
         self._check_running()
         self.journal.save(job)
         self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
-        self._post("start", job)
+        self._post(_Start(job))
 
     def resume(self, job: Job) -> str:
         """Continue a journaled job without paying again; "" or why it cannot be taken."""
@@ -196,7 +233,7 @@ class Engine:
         holder = self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
         if holder:
             return "Running in another Blender"
-        self._post("start", job)
+        self._post(_Start(job))
         return ""
 
     def cancel(self, job_id: str) -> bool:
@@ -205,18 +242,22 @@ class Engine:
         if live is None:
             return False
         live.cancel.set()  # seen by a worker about to send a create, and by downloads
-        self._post("cancel", job_id)
+        self._post(_Cancel(job_id))
         return True
 
     def pick(
-        self, job_id: str, choice: int | str, options: Mapping[str, object] | None = None
+        self,
+        job_id: str,
+        choice: int | str,
+        options: Mapping[str, object] | None = None,
+        plan: ImportPlan | None = None,
     ) -> None:
-        """Answer a job awaiting a pick: a candidate's index, or a local image's path, and
-        options for the stages that follow (already checked by the caller)."""
-        self._post("pick", job_id, choice, dict(options or {}))
+        """Answer a job awaiting a pick: a candidate's index, or a local image's path, with
+        options for the stages that follow (already checked by the caller) and a new plan."""
+        self._post(_Pick(job_id, choice, dict(options or {}), plan))
 
     def set_max_in_flight(self, count: int) -> None:
-        self._post("limit", max(1, int(count)))
+        self._post(_Limit(max(1, int(count))))
 
     def share_budgets(self, fraction: float) -> None:
         """Use `fraction` of every service's documented budget (farm shards split it)."""
@@ -285,7 +326,7 @@ class Engine:
                 )
                 self._scheduler.start()
 
-    def _post(self, *command: object) -> None:
+    def _post(self, command: _Command) -> None:
         if not self._stopping.is_set():
             self._commands.put(command)
             self._wake.set()
@@ -322,14 +363,14 @@ class Engine:
         due.sort(key=lambda live: (live.job.step, live.polls, live.job.created))
         return due
 
-    def _guarded(self, step: Callable[[Any], None], arg: Any) -> None:
+    def _guarded(self, step: Callable[[Any], None], arg: _Live | _Command) -> None:
         """A bug in one job's handling fails that job visibly; the scheduler keeps going."""
         try:
             step(arg)
         except Exception as exc:
             message = f"Internal error: {type(exc).__name__}: {exc}"
-            target = arg.job if isinstance(arg, _Live) else arg[1]
-            job_id = target.job_id if isinstance(target, Job) else str(target)
+            target = arg.job if isinstance(arg, _Live | _Start) else getattr(arg, "job_id", "")
+            job_id = target.job_id if isinstance(target, Job) else target
             live = self._live.get(job_id)
             if live is not None:
                 live.busy = False
@@ -337,21 +378,21 @@ class Engine:
             elif isinstance(target, Job):
                 self._emit_final(target.evolve(state=JobState.FAILED, message=message))
 
-    def _handle(self, command: tuple) -> None:
-        kind = command[0]
-        if kind == "start":
-            self._start(command[1])
-        elif kind == "cancel":
-            live = self._live.get(command[1])
-            if live is not None:
-                self._finish(live, JobState.CANCELLED, "Cancelled")
-        elif kind == "pick":
-            self._on_pick(command[1], command[2], command[3])
-        elif kind == "limit":
-            self.max_in_flight = command[1]
-            self._release_waiting()
-        elif kind == "done":
-            self._on_done(*command[1:])
+    def _handle(self, command: _Command) -> None:
+        match command:
+            case _Start(job):
+                self._start(job)
+            case _Cancel(job_id):
+                live = self._live.get(job_id)
+                if live is not None:
+                    self._finish(live, JobState.CANCELLED, "Cancelled")
+            case _Pick(job_id, choice, options, plan):
+                self._on_pick(job_id, choice, options, plan)
+            case _Limit(count):
+                self.max_in_flight = count
+                self._release_waiting()
+            case _Done():
+                self._on_done(command)
 
     def _schedule(self, live: _Live, delay: float = 0.0) -> None:
         live.token += 1
@@ -417,9 +458,9 @@ class Engine:
             self._send_create(live)
         elif here.step == Step.UPLOAD:
             self._update(live, state=JobState.UPLOADING, message="Uploading")
-            self._dispatch(live, "upload", live.provider.upload, job.request())
+            self._dispatch(live, Step.UPLOAD, live.provider.upload, job.request())
         else:
-            self._dispatch(live, "poll", live.provider.poll, job.task_id or "", here.stage)
+            self._dispatch(live, Step.POLL, live.provider.poll, job.task_id or "", here.stage)
 
     def _send_create(self, live: _Live) -> None:
         job, here = live.job, live.here
@@ -432,11 +473,12 @@ class Engine:
             )
             return
         key = job.idempotency_key + (f"-{here.stage}" if job.step else "")
-        options = dict(job.options)
-        if job.task_id:  # a later stage builds on the earlier task (e.g. refine a preview)
-            options["previous_task_id"] = job.task_id
-        self._update(live, state=JobState.SUBMITTING, message="Submitting", options=options)
-        self._dispatch(live, "create", self._create, live, key, here.stage)
+        # A later stage builds on the earlier task (e.g. refine a preview).
+        previous = job.task_id or job.previous_task_id
+        self._update(
+            live, state=JobState.SUBMITTING, message="Submitting", previous_task_id=previous
+        )
+        self._dispatch(live, Step.CREATE, self._create, live, key, here.stage)
 
     def _resendable(self, live: _Live) -> bool:
         """A create that may have arrived can go again: the service dedupes it, or it is free."""
@@ -451,25 +493,26 @@ class Engine:
             raise _CancelledError
         return live.provider.create(request, key, stage)
 
-    def _dispatch(self, live: _Live, kind: str, fn: Callable, *args: object) -> None:
+    def _dispatch(self, live: _Live, step: Step, fn: Callable, *args: object) -> None:
         live.busy = True
-        self._submit_step(live.job.job_id, kind, 0, fn, *args)
+        self._submit_step(live.job.job_id, step, 0, fn, *args)
 
-    def _submit_step(self, job_id: str, kind: str, tag: int, fn: Callable, *args: object) -> None:
-        pool = self._download_pool if kind == "fetch" else self._pool
+    def _submit_step(self, job_id: str, step: Step, tag: int, fn: Callable, *args: object) -> None:
+        pool = self._download_pool if step == Step.DOWNLOAD else self._pool
         assert pool is not None
         future = pool.submit(fn, *args)
         self._running.add(future)
         future.add_done_callback(self._running.discard)
-        future.add_done_callback(lambda f: self._post("done", job_id, kind, tag, f))
+        future.add_done_callback(lambda f: self._post(_Done(job_id, step, tag, f)))
 
-    def _on_done(self, job_id: str, kind: str, tag: int, future: Future) -> None:
-        live = self._live.get(job_id)
+    def _on_done(self, done: _Done) -> None:
+        live = self._live.get(done.job_id)
+        kind, future = done.step, done.future
         if live is None:
-            self._note_late_result(job_id, kind, future)
+            self._note_late_result(done.job_id, kind, future)
             return
-        if kind == "fetch":
-            self._on_fetched(live, tag, future)
+        if kind == Step.DOWNLOAD:
+            self._on_fetched(live, done.tag, future)
             return
         live.busy = False
         try:
@@ -484,7 +527,7 @@ class Engine:
             self._finish(live, JobState.FAILED, f"Internal error: {type(exc).__name__}: {exc}")
             return
         live.failures = 0
-        if kind == "create":
+        if kind == Step.CREATE:
             free = live.here.stage in live.provider.info.free_stages
             paid_at = live.job.paid_at or (0.0 if free else time.time())
             self._update(
@@ -496,15 +539,15 @@ class Engine:
                 message="Submitted",
             )
             self._schedule(live, self._poll_delay(live))
-        elif kind == "upload":
-            self._update(live, options=dict(result.options), step=live.job.step + 1)
+        elif kind == Step.UPLOAD:
+            self._update(live, upload_ref=str(result), step=live.job.step + 1)
             self._schedule(live)
         else:
             self._on_status(live, result)
 
-    def _note_late_result(self, job_id: str, kind: str, future: Future) -> None:
+    def _note_late_result(self, job_id: str, kind: Step, future: Future) -> None:
         """A create answered after its job was cancelled: journal the task id (it was paid)."""
-        if kind != "create" or future.exception() is not None:
+        if kind != Step.CREATE or future.exception() is not None:
             return
         job = self.journal.get(job_id)
         if job is not None and not job.task_id:
@@ -551,33 +594,33 @@ class Engine:
             return self.poll_interval
         return live.provider.poll_delay(live.polls)
 
-    def _on_error(self, live: _Live, kind: str, exc: ProviderError) -> None:
+    def _on_error(self, live: _Live, kind: Step, exc: ProviderError) -> None:
         job = live.job
-        if kind in ("create", "upload") and not job.paid:
+        if kind in (Step.CREATE, Step.UPLOAD) and not job.paid:
             self._on_unpaid_error(live, kind, exc)
             return
-        if kind == "create":  # a later, paid stage's create: same care, but never fail blindly
+        if kind == Step.CREATE:  # a later, paid stage's create: same care, but never fail blindly
             if exc.kind == ErrorKind.RATE_LIMIT or isinstance(exc, NotSentError):
                 self._stall(live, exc)
                 return
             self._on_unpaid_error(live, kind, exc)
             return
-        if kind == "poll" and exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.BAD_REQUEST):
+        if kind == Step.POLL and exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.BAD_REQUEST):
             self._finish(live, JobState.FAILED, str(exc))  # the service's own answer
             return
         expired = exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.AUTH)
-        if kind == "download" and expired and live.refetches < 3:
+        if kind == Step.DOWNLOAD and expired and live.refetches < 3:
             # expired asset URLs: ask the service for fresh ones
             live.refetches += 1
             self._update(live, step=_last_poll(live.flow, job.step), message="Refreshing")
             self._schedule(live)
             return
-        if kind == "download" and exc.kind == ErrorKind.BAD_RESPONSE:
+        if kind == Step.DOWNLOAD and exc.kind == ErrorKind.BAD_RESPONSE:
             self._finish(live, JobState.FAILED, str(exc))
             return
         self._stall(live, exc)
 
-    def _on_unpaid_error(self, live: _Live, kind: str, exc: ProviderError) -> None:
+    def _on_unpaid_error(self, live: _Live, kind: Step, exc: ProviderError) -> None:
         name = live.provider.info.name
         if exc.kind == ErrorKind.NOT_FOUND:  # no task exists yet: it is the address
             base = live.job.base_url or live.provider.info.default_base_url
@@ -586,10 +629,10 @@ class Engine:
         elif exc.kind == ErrorKind.RATE_LIMIT or isinstance(exc, NotSentError):
             # Certainly not created: safe to send again once the service lets us.
             delay = self._retry_delay(live, exc)
-            state = JobState.QUEUED if kind == "create" and not live.job.paid else live.job.state
+            state = JobState.QUEUED if kind == Step.CREATE and not live.job.paid else live.job.state
             self._update(live, state=state, message=f"{exc} — retrying in {delay:.0f} s")
             self._schedule(live, delay)
-        elif kind == "create" and (exc.retryable or exc.kind == ErrorKind.SERVER):
+        elif kind == Step.CREATE and (exc.retryable or exc.kind == ErrorKind.SERVER):
             if self._resendable(live):
                 delay = self._retry_delay(live, exc)
                 self._update(
@@ -603,7 +646,7 @@ class Engine:
                     f"{exc}; the request may have reached {name}: check its dashboard "
                     "before generating again",
                 )
-        elif kind == "upload" and exc.retryable:
+        elif kind == Step.UPLOAD and exc.retryable:
             delay = self._retry_delay(live, exc)
             self._update(live, message=f"{exc} — retrying in {delay:.0f} s")
             self._schedule(live, delay)
@@ -631,7 +674,7 @@ class Engine:
 
     def _advance_pick(self, live: _Live) -> None:
         job = live.job
-        if "picked_path" in job.options:
+        if job.picked_path:
             self._update(live, step=job.step + 1)
             self._schedule(live)
         elif not (job.candidates and _files_exist(job, job.candidates)):
@@ -642,7 +685,11 @@ class Engine:
             self._update(live, state=JobState.AWAITING_PICK, message="Pick a candidate")
 
     def _on_pick(
-        self, job_id: str, choice: int | str, extra: Mapping[str, object] | None = None
+        self,
+        job_id: str,
+        choice: int | str,
+        extra: Mapping[str, object] | None = None,
+        plan: ImportPlan | None = None,
     ) -> None:
         live = self._live.get(job_id)
         if live is None or live.busy or live.here.step != Step.PICK:
@@ -657,8 +704,15 @@ class Engine:
             message = f"No candidate {choice!r}: pick 0 to {last} or a PNG, JPEG or WebP file"
             self._update(live, state=JobState.AWAITING_PICK, message=message)
             return
-        options = {**live.job.options, **(extra or {}), "pick": choice, "picked_path": path}
-        self._update(live, options=options, state=JobState.RUNNING, message="Picked")
+        job = live.job
+        self._update(
+            live,
+            options={**job.options, **(extra or {})},
+            plan=plan or job.plan,
+            picked_path=path,
+            state=JobState.RUNNING,
+            message="Picked",
+        )
         self._schedule(live)
 
     def _download(self, live: _Live, assets: Sequence[Asset], required: str) -> None:
@@ -679,7 +733,7 @@ class Engine:
         stop = live.cancel.is_set
         for index, asset in enumerate(assets):
             self._submit_step(
-                live.job.job_id, "fetch", index, self._fetch, live.provider, asset, folder,
+                live.job.job_id, Step.DOWNLOAD, index, self._fetch, live.provider, asset, folder,
                 index, stop,
             )  # fmt: skip
 
@@ -721,7 +775,7 @@ class Engine:
             if isinstance(outcome, str):
                 files.append(outcome)
             elif asset.role == required:
-                self._on_error(live, "download", outcome)
+                self._on_error(live, Step.DOWNLOAD, outcome)
                 return
             else:  # thumbnails and previews are extras: a warning, never a failed job
                 warnings.append(f"{asset.role} not downloaded: {outcome}")

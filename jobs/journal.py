@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
 
-from .model import FINISHED, Job, JobState
+from .model import FINISHED, ImportPlan, Job, JobState, split_notes
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Version 1 (the first release) had exactly these columns, in this order.
 _V1_COLUMNS = (
@@ -43,7 +43,19 @@ _V2_COLUMNS = {
     "owner": "TEXT DEFAULT ''",
     "lease_until": "REAL DEFAULT 0",
 }
-_JOB_COLUMNS = (*_V1_COLUMNS, *(c for c in _V2_COLUMNS if c not in ("owner", "lease_until")))
+_V3_COLUMNS = {
+    "plan": "TEXT DEFAULT '{}'",
+    "upload_ref": "TEXT DEFAULT ''",
+    "picked_path": "TEXT DEFAULT ''",
+    "previous_task_id": "TEXT DEFAULT ''",
+    "needs_click": "INTEGER DEFAULT 0",
+}
+_LEASE_COLUMNS = ("owner", "lease_until")
+_JOB_COLUMNS = (
+    *_V1_COLUMNS, *(c for c in (*_V2_COLUMNS, *_V3_COLUMNS) if c not in _LEASE_COLUMNS)
+)  # fmt: skip
+_TEXT_COLUMNS = ("prompt", "message", "idempotency_key", "key_fingerprint", "base_url",
+                 "blend_file", "upload_ref", "picked_path", "previous_task_id")  # fmt: skip
 _JSON_TUPLES = ("image_paths", "files", "warnings", "candidates", "objects")
 
 _V1_TABLE = f"CREATE TABLE IF NOT EXISTS jobs ({', '.join(_V1_COLUMNS)}, PRIMARY KEY (job_id))"
@@ -56,6 +68,10 @@ _V1_TO_V2 = (
     "UPDATE jobs SET state = 'stalled' WHERE state = 'failed' AND task_id IS NOT NULL "
     "AND task_id != '' AND message LIKE '%resume later%'",
 )
+
+# What the v2 engine wrote into options, in the order of the v3 fields they become
+# (upload_ref, picked_path, previous_task_id).
+_V2_ENGINE_KEYS = ("file_key", "picked_path", "previous_task_id")
 
 HOST = socket.gethostname()
 
@@ -120,14 +136,15 @@ class Journal:
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
                 ).fetchone()
                 self._db.execute(_V1_TABLE)
-                if version < 2:
-                    have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-                    for name, decl in _V2_COLUMNS.items():
-                        if name not in have:
-                            self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
-                    if version < 1 and existed:  # rows written by version 1 get their meaning
-                        for statement in _V1_TO_V2:
-                            self._db.execute(statement)
+                have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+                for name, decl in {**_V2_COLUMNS, **_V3_COLUMNS}.items():
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+                if version < 1 and existed:  # rows written by version 1 get their meaning
+                    for statement in _V1_TO_V2:
+                        self._db.execute(statement)
+                if version < 3 and existed:
+                    self._options_to_fields()
                 if version > SCHEMA_VERSION:
                     raise JournalClosedError(
                         f"the job journal was written by a newer Conjure (schema {version})"
@@ -137,6 +154,21 @@ class Journal:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def _options_to_fields(self) -> None:
+        """v2 → v3: the add-on's "_" notes leave options for the plan, what the engine wrote
+        there becomes fields, and "Ready — Import" (a message before) becomes a flag."""
+        rows = self._db.execute("SELECT job_id, options, state, message FROM jobs").fetchall()
+        for job_id, text, state, message in rows:
+            options, plan = split_notes(json.loads(str(text or "{}")))
+            learned = [str(options.pop(key, "") or "") for key in _V2_ENGINE_KEYS]
+            options.pop("pick", None)  # picked_path says what was picked
+            needs_click = int(state == JobState.READY and message == "Ready — Import")
+            self._db.execute(
+                "UPDATE jobs SET options = ?, plan = ?, upload_ref = ?, picked_path = ?, "
+                "previous_task_id = ?, needs_click = ? WHERE job_id = ?",
+                (json.dumps(options), json.dumps(plan.to_json()), *learned, needs_click, job_id),
+            )
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -148,6 +180,8 @@ class Journal:
                 values[i] = json.dumps(list(values[i]))
             elif name == "options":
                 values[i] = json.dumps(dict(values[i]))
+            elif name == "plan":
+                values[i] = json.dumps(job.plan.to_json())
             elif name == "state":
                 values[i] = job.state.value
         updates = ", ".join(f"{c} = excluded.{c}" for c in _JOB_COLUMNS[1:])
@@ -266,10 +300,11 @@ def _job(row: tuple[object, ...]) -> Job:
     for name in _JSON_TUPLES:
         v[name] = tuple(json.loads(str(v[name] or "[]")))
     v["options"] = MappingProxyType(json.loads(str(v["options"] or "{}")))
+    v["plan"] = ImportPlan.from_json(json.loads(str(v["plan"] or "{}")))
     v["state"] = JobState(str(v["state"]))
     v["task_id"] = str(v["task_id"]) if v["task_id"] else None
-    for name in ("prompt", "message", "idempotency_key", "key_fingerprint", "base_url",
-                 "blend_file"):  # fmt: skip
+    v["needs_click"] = bool(v["needs_click"])
+    for name in _TEXT_COLUMNS:
         v[name] = str(v[name] or "")
     for name in ("progress", "created", "updated", "paid_at", "next_try"):
         v[name] = float(v[name] or 0)

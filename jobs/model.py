@@ -8,7 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from ..providers.base import GenerationRequest
@@ -31,6 +31,83 @@ class JobState(enum.StrEnum):
 
 
 FINISHED = frozenset({JobState.IMPORTED, JobState.FAILED, JobState.CANCELLED})
+LIVE = frozenset(JobState) - FINISHED
+
+
+class VoxMesh(enum.StrEnum):
+    """How a .vox result is built: instanced cubes, or one of three meshes."""
+
+    INSTANCES = "instances"
+    MERGE = "merge"
+    GREEDY = "greedy"
+    WATERTIGHT = "watertight"
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """How the main thread places a finished job: the sidebar's choices (scripts get the
+    importer's own placement), its compare slot, and which batch row it answers."""
+
+    origin_bottom: bool = False  # the bottom centre on the 3D cursor
+    target_height: float = 0.0  # scaled to this height (0: as it came)
+    mark_asset: bool = False
+    vox_mesh: VoxMesh = VoxMesh.INSTANCES
+    compare_group: str = ""  # jobs of one Compare share it; they land in a row along X
+    compare_slot: int = 0
+    compare_count: int = 1
+    compare_spacing: float = 2.0
+    batch_id: str = ""  # `conjure batch`: which batch, and which of its rows
+    batch_row: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        """The fields that differ from their defaults (most jobs have an empty plan)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != f.default}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> ImportPlan:
+        """Read back `to_json` (or older notes); a value that does not fit keeps the default."""
+        values = {f.name: _coerce(f.default, data[f.name]) for f in fields(cls) if f.name in data}
+        return cls(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _coerce(default: object, value: object) -> object:
+    """`value` as the type of `default` (text from a CSV row included), or None."""
+    if isinstance(default, VoxMesh):
+        text = str(value).lower()
+        return VoxMesh(text) if text in set(VoxMesh) else None
+    if isinstance(default, bool) or isinstance(value, bool):
+        return value if isinstance(default, bool) and isinstance(value, bool) else None
+    try:
+        return type(default)(value)  # type: ignore[call-arg]
+    except (TypeError, ValueError):
+        return None
+
+
+# Notes earlier versions (and scripts) put in options under these names: the plan's fields.
+_PLAN_NOTES = {
+    "_origin_bottom": "origin_bottom",
+    "_target_height": "target_height",
+    "_mark_asset": "mark_asset",
+    "_vox_mesh": "vox_mesh",
+    "_compare": "compare_group",
+    "_compare_slot": "compare_slot",
+    "_compare_count": "compare_count",
+    "_compare_spacing": "compare_spacing",
+    "_batch": "batch_id",
+    "_batch_row": "batch_row",
+}
+
+
+def split_notes(
+    options: Mapping[str, object], plan: ImportPlan | None = None
+) -> tuple[dict[str, object], ImportPlan]:
+    """Options without the add-on's "_" notes, and `plan` with the notes it knows applied;
+    other "_" keys are dropped: they were never sent to a service."""
+    kept = {k: v for k, v in options.items() if not k.startswith("_")}
+    notes = {_PLAN_NOTES[k]: v for k, v in options.items() if k in _PLAN_NOTES}
+    plan = plan or ImportPlan()
+    return kept, ImportPlan.from_json({**plan.to_json(), **notes}) if notes else plan
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -63,6 +140,12 @@ class Job:
     next_try: float = 0.0  # wall time of the next attempt while stalled
     candidates: tuple[str, ...] = ()  # downloaded candidate images (awaiting_pick)
     objects: tuple[str, ...] = ()  # names of the imported objects
+    plan: ImportPlan = ImportPlan()
+    # Written by the engine as the job goes (GenerationRequest carries them to the service):
+    upload_ref: str = ""  # the service's name for the uploaded image
+    picked_path: str = ""  # the candidate (or local image) the user picked
+    previous_task_id: str = ""  # the task of the stage before (the create builds on it)
+    needs_click: bool = False  # ready, but not in its own file or Object mode: "Ready — Import"
 
     @classmethod
     def new(
@@ -72,16 +155,21 @@ class Job:
         prompt: str = "",
         image_paths: tuple[str, ...] = (),
         options: Mapping[str, object] | None = None,
+        plan: ImportPlan | None = None,
         **context: str,
     ) -> Job:
+        """A new job; "_" notes in `options` (how older scripts asked for placement) go into
+        its plan."""
         now = time.time()
+        options, plan = split_notes(options or {}, plan)
         return cls(
             job_id=uuid.uuid4().hex,
             provider=provider,
             source=source,
             prompt=prompt,
             image_paths=tuple(image_paths),
-            options=MappingProxyType(dict(options or {})),
+            options=MappingProxyType(options),
+            plan=plan,
             idempotency_key=f"conjure-{uuid.uuid4().hex}",
             created=now,
             updated=now,
@@ -104,10 +192,16 @@ class Job:
         return self.paid_at > 0
 
     def request(self) -> GenerationRequest:
-        """What the service is asked; options starting with "_" are the add-on's own notes
-        (e.g. which batch row a job is) and never leave the machine."""
-        options = {k: v for k, v in self.options.items() if not k.startswith("_")}
-        return GenerationRequest(self.source, self.prompt, self.image_paths, options)
+        """What the service is asked, with what the job's earlier steps learned."""
+        return GenerationRequest(
+            self.source,
+            self.prompt,
+            self.image_paths,
+            self.options,
+            upload_ref=self.upload_ref,
+            picked_path=self.picked_path,
+            previous_task_id=self.previous_task_id,
+        )
 
     def evolve(self, **changes: object) -> Job:
         return replace(self, updated=time.time(), **changes)
@@ -131,6 +225,7 @@ class Job:
             "files": list(self.files),
             "warnings": list(self.warnings),
             "options": dict(self.options),
+            "plan": self.plan.to_json(),
             "created": self.created,
             "updated": self.updated,
         }

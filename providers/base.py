@@ -112,10 +112,16 @@ class TaskStatus:
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    """What a service is asked. The last three fields are what earlier steps of the same job
+    learned; the engine fills them in, never the user."""
+
     source: str  # "TEXT" | "IMAGE" | "MULTIVIEW"
     prompt: str = ""
     image_paths: tuple[str, ...] = ()
     options: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+    upload_ref: str = ""  # the service's name for the uploaded image (Triverse: file_key)
+    picked_path: str = ""  # the candidate image the user picked (Voxel-AI)
+    previous_task_id: str = ""  # the earlier stage's task (Ravenra: the preview to refine)
 
 
 class Step(enum.StrEnum):
@@ -248,9 +254,17 @@ class Provider(ABC):
     def flow(self, request: GenerationRequest) -> tuple[FlowStep, ...]:
         return STANDARD_FLOW
 
-    def upload(self, request: GenerationRequest) -> GenerationRequest:
-        """Send local files; returns the request with the service's references in options."""
-        return request
+    def upload(self, request: GenerationRequest) -> str:
+        """Send the local image the create refers to; returns the service's name for it."""
+        raise ProviderError(ErrorKind.BAD_REQUEST, f"{self.info.name} takes no uploads")
+
+    def can_refine(self, request: GenerationRequest) -> bool:
+        """Whether a finished task made from `request` can be refined by a new job."""
+        return False
+
+    def refine_options(self, task_id: str) -> dict[str, object]:
+        """The options of a new job that refines finished task `task_id`."""
+        raise ProviderError(ErrorKind.BAD_REQUEST, f"{self.info.name} cannot refine a model")
 
     @abstractmethod
     def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:

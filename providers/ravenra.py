@@ -114,6 +114,12 @@ def mode_of(request: GenerationRequest) -> str:
 class Ravenra(Provider):
     info = INFO
 
+    def can_refine(self, request: GenerationRequest) -> bool:
+        return request.source == "TEXT" and mode_of(request) == PREVIEW
+
+    def refine_options(self, task_id: str) -> dict[str, object]:
+        return {"mode": REFINE, "parent_task_id": task_id}
+
     def flow(self, request: GenerationRequest) -> tuple[FlowStep, ...]:
         if mode_of(request) == TEXT_TO_IMAGE:
             return (
@@ -202,8 +208,9 @@ class Ravenra(Provider):
         if mode == PREVIEW:
             return CREATE_PATH, {"prompt": prompt, "mode": PREVIEW}
         if mode == REFINE:
-            options = request.options  # the engine hands a later stage the earlier task id
-            parent = str(options.get("parent_task_id") or options["previous_task_id"]).strip()
+            # A refine job names its parent; a textured job's second stage refines its first.
+            parent = str(request.options.get("parent_task_id") or request.previous_task_id)
+            parent = parent.strip()
             body: dict[str, Any] = {"mode": REFINE, "parent_task_id": parent}
         else:
             body = {"image_source": request.image_paths[0]}

@@ -94,8 +94,8 @@ BRISK_POLLS = 12
 MAX_SEED = 9_999_999_999  # tripo `seed`: -1 <= x <= 9999999999 (public docs)
 MAX_JSON_INT = 2**53 - 1  # the largest integer JSON carries exactly
 
-# Keys the engine and the operators put in options for their own use; never sent.
-ENGINE_KEYS = frozenset({"model", "candidate", "pick", "picked_path", "previous_task_id"})
+# Options that steer the add-on, not the model (which model; a candidate chosen up front).
+ENGINE_KEYS = frozenset({"model", "candidate"})
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,6 @@ UPLOAD_PATH = "/upload/image"
 CREATE_PATHS = {"TEXT": "/tasks/text-to-model", "IMAGE": "/tasks/image-to-model"}
 TASK_PATH = "/tasks/"
 URL_PATH = "/tasks/url/"
-FILE_KEY = "file_key"  # where upload() leaves the service's reference in the options
 MODEL_VERSION = "v2"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MIN_PROMPT = 3
@@ -232,8 +231,8 @@ class Triverse(Provider):
     info = INFO
 
     def flow(self, request: GenerationRequest) -> tuple[FlowStep, ...]:
-        # By the path alone, never the options: the flow must keep its shape after upload()
-        # has added the file_key, because the journal stores the step as an index into it.
+        # By the path alone: the flow must keep its shape after upload(), because the
+        # journal stores the step as an index into it.
         if request.source == "IMAGE" and request.image_paths and not is_url(request.image_paths[0]):
             return UPLOAD_FLOW
         return STANDARD_FLOW
@@ -248,10 +247,10 @@ class Triverse(Provider):
         if len(request.image_paths) != 1:
             raise _bad(f"Triverse takes exactly one image, got {len(request.image_paths)}")
         path = request.image_paths[0]
-        if not is_url(path) and not request.options.get(FILE_KEY):
+        if not is_url(path) and not request.upload_ref:
             _check_image_file(path)  # once uploaded, the local file is no longer needed
 
-    def upload(self, request: GenerationRequest) -> GenerationRequest:
+    def upload(self, request: GenerationRequest) -> str:
         self.check(request)  # options, size and type: a bad job sends nothing at all
         path, name = request.image_paths[0], os.path.basename(request.image_paths[0])
         try:
@@ -271,8 +270,7 @@ class Triverse(Provider):
         key = _pick(self._data(answer, "upload"), "file_key")
         if not isinstance(key, str) or not key.strip():
             raise ProviderError(ErrorKind.BAD_RESPONSE, "upload answer has no file_key")
-        options = {**request.options, FILE_KEY: key.strip()}
-        return GenerationRequest(request.source, request.prompt, request.image_paths, options)
+        return key.strip()
 
     def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
         self.check(request)
@@ -281,7 +279,7 @@ class Triverse(Provider):
             body = {"prompt": request.prompt.strip()}
         else:
             path = request.image_paths[0]
-            reference = path if is_url(path) else request.options.get(FILE_KEY)
+            reference = path if is_url(path) else request.upload_ref
             if not reference:
                 raise _bad("the image was not uploaded yet (no file_key)")
             body = {"image_file": reference, "model_version": MODEL_VERSION}

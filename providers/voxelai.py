@@ -208,8 +208,7 @@ def _image_path(request: GenerationRequest) -> str | None:
         if not request.image_paths:
             raise _bad("Voxel-AI needs an image to voxelize")
         return request.image_paths[0]
-    picked = request.options.get("picked_path")
-    return str(picked) if picked else None
+    return request.picked_path or None
 
 
 # -- answers ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from harness import SETTLED, EngineHarness, harness_fixture
 
 from conjure_src.jobs.journal import HOST, Journal
-from conjure_src.jobs.model import Job, JobState
+from conjure_src.jobs.model import ImportPlan, Job, JobState, VoxMesh
 from conjure_src.providers import get_provider, make_http
 from conjure_src.providers.base import (
     Asset,
@@ -364,7 +364,64 @@ def test_a_version_1_journal_is_migrated_and_its_jobs_resume(tmp_path, trify) ->
         assert [j.state for j in jobs] == [JobState.READY] * 2
         assert trify.count("POST") == 0  # resumed by polling, never by paying again
         version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-        assert version == 2
+        assert version == 3
+    finally:
+        h.close()
+
+
+V2_COLUMNS = (
+    "step INTEGER DEFAULT 0", "paid_at REAL DEFAULT 0", "key_fingerprint TEXT DEFAULT ''",
+    "base_url TEXT DEFAULT ''", "blend_file TEXT DEFAULT ''", "warnings TEXT DEFAULT '[]'",
+    "next_try REAL DEFAULT 0", "candidates TEXT DEFAULT '[]'", "objects TEXT DEFAULT '[]'",
+    "owner TEXT DEFAULT ''", "lease_until REAL DEFAULT 0",
+)  # fmt: skip
+
+
+def test_a_version_2_journal_moves_notes_into_typed_fields_and_resumes(tmp_path, trify) -> None:
+    """v2 kept the add-on's notes and the engine's findings in options; v3 has fields."""
+    path = tmp_path / "journal.sqlite"
+    task = trify.create_task("text_to_3d", {"prompt": "a"})
+    placed = {"_compare": "g1", "_compare_slot": 2, "_compare_count": 3, "_origin_bottom": True,
+              "_target_height": 1.5, "_batch": "b9", "_batch_row": "4", "mode": "preview"}
+    learned = {"pick": 1, "picked_path": "/j/candidate-1.png", "file_key": "uploads/k.png",
+               "previous_task_id": "t-prev", "_vox_mesh": "greedy"}  # fmt: skip
+    db = sqlite3.connect(path)
+    db.execute(V1_SCHEMA)
+    for column in V2_COLUMNS:
+        db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+    rows = [
+        ("a", "running", task, json.dumps(placed), ""),
+        ("b", "ready", "t-b", json.dumps(learned), "Ready — Import"),
+        ("c", "ready", "t-c", "{}", "Downloaded"),
+    ]
+    for job_id, state, task_id, options, message in rows:
+        row = list(_v1_row(job_id, state, task_id, message))
+        row[5] = options
+        db.execute("INSERT INTO jobs (job_id, provider, source, prompt, image_paths, options, "
+                   "state, task_id, progress, message, files, idempotency_key, created, updated,"
+                   " step, paid_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1,?)",
+                   (*row, time.time()))  # fmt: skip
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    h = Harness(tmp_path, trify.url)
+    try:
+        a, b, c = (h.journal.get(i) for i in "abc")
+        assert dict(a.options) == {"mode": "preview"}
+        assert a.plan == ImportPlan(origin_bottom=True, target_height=1.5, compare_group="g1",
+                                    compare_slot=2, compare_count=3, batch_id="b9",
+                                    batch_row="4")  # fmt: skip
+        assert dict(b.options) == {} and b.plan == ImportPlan(vox_mesh=VoxMesh.GREEDY)
+        assert (b.upload_ref, b.picked_path, b.previous_task_id) == (
+            "uploads/k.png", "/j/candidate-1.png", "t-prev")  # fmt: skip
+        assert b.needs_click and not c.needs_click and not a.needs_click
+        h.resume(a)
+        (done,) = h.wait(["a"])
+        assert done.state == JobState.READY, done.message
+        assert trify.count("POST") == 0  # nothing paid again
+        assert h.journal.get("a").plan == a.plan  # the plan survives the engine's saves
+        version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+        assert version == 3
     finally:
         h.close()
 
@@ -407,12 +464,12 @@ class Staged(Provider):
 
     def upload(self, request):
         self.calls.append("upload")
-        return GenerationRequest(request.source, request.prompt, (), {"file_key": "fk-1"})
+        return "fk-1"
 
     def create(self, request, idempotency_key, stage=""):
-        self.calls.append(f"create:{stage}:{request.options.get('file_key')}")
+        self.calls.append(f"create:{stage}:{request.upload_ref}")
         if stage == "model":
-            self.calls.append(f"picked:{request.options['pick']}")
+            self.calls.append(f"picked:{Path(request.picked_path).stem}")
         return f"task-{stage}"
 
     def poll(self, task_id, stage=""):
@@ -440,7 +497,7 @@ def test_engine_runs_any_declared_flow_including_a_pick(harness, trify) -> None:
     (job,) = h.wait([job.job_id])
     assert job.state == JobState.READY and job.files[0].endswith("model.glb")
     assert Staged.calls == [
-        "upload", "create:images:fk-1", "poll:images", "create:model:fk-1", "picked:2",
+        "upload", "create:images:fk-1", "poll:images", "create:model:fk-1", "picked:candidate-2",
         "poll:model",
     ]  # fmt: skip
 

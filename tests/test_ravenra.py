@@ -819,6 +819,6 @@ def test_the_default_text_flow_previews_then_refines_into_a_textured_model(tmp_p
     assert preview == {"prompt": "a textured chair", "mode": "preview"}
     assert refine["mode"] == "refine" and refine["parent_task_id"] in emu.tasks
     assert done.state == JobState.READY and done.task_id != refine["parent_task_id"]
-    assert done.options["previous_task_id"] == refine["parent_task_id"]
+    assert done.previous_task_id == refine["parent_task_id"]
     kinds = sorted(Path(f).suffix for f in done.files)
     assert ".obj" in kinds and ".mtl" in kinds and ".png" in kinds  # textured

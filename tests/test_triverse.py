@@ -115,8 +115,8 @@ def test_facts_and_flows_are_declared_by_the_module() -> None:
     assert local[0].bucket == "upload"
     assert provider.flow(GenerationRequest("IMAGE", "", (IMAGE_URL,))) == STANDARD_FLOW
     assert provider.flow(GenerationRequest("TEXT", "a chair")) == STANDARD_FLOW
-    # After upload() the options carry the file_key; the flow keeps its shape.
-    uploaded = GenerationRequest("IMAGE", "", ("/tmp/a.png",), {"file_key": "uploads/x.png"})
+    # After upload() the request carries the file_key; the flow keeps its shape.
+    uploaded = GenerationRequest("IMAGE", "", ("/tmp/a.png",), upload_ref="uploads/x.png")
     assert provider.flow(uploaded) == local
 
 
@@ -206,7 +206,7 @@ def test_a_local_image_is_uploaded_then_created_by_its_file_key(
     assert ORDER_ID.fullmatch(order) and order.startswith(job.idempotency_key)
     paths = [r.path for r in emu.requests if r.method == "POST"]
     assert paths == [UPLOAD_PATH, IMAGE_PATH]
-    assert job.options["file_key"] == file_key  # journaled: a resume creates without re-upload
+    assert job.upload_ref == file_key  # journaled: a resume creates without re-upload
 
 
 def test_a_job_resumed_after_its_upload_creates_without_uploading_again(
@@ -215,14 +215,14 @@ def test_a_job_resumed_after_its_upload_creates_without_uploading_again(
     path = _image(tmp_path)
     job = Job.new("triverse", "IMAGE", "", (str(path),))
     uploaded = _provider(emu.url).upload(job.request())  # then Blender closed
-    job = job.evolve(options=dict(uploaded.options), step=1)
+    job = job.evolve(upload_ref=uploaded, step=1)
     path.unlink()  # the service has the image now: the local file is no longer needed
     h = harness()
     h.journal.save(job)
     h.resume(job)
     _ready_with(h.wait(job.job_id), TEXTURED_GLB)
     assert emu.count("POST", UPLOAD_PATH) == 1 and emu.count("POST", IMAGE_PATH) == 1
-    assert emu.bodies(IMAGE_PATH)[0]["image_file"] == uploaded.options["file_key"]
+    assert emu.bodies(IMAGE_PATH)[0]["image_file"] == uploaded
 
 
 def test_an_image_url_is_created_without_an_upload(harness, emu) -> None:
