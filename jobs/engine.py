@@ -47,7 +47,7 @@ from ..providers.base import (
 )
 from ..providers.http import NotSentError
 from .journal import Journal
-from .model import ImportPlan, Job, JobState
+from .model import ImportPlan, Job, JobState, files_exist
 from .ratelimit import RateNote, ServiceLimiter
 
 __all__ = ["Engine", "describe_bytes", "detect_format"]
@@ -423,7 +423,7 @@ class Engine:
         live = _Live(job, provider, flow)
         with self._lock:
             self._live[job.job_id] = live
-        if job.state == JobState.READY and not _files_exist(job):
+        if job.state == JobState.READY and not files_exist(job.files):
             # Downloaded files vanished: ask the service again for the asset URLs.
             self._update(live, step=_last_poll(flow, len(flow)), state=JobState.RUNNING)
         self._schedule(live)
@@ -432,7 +432,7 @@ class Engine:
         job = live.job
         if live.busy or job.finished:
             return
-        if job.step >= len(live.flow) or (job.state == JobState.READY and _files_exist(job)):
+        if job.step >= len(live.flow) or (job.state == JobState.READY and files_exist(job.files)):
             self._hand_over(live)
             return
         here = live.here
@@ -677,7 +677,7 @@ class Engine:
         if job.picked_path:
             self._update(live, step=job.step + 1)
             self._schedule(live)
-        elif not (job.candidates and _files_exist(job, job.candidates)):
+        elif not (job.candidates and files_exist(job.candidates)):
             self._download(live, live.candidates, "candidate")
         elif isinstance(job.options.get("candidate"), int):  # chosen up front (scripts)
             self._on_pick(job.job_id, job.options["candidate"])
@@ -847,8 +847,3 @@ def _is_image_file(path: str) -> bool:
             return detect_format(f.read(16)) in IMAGE_FORMATS
     except OSError:
         return False
-
-
-def _files_exist(job: Job, files: Sequence[str] | None = None) -> bool:
-    paths = job.files if files is None else files
-    return bool(paths) and all(os.path.isfile(f) for f in paths)

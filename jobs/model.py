@@ -7,7 +7,7 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
@@ -108,6 +108,11 @@ def split_notes(
     notes = {_PLAN_NOTES[k]: v for k, v in options.items() if k in _PLAN_NOTES}
     plan = plan or ImportPlan()
     return kept, ImportPlan.from_json({**plan.to_json(), **notes}) if notes else plan
+
+
+def files_exist(paths: Sequence[str]) -> bool:
+    """A job's downloads are all still there (a cleared folder means fetching again)."""
+    return bool(paths) and all(os.path.isfile(p) for p in paths)
 
 
 def key_fingerprint(api_key: str) -> str:
