@@ -11,18 +11,22 @@ one line, never a key.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 
 import bpy
 
-from . import runtime
-from .preferences import online_access_problem
+from . import imports, runtime
+from .jobs.model import FINISHED
+from .jobs.session import ConjureError
 from .providers.base import is_url
-from .runtime import ConjureError
+from .settings import online_access_problem
 
 __all__ = [
-    "ConjureError", "cancel", "generate", "jobs", "pick", "resume", "status", "submit", "wait",
+    "ConjureError", "batch_limits", "cancel", "generate", "import_file", "jobs", "pick",
+    "resume", "reuse", "status", "submit", "wait",
 ]  # fmt: skip
+_ENDED = {s.value for s in FINISHED}
 
 
 def submit(
@@ -75,7 +79,7 @@ def generate(
     job_id = submit(provider, source, prompt, image_paths, options)
     result = wait(job_id, timeout)[job_id]
     if result["state"] != "imported":
-        if result["state"] in ("failed", "cancelled"):
+        if result["state"] in _ENDED:
             raise ConjureError(str(result["message"]))
         if result["state"] == "awaiting_pick":
             raise ConjureError(
@@ -110,3 +114,31 @@ def jobs() -> list[dict[str, object]]:
     """Every job in the journal, newest first (live ones as this session knows them)."""
     rt = runtime.get()
     return [(rt.latest(j.job_id) or j).status() for j in rt.journal.recent(10_000)]
+
+
+def reuse(job_ids: Iterable[str]) -> None:
+    """Take up jobs of an earlier run (e.g. a batch run again): imported ones are imported
+    again from their files, unfinished ones resumed; never a new create. `wait` follows them."""
+    runtime.get().reuse(job_ids)
+
+
+def batch_limits(rows: int, shards: int = 1) -> None:
+    """Before submitting a batch of `rows` jobs: let all of them be in progress at once
+    (each service's rate budget still paces them), and use 1/`shards` of every budget, so
+    `shards` Blenders (farm tasks) can share one key."""
+    rt = runtime.get()
+    rt.engine.share_budgets(1.0 / max(shards, 1))
+    rt.in_flight_floor = max(rows, 0)
+    rt.apply_concurrency()
+
+
+def import_file(path: str) -> list[bpy.types.Object]:
+    """A .vox, .glb/.gltf, .obj or zipped bundle from disk into a new collection at the 3D
+    cursor (what `conjure import` does); nothing is sent. ConjureError if it cannot be read."""
+    path = os.path.abspath(bpy.path.abspath(path))
+    if not os.path.isfile(path):
+        raise ConjureError(f"No such file: {path}")
+    try:
+        return imports.import_file(bpy.context, path, str(runtime.get().root / "imports"))
+    except imports.ImportFailedError as exc:
+        raise ConjureError(f"Import failed: {exc}") from None

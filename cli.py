@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import api, runtime
+from . import api
+from .jobs.model import FINISHED, JobState
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
-FINISHED = ("imported", "failed", "cancelled")
+ENDED = {s.value for s in FINISHED}
+UNDONE = ENDED - {JobState.IMPORTED.value}  # a batch row that ended so is sent again
 
 
 class UsageError(Exception):
@@ -177,8 +179,8 @@ def _import(args: argparse.Namespace) -> int:
     path = os.path.abspath(args.file)
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {args.file}")
-    names = runtime.import_local(bpy.context, path)
-    print(f"imported {len(names)} object(s) from {os.path.basename(path)}")
+    objects = api.import_file(path)
+    print(f"imported {len(objects)} object(s) from {os.path.basename(path)}")
     if args.output:
         _save(args.output)
     return OK
@@ -241,12 +243,10 @@ def _row(index: int, record: dict[str, object], default_service: str | None, pat
 
 def _batch(args: argparse.Namespace) -> int:
     rows = read_batch(args.file, args.service)
-    if args.shard:
-        index, count = args.shard
-        rows = [r for r in rows if r.index % count == index - 1]
-        runtime.get().engine.share_budgets(1.0 / count)
+    index, count = args.shard or (1, 1)
+    rows = [r for r in rows if r.index % count == index - 1]
     os.makedirs(args.output_dir, exist_ok=True)
-    runtime.get().in_flight_floor = len(rows)  # every row at once, within the rate budgets
+    api.batch_limits(len(rows), count)  # every row at once, within (a share of) the budgets
     batch_id = os.path.abspath(args.file)
     known = {
         j["plan"].get("batch_row"): j
@@ -257,16 +257,16 @@ def _batch(args: argparse.Namespace) -> int:
     reused: set[int] = set()
     for row in rows:
         earlier = known.get(row.key)
-        if earlier and earlier["state"] not in ("failed", "cancelled"):
+        if earlier and earlier["state"] not in UNDONE:
             job_of[row.index] = str(earlier["job_id"])
             reused.add(row.index)
             continue
-        options = {**row.options, "_batch": batch_id, "_batch_row": row.key}
+        options = {**row.options, "_batch": batch_id, "_batch_row": row.key}  # its plan
         try:
             job_of[row.index] = api.submit(row.service, row.source, row.prompt, row.images, options)
         except api.ConjureError as exc:
             print(f"row {row.index + 1}: {exc}", file=sys.stderr)
-    runtime.get().reuse(job_of[i] for i in reused)  # imported: from its files; else resumed
+    api.reuse(job_of[i] for i in reused)  # imported: from its files; else resumed
     statuses = _watch(list(job_of.values()), args.timeout)
     results = [statuses[j] for j in job_of.values() if statuses[j]["state"] == "imported"]
     stem = os.path.splitext(os.path.basename(args.file))[0]
@@ -294,7 +294,7 @@ def _watch(job_ids: list[str], timeout: float) -> dict[str, dict[str, object]]:
             if seen.get(job_id) != status["state"]:
                 seen[job_id] = str(status["state"])
                 print(_line(status), flush=True)
-        if all(s["state"] in FINISHED for s in statuses.values()) or deadline <= 0:
+        if all(s["state"] in ENDED for s in statuses.values()) or deadline <= 0:
             return statuses
 
 
@@ -337,9 +337,19 @@ def _save(path: str) -> None:
 
 
 def _export(statuses: list[dict], stem: str, kind: str) -> None:
+    """The jobs' objects (with their children) as .glb or .obj, by Blender's own exporters."""
     names = [n for s in statuses for n in s.get("objects", ()) if n in bpy.data.objects]
-    runtime.export_objects([bpy.data.objects[n] for n in names], f"{stem}.{kind}")
-    print(f"exported {stem}.{kind}")
+    for selected in bpy.context.view_layer.objects.selected:
+        selected.select_set(False)
+    for name in names:
+        for item in (bpy.data.objects[name], *bpy.data.objects[name].children_recursive):
+            item.select_set(True)
+    path = f"{stem}.{kind}"
+    if kind == "glb":
+        bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", use_selection=True)
+    else:
+        bpy.ops.wm.obj_export(filepath=path, export_selected_objects=True)
+    print(f"exported {path}")
 
 
 COMMANDS = {

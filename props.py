@@ -18,6 +18,7 @@ from bpy.props import (
 )
 from bpy.types import PropertyGroup
 
+from .jobs.model import ImportPlan, VoxMesh
 from .providers import PROVIDER_IDS, SERVICES
 from .providers.base import OptionSpec, chosen_options
 
@@ -74,24 +75,23 @@ def service_options(
     settings, provider: str, source: str, changed_only: bool = True
 ) -> dict[str, object]:
     """What the sidebar's options box asks of `provider` (by default only values changed
-    from the defaults: the service decides the rest), plus import choices kept for us."""
+    from the defaults: the service decides the rest)."""
     group = getattr(settings, f"options_{provider}")
     specs = SERVICES[provider].options
     values = {s.name: getattr(group, s.name) for s in specs}
     values = {k: ("" if v == DEFAULT_CHOICE else v) for k, v in values.items()}
-    chosen = chosen_options(specs, values, source, changed_only)
-    if getattr(group, "import_as", "INSTANCES") != "INSTANCES":
-        chosen["_vox_mesh"] = group.import_as.lower()
-    return chosen
+    return chosen_options(specs, values, source, changed_only)
 
 
-def placement_options(settings) -> dict[str, object]:
-    """How the sidebar wants its results placed, kept with the job for its import."""
-    return {
-        "_origin_bottom": settings.origin_bottom,
-        "_target_height": settings.target_height,
-        "_mark_asset": settings.mark_asset,
-    }
+def import_plan(settings, provider: str) -> ImportPlan:
+    """How the sidebar wants `provider`'s result placed and built, kept with the job."""
+    group = getattr(settings, f"options_{provider}")
+    return ImportPlan(
+        origin_bottom=settings.origin_bottom,
+        target_height=settings.target_height,
+        mark_asset=settings.mark_asset,
+        vox_mesh=VoxMesh(getattr(group, "import_as", "INSTANCES").lower()),
+    )
 
 
 class ConjureSceneSettings(PropertyGroup):

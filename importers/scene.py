@@ -114,10 +114,15 @@ def move_into(
 
 @contextlib.contextmanager
 def all_or_nothing(
-    before: Snapshot, keep: bpy.types.Collection, error: type[Exception], what: str
+    before: Snapshot,
+    keep: bpy.types.ID | None,
+    error: type[Exception],
+    what: str,
+    plain: tuple[type[Exception], ...] = (),
 ) -> Iterator[None]:
     """On any failure remove what was made since `before` (never `keep`) and raise `error`
-    with one line; KeyboardInterrupt and SystemExit are cleaned up, not disguised."""
+    with one line: a `plain` error's own words, else its type and words. KeyboardInterrupt
+    and SystemExit are cleaned up, not disguised."""
     try:
         yield
     except BaseException as exc:
@@ -125,4 +130,6 @@ def all_or_nothing(
         if isinstance(exc, error) or not isinstance(exc, Exception):
             raise
         detail = one_line(str(exc), f"unknown {what} import error")
+        if isinstance(exc, plain):
+            raise error(detail) from None
         raise error(f"{type(exc).__name__}: {detail}") from None

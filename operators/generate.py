@@ -1,4 +1,5 @@
-"""conjure.generate and the job operators: cancel, resume, import, clear, and the monitor.
+"""Operators that start new jobs: conjure.generate, the sidebar's Generate and its F3
+dialogs, Compare, Resume; and the blocking rule they (and jobs.py) share.
 
 One rule for blocking, as Blender's own extension operators have: invoked from the UI an
 operator returns at once and the monitor carries the jobs on; executed (a script, `blender
@@ -7,42 +8,24 @@ operator returns at once and the monitor carries the jobs on; executed (a script
 
 from __future__ import annotations
 
+import functools
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import bpy
-from bpy.app.handlers import persistent
-from bpy.props import (
-    BoolProperty,
-    CollectionProperty,
-    EnumProperty,
-    FloatProperty,
-    IntProperty,
-    StringProperty,
-)
+from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy.types import Operator
 
-from .. import props, runtime
+from .. import props, runtime, settings
 from ..jobs.model import Job, JobState
-from ..preferences import addon_preferences, online_access_problem
-from ..providers import SERVICES
+from ..jobs.session import ConjureError, request_problem
+from ..providers import PROVIDER_IDS, SERVICES
 from ..providers.base import is_url
+from .monitor import ensure_monitor
 
-MONITOR_INTERVAL = 0.1
-IMPORT_INTERVAL = 0.02  # while downloaded assets wait for the main thread to import them
-
-
-def tick_interval(rt: runtime.Runtime) -> float:
-    """The monitor's pace: quick while imports are queued (each tick imports for at most
-    50 ms, then lets Blender draw), relaxed otherwise."""
-    return IMPORT_INTERVAL if rt.import_pending() else MONITOR_INTERVAL
-
-
-def _network_poll(cls, context) -> bool:
-    problem = online_access_problem()
-    if problem:
-        cls.poll_message_set(problem)
-    return not problem
-
+TIMEOUT = 1800.0
+SOURCE_WORDS = {"TEXT": "text", "IMAGE": "an image", "MULTIVIEW": "several views"}
 
 def _report_outcome(op: Operator, jobs: list[Job], timeout: float) -> set[str]:
     """FINISHED only if every job was imported; one line for each that was not."""
@@ -84,7 +67,7 @@ def start_job(
     blocking rule: "Conjure: <doing> <label> on <service>" when invoked from the UI."""
     try:
         job = make()
-    except runtime.ConjureError as exc:
+    except ConjureError as exc:
         op.report({"ERROR"}, str(exc))
         return {"CANCELLED"}
     runtime.get().submit(job)
@@ -102,12 +85,6 @@ def request_images(holder, source: str) -> tuple[str, ...]:
     else:
         paths = []
     return tuple(p if is_url(p) else bpy.path.abspath(p) for p in paths)
-
-
-def ensure_monitor(context: bpy.types.Context) -> None:
-    """Start the modal pump once; it stops itself when no job is live."""
-    if not bpy.app.background and not CONJURE_OT_job_monitor.running and context.window:
-        bpy.ops.conjure.job_monitor("INVOKE_DEFAULT")
 
 
 class CONJURE_OT_generate(Operator):
@@ -141,34 +118,33 @@ class CONJURE_OT_generate(Operator):
 
     @classmethod
     def poll(cls, context):
-        return _network_poll(cls, context)
+        return settings.poll_online(cls)
 
     def invoke(self, context, event):
         """From the panel or F3: take what the caller did not set from the sidebar inputs."""
-        settings = context.scene.conjure
+        sidebar = context.scene.conjure
         for name in ("provider", "source", "prompt", "image_path"):
             if not self.properties.is_property_set(name):
-                setattr(self, name, getattr(settings, name))
+                setattr(self, name, getattr(sidebar, name))
         if not self.properties.is_property_set("image_paths"):
-            for item in settings.image_paths:
+            for item in sidebar.image_paths:
                 self.image_paths.add().name = item.name
         # The sidebar's service options and placement too; model/mode given here win.
-        self._sidebar = {
-            **props.service_options(settings, self.provider, self.source),
-            **props.placement_options(settings),
-        }
+        self._sidebar = props.service_options(sidebar, self.provider, self.source)
+        self._plan = props.import_plan(sidebar, self.provider)
         return self.execute(context)
 
     def execute(self, context):
         return start_job(self, context, self._job, self.timeout)
 
     def _job(self) -> Job:
-        problem = online_access_problem()
+        problem = settings.online_access_problem()
         if problem:
-            raise runtime.ConjureError(problem)
+            raise ConjureError(problem)
         images = request_images(self, self.source)
+        plan = getattr(self, "_plan", None)
         return runtime.get().new_job(
-            self.provider, self.source, self.prompt, images, self._options()
+            self.provider, self.source, self.prompt, images, self._options(), plan
         )
 
     def _options(self) -> dict[str, object]:
@@ -181,20 +157,173 @@ class CONJURE_OT_generate(Operator):
         return options
 
 
-class CONJURE_OT_cancel_job(Operator):
-    """Stop a generation: nothing more is sent for it (work already started may be charged)"""
+def service_problem(context, provider: str, source: str) -> str:
+    """Why `provider` cannot take the sidebar's request now ('' when it can)."""
+    info = SERVICES[provider]
+    if source not in info.sources:
+        return f"{info.name} cannot generate from {SOURCE_WORDS[source]}"
+    sidebar = context.scene.conjure
+    images = request_images(sidebar, source)
+    return request_problem(settings.service_settings(provider), source, sidebar.prompt, images)
 
-    bl_idname = "conjure.cancel_job"
-    bl_label = "Cancel Job"
-    bl_options = {"REGISTER", "INTERNAL"}
 
-    job_id: StringProperty()
+def sidebar_problem(context, source: str = "") -> str:
+    """Why the Generate button is greyed out, in one line ('' when it is not)."""
+    sidebar = context.scene.conjure
+    return settings.online_access_problem() or service_problem(
+        context, sidebar.provider, source or sidebar.source
+    )
+
+
+def compare_problem(context) -> str:
+    sidebar = context.scene.conjure
+    chosen = [pid for pid in PROVIDER_IDS if pid in sidebar.compare_services]
+    if len(chosen) < 2:
+        return "Choose at least two services to compare"
+    problem = settings.online_access_problem()
+    if problem:
+        return problem
+    problems = [service_problem(context, pid, sidebar.source) for pid in chosen]
+    if all(problems):
+        return problems[0]
+    return ""
+
+
+def _sidebar_job(context, provider: str, source: str, **compare: object) -> Job:
+    """A job from the sidebar's inputs; `compare` sets its slot in a comparison's row."""
+    sidebar = context.scene.conjure
+    options = props.service_options(sidebar, provider, source)
+    plan = replace(props.import_plan(sidebar, provider), **compare)
+    images = request_images(sidebar, source)
+    return runtime.get().new_job(provider, source, sidebar.prompt, images, options, plan)
+
+
+class _FromSidebar:
+    """Generate from the sidebar's inputs; subclasses fix the source for F3 and menus."""
+
+    bl_options = {"REGISTER"}
+    fixed_source = ""
+
+    timeout: FloatProperty(
+        name="Timeout",
+        description="When run from a script: seconds to wait for the asset (the job goes on)",
+        default=TIMEOUT,
+        min=1.0,
+    )
+
+    @classmethod
+    def poll(cls, context):
+        problem = sidebar_problem(context, cls.fixed_source)
+        if problem:
+            cls.poll_message_set(problem)
+        return not problem
 
     def execute(self, context):
-        if not runtime.get().cancel(self.job_id):
-            self.report({"WARNING"}, "That job is not running")
+        sidebar = context.scene.conjure
+        source = self.fixed_source or sidebar.source
+        make = functools.partial(_sidebar_job, context, sidebar.provider, source)
+        return start_job(self, context, make, self.timeout)
+
+
+class CONJURE_OT_sidebar_generate(_FromSidebar, Operator):
+    """Generate with the service, source and options chosen in the Conjure sidebar"""
+
+    bl_idname = "conjure.sidebar_generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER", "INTERNAL"}  # F3 has Generate 3D from Text / from Image
+
+
+class _Dialog(_FromSidebar):
+    """From F3 or Add > Conjure: a small dialog with the service and the input first."""
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self, width=420)
+
+    def draw(self, context):
+        sidebar = context.scene.conjure
+        layout = self.layout
+        layout.prop(sidebar, "provider")
+        if self.fixed_source == "TEXT":
+            layout.prop(sidebar, "prompt")
+        else:
+            layout.prop(sidebar, "image_path")
+        problem = sidebar_problem(context, self.fixed_source)
+        if problem:
+            layout.label(text=problem, icon="ERROR")
+
+    @classmethod
+    def poll(cls, context):  # the dialog is where the missing input is entered
+        return settings.poll_online(cls)
+
+    def execute(self, context):
+        problem = sidebar_problem(context, self.fixed_source)
+        if problem:
+            self.report({"ERROR"}, problem)
             return {"CANCELLED"}
-        return {"FINISHED"}
+        return super().execute(context)
+
+
+class CONJURE_OT_generate_text(_Dialog, Operator):
+    """Generate a 3D asset from a text prompt with the sidebar's service"""
+
+    bl_idname = "conjure.generate_text"
+    bl_label = "Generate 3D from Text"
+    fixed_source = "TEXT"
+
+
+class CONJURE_OT_generate_image(_Dialog, Operator):
+    """Generate a 3D asset from one image with the sidebar's service"""
+
+    bl_idname = "conjure.generate_image"
+    bl_label = "Generate 3D from Image"
+    fixed_source = "IMAGE"
+
+
+class CONJURE_OT_compare(Operator):
+    """Send the same prompt or image to several services at once; the results land side by
+    side, each labelled with its service"""
+
+    bl_idname = "conjure.compare"
+    bl_label = "Compare Services"
+    bl_options = {"REGISTER"}
+
+    timeout: FloatProperty(name="Timeout", default=TIMEOUT, min=1.0)
+
+    @classmethod
+    def poll(cls, context):
+        problem = compare_problem(context)
+        if problem:
+            cls.poll_message_set(problem)
+        return not problem
+
+    def execute(self, context):
+        sidebar = context.scene.conjure
+        chosen = [pid for pid in PROVIDER_IDS if pid in sidebar.compare_services]
+        problems = {pid: service_problem(context, pid, sidebar.source) for pid in chosen}
+        ready = [pid for pid in chosen if not problems[pid]]
+        for problem in filter(None, problems.values()):
+            self.report({"WARNING"}, problem)
+        group = uuid.uuid4().hex[:8]
+        jobs = []
+        try:
+            for slot, pid in enumerate(ready):
+                job = _sidebar_job(
+                    context, pid, sidebar.source, compare_group=group, compare_slot=slot,
+                    compare_count=len(ready), compare_spacing=sidebar.compare_spacing,
+                )  # fmt: skip
+                jobs.append(job)
+        except ConjureError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if not jobs:
+            self.report({"ERROR"}, compare_problem(context) or "No service can take this")
+            return {"CANCELLED"}
+        rt = runtime.get()
+        for job in jobs:
+            rt.submit(job)
+        names = ", ".join(SERVICES[j.provider].name for j in jobs)
+        started = f"Conjure: comparing {names}"
+        return run_jobs(self, context, [j.job_id for j in jobs], self.timeout, started)
 
 
 class CONJURE_OT_resume_jobs(Operator):
@@ -208,7 +337,7 @@ class CONJURE_OT_resume_jobs(Operator):
 
     @classmethod
     def poll(cls, context):
-        return _network_poll(cls, context)
+        return settings.poll_online(cls)
 
     def execute(self, context):
         started = runtime.get().resume()
@@ -218,189 +347,11 @@ class CONJURE_OT_resume_jobs(Operator):
         return run_jobs(self, context, started, self.timeout, f"Resuming {len(started)} job(s)")
 
 
-class CONJURE_OT_pick_candidate(Operator):
-    """Continue a job with this candidate image (or a local image instead)"""
-
-    bl_idname = "conjure.pick_candidate"
-    bl_label = "Pick Candidate"
-    bl_options = {"REGISTER", "INTERNAL"}
-
-    job_id: StringProperty()
-    index: IntProperty(name="Candidate", default=0, min=0)
-    image_path: StringProperty(name="Image", subtype="FILE_PATH", description="Use this instead")
-    sidebar_options: BoolProperty(
-        name="Sidebar Options",
-        description="Continue with the service options shown in the sidebar",
-        default=False,
-    )
-
-    def execute(self, context):
-        choice = bpy.path.abspath(self.image_path) if self.image_path else self.index
-        options = None
-        if self.sidebar_options:
-            rt = runtime.get()
-            job = rt.latest(self.job_id)
-            if job is not None:
-                settings = context.scene.conjure
-                options = props.service_options(settings, job.provider, job.source, False)
-        problem = runtime.get().pick(self.job_id, choice, options)
-        if problem:
-            self.report({"ERROR"}, problem)
-            return {"CANCELLED"}
-        return {"FINISHED"}
-
-
-class CONJURE_OT_refine(Operator):
-    """Refine a finished preview into a textured model (the selected asset, or a job)"""
-
-    bl_idname = "conjure.refine"
-    bl_label = "Refine"
-    bl_options = {"REGISTER"}
-
-    job_id: StringProperty(name="Job", description="A finished job (empty: the active object)")
-    timeout: FloatProperty(name="Timeout", default=1800.0, min=1.0)
-
-    @classmethod
-    def poll(cls, context):
-        return _network_poll(cls, context)
-
-    def execute(self, context):
-        def refinement() -> Job:
-            rt = runtime.get()
-            parent = rt.refine_source(self.job_id, context.active_object)
-            options = {"mode": "refine", "parent_task_id": parent.task_id}
-            return rt.new_job(parent.provider, "TEXT", parent.prompt, options=options)
-
-        return start_job(self, context, refinement, self.timeout, "refining")
-
-
-class CONJURE_OT_import_job(Operator):
-    """Import a downloaded asset into this file now (switches to Object mode)"""
-
-    bl_idname = "conjure.import_job"
-    bl_label = "Import"
-    bl_options = {"REGISTER", "INTERNAL"}
-
-    job_id: StringProperty()
-
-    def execute(self, context):
-        rt = runtime.get()
-        job = rt.jobs.get(self.job_id)
-        if job is None or job.state != JobState.READY:
-            self.report({"WARNING"}, "That job has nothing ready to import")
-            return {"CANCELLED"}
-        if context.mode != "OBJECT" and bpy.ops.object.mode_set.poll():
-            bpy.ops.object.mode_set(mode="OBJECT")
-        rt.import_job(context, self.job_id)
-        job = rt.jobs[self.job_id]
-        if job.state != JobState.IMPORTED:
-            self.report({"ERROR"}, job.message)
-            return {"CANCELLED"}
-        return {"FINISHED"}
-
-
-class CONJURE_OT_clear_finished_jobs(Operator):
-    """Forget finished jobs (imported, failed, cancelled) in the list and the journal"""
-
-    bl_idname = "conjure.clear_finished_jobs"
-    bl_label = "Clear Finished Jobs"
-    bl_options = {"REGISTER"}
-
-    def execute(self, context):
-        count = runtime.get().clear_finished()
-        self.report({"INFO"}, f"Cleared {count} finished job(s)")
-        return {"FINISHED"}
-
-
-class CONJURE_OT_job_monitor(Operator):
-    """Apply job progress and import finished assets while Blender stays responsive"""
-
-    bl_idname = "conjure.job_monitor"
-    bl_label = "Conjure Job Monitor"
-    bl_options = {"INTERNAL"}
-
-    running = False
-    _timer = None
-
-    def invoke(self, context, event):
-        cls = type(self)
-        if cls.running:
-            return {"CANCELLED"}
-        cls.running = True
-        cls._retime(context, MONITOR_INTERVAL)
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        if event.type != "TIMER" or event.timer is not type(self)._timer:
-            return {"PASS_THROUGH"}
-        rt = runtime.get()
-        for kind, line in rt.take_notices():
-            self.report({kind}, line)
-        if rt.drain(context):
-            for area in context.screen.areas if context.screen else ():
-                if area.type == "VIEW_3D":
-                    area.tag_redraw()
-        if not rt.is_busy() and not rt.has_ready():
-            self.stop(context)
-            return {"FINISHED"}
-        type(self)._retime(context, tick_interval(rt))
-        return {"PASS_THROUGH"}
-
-    @classmethod
-    def _retime(cls, context, interval: float) -> None:
-        if cls._timer is not None and abs(cls._timer.time_step - interval) < 1e-6:
-            return
-        if cls._timer is not None:
-            context.window_manager.event_timer_remove(cls._timer)
-        cls._timer = context.window_manager.event_timer_add(interval, window=context.window)
-
-    def cancel(self, context):
-        self.stop(context)  # e.g. a file load ended the modal; load_post starts a new one
-
-    @classmethod
-    def stop(cls, context) -> None:
-        if cls._timer is not None:
-            context.window_manager.event_timer_remove(cls._timer)
-            cls._timer = None
-        cls.running = False
-
-
-@persistent
-def restart_monitor_after_load(_file) -> None:
-    """Loading a file ends modal operators; jobs still running need their pump back."""
-    rt = runtime.current()
-    if rt is not None:
-        rt.file_loaded()
-    if rt is not None and (rt.is_busy() or rt.has_ready()):
-        bpy.app.timers.register(start_monitor, first_interval=0.2)
-
-
-def show_jobs_on_start() -> None:
-    """Timer, once after enable in the UI: the journal's recent jobs appear in the sidebar;
-    unfinished ones resume when the preference says so and online access is allowed."""
-    rt = runtime.get()
-    waiting = rt.show_history()
-    prefs = addon_preferences()
-    allowed = prefs is not None and prefs.auto_resume and not online_access_problem()
-    if waiting and allowed and rt.resume():
-        start_monitor()
-
-
-def start_monitor() -> None:
-    wm = bpy.context.window_manager
-    if wm and wm.windows and not CONJURE_OT_job_monitor.running:
-        with bpy.context.temp_override(window=wm.windows[0]):
-            bpy.ops.conjure.job_monitor("INVOKE_DEFAULT")
-
-
 CLASSES: tuple[type, ...] = (
     CONJURE_OT_generate,
-    CONJURE_OT_cancel_job,
+    CONJURE_OT_sidebar_generate,
+    CONJURE_OT_generate_text,
+    CONJURE_OT_generate_image,
+    CONJURE_OT_compare,
     CONJURE_OT_resume_jobs,
-    CONJURE_OT_pick_candidate,
-    CONJURE_OT_refine,
-    CONJURE_OT_import_job,
-    CONJURE_OT_clear_finished_jobs,
-    CONJURE_OT_job_monitor,
 )

@@ -8,15 +8,15 @@ import time
 import bpy
 from bpy.types import Menu, Panel, UIList
 
-from ..jobs.model import FINISHED, JobState
-from ..preferences import ADDON_ID, service_settings
+from ..jobs.model import LIVE, JobState
 from ..providers import PROVIDER_IDS, SERVICES
 from ..providers.base import Capability
+from ..settings import ADDON_ID, service_settings
 
 now = time.time  # the clock elapsed times are drawn with (tests fix it)
 
 # Job states with work still going on (Ready waits for the person, not for a service).
-LIVE_STATES = {s.value for s in JobState if s not in FINISHED and s != JobState.READY}
+WORKING_STATES = {s.value for s in LIVE - {JobState.READY}}
 STATE_WORDS = {
     "queued": "Queued",
     "uploading": "Uploading",
@@ -70,7 +70,7 @@ def modes_line(pid: str) -> str:
 
 
 def is_live(job) -> bool:
-    return job.state in LIVE_STATES and not job.held
+    return job.state in WORKING_STATES and not job.held
 
 
 class _ConjurePanel:
@@ -243,7 +243,7 @@ class VIEW3D_PT_conjure_jobs(_ConjurePanel, Panel):
 def draw_job(box, context, job) -> None:
     """The selected job: what it is, where it stands, and what can be done with it."""
     service = SERVICES[job.provider].name if job.provider in SERVICES else job.provider
-    end = now() if job.state in LIVE_STATES and not job.held else job.updated
+    end = now() if job.state in WORKING_STATES and not job.held else job.updated
     head = box.row()
     head.label(text=f"{service} · {STATE_WORDS.get(job.state, job.state)}")
     head.label(text=elapsed(end - job.created), icon="TIME")
@@ -261,7 +261,7 @@ def draw_job(box, context, job) -> None:
         if job.next_try:
             box.label(text=f"Next try in {elapsed(job.next_try - now())}")
         box.operator("conjure.cancel_job", text="Cancel", icon="X").job_id = job.job_id
-    elif job.state in LIVE_STATES:
+    elif job.state in WORKING_STATES:
         box.progress(factor=job.progress, type="BAR", text=job.message or "Working")
         box.operator("conjure.cancel_job", text="Cancel", icon="X").job_id = job.job_id
     elif job.state == "ready":

@@ -57,7 +57,7 @@ def test_enable_disable_enable_leaves_nothing_behind(addon) -> None:
 def test_preferences_found_by_package_and_env_wins(addon, monkeypatch) -> None:
     import bpy
 
-    prefs_mod = importlib.import_module(f"{ADDON_ID}.preferences")
+    prefs_mod = importlib.import_module(f"{ADDON_ID}.settings")
     prefs = bpy.context.preferences.addons[ADDON_ID].preferences
     assert type(prefs).bl_idname == ADDON_ID
     assert prefs.trify3d_base_url == "https://trify3d.com"
@@ -97,7 +97,7 @@ def test_every_service_has_key_and_url_preferences(addon) -> None:
 def test_online_access_gate_says_why(addon) -> None:
     import bpy
 
-    prefs_mod = importlib.import_module(f"{ADDON_ID}.preferences")
+    prefs_mod = importlib.import_module(f"{ADDON_ID}.settings")
     bpy.context.preferences.system.use_online_access = False
     try:
         reason = prefs_mod.online_access_problem()

@@ -303,18 +303,18 @@ def test_disable_after_jobs_leaves_no_threads_and_reenables(scene, trify) -> Non
 def test_loading_a_file_with_live_jobs_brings_the_pump_back(scene, trify) -> None:
     import bpy
 
-    generate = importlib.import_module(f"{ADDON_ID}.operators.generate")
+    monitor = importlib.import_module(f"{ADDON_ID}.operators.monitor")
     api = _api()
     trify.polls_to_complete = 10_000
     job_id = api.submit("trify3d", prompt="a long job")
     try:
         bpy.ops.wm.read_homefile(use_empty=True)
-        assert bpy.app.timers.is_registered(generate.start_monitor)
+        assert bpy.app.timers.is_registered(monitor.start_monitor)
     finally:
         api.cancel(job_id)
         api.wait(job_id, timeout=10)
-        if bpy.app.timers.is_registered(generate.start_monitor):
-            bpy.app.timers.unregister(generate.start_monitor)
+        if bpy.app.timers.is_registered(monitor.start_monitor):
+            bpy.app.timers.unregister(monitor.start_monitor)
 
 
 def test_one_undo_step_removes_a_generated_import(scene, trify) -> None:

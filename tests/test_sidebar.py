@@ -298,8 +298,8 @@ def test_compare_greyed_with_fewer_than_two_services(scene, trify) -> None:
 
     _settings("one service").compare_services = {"trify3d"}
     assert not bpy.ops.conjure.compare.poll()
-    sidebar = _module("operators.sidebar")
-    assert sidebar.compare_problem(bpy.context) == "Choose at least two services to compare"
+    generate = _module("operators.generate")
+    assert generate.compare_problem(bpy.context) == "Choose at least two services to compare"
 
 
 def test_reimport_sends_nothing_and_rerun_pays_once_more(scene, trify) -> None:
@@ -416,8 +416,8 @@ def test_unfinished_jobs_appear_on_start_and_resume_without_paying(scene, model_
         shown = runtime_mod.get().show_history()
         assert shown == 1
         (item,) = [i for i in bpy.context.window_manager.conjure.jobs if i.job_id == job_id]
-        assert item.held and item.message == runtime_mod.NOT_RUNNING
-        _module("operators.generate").show_jobs_on_start()  # auto-resume is on by default
+        assert item.held and item.message == _module("jobs.session").NOT_RUNNING
+        _module("operators.monitor").show_jobs_on_start()  # auto-resume is on by default
         assert _api().wait(job_id, 15)[job_id]["state"] == "imported"
         assert emu.count("POST") == 1  # resumed by polling: never a second create
         assert not item.held

@@ -248,7 +248,7 @@ def main() -> None:
     api = importlib.import_module(f"{addon.__name__}.api")
     runtime = importlib.import_module(f"{addon.__name__}.runtime")
     base = importlib.import_module(f"{addon.__name__}.providers.base")
-    generate = importlib.import_module(f"{addon.__name__}.operators.generate")
+    monitor = importlib.import_module(f"{addon.__name__}.operators.monitor")
 
     emu = TimedEmulator(
         sample_glb(),
@@ -272,7 +272,7 @@ def main() -> None:
     limiter.rules = [base.RateRule(args.limit, args.window)]  # the emulator's shortened window
 
     try:
-        result = run(bpy, api, rt, args.jobs, args.tick, args.timeout, generate.tick_interval)
+        result = run(bpy, api, rt, args.jobs, args.tick, args.timeout, monitor.tick_interval)
     except TimeoutError as exc:
         print(f"TIMEOUT: {exc}; {emu.refused} requests refused with 429", file=sys.stderr)
         sys.exit(1)
