@@ -7,9 +7,8 @@ import io
 import zipfile
 
 import pytest
-from killresume import kill_and_resume, result_line
 from services import api as _api
-from services import service, service_env
+from services import service
 
 from emulators.siray import SirayEmulator, tiny_glb
 from emulators.trify3d import tiny_png
@@ -90,65 +89,8 @@ def test_a_bare_obj_imports(scene, siray) -> None:
     assert _meshes(_api().generate("siray", prompt="a plain teapot"))
 
 
-@pytest.mark.parametrize(
-    ("setup", "expected"),
-    [
-        (lambda e: setattr(e, "api_key", "other"), "rejected the API key"),
-        (lambda e: setattr(e, "credits", 0), "Not enough credits"),
-        (lambda e: (setattr(e, "credits", 0), setattr(e, "credit_status", 403)), "credits"),
-        (lambda e: e.refuse("invalid_request", "prompt rejected by moderation"), "moderation"),
-        (lambda e: setattr(e, "fail", ("FAILURE", "mesh generation crashed")), "crashed"),
-    ],
-    ids=["401", "402", "403", "code-not-success", "failure"],
-)
-def test_each_error_is_one_line_and_nothing_is_imported(scene, siray, setup, expected) -> None:
-    import bpy
-
-    setup(siray)
-    with pytest.raises(RuntimeError) as info:
-        bpy.ops.conjure.generate(provider="siray", prompt="a doomed teapot")
-    text = str(info.value).strip()
-    assert expected.lower() in text.lower() and "\n" not in text and KEY not in text
-    assert not [o for o in bpy.data.objects if o.get("conjure_job_id")]
-
-
 def test_unknown_option_is_refused_before_sending(scene, siray) -> None:
     api = _api()
     with pytest.raises(api.ConjureError, match="face_limit"):
         api.generate("siray", prompt="x", options={"face_limit": 10}, timeout=5)
     assert siray.requests == []
-
-
-def test_killed_after_submit_resumes_with_one_create(built_zip, tmp_path) -> None:
-    siray = SirayEmulator(api_key=KEY).start()
-    try:
-        siray.steps = (("IN_PROGRESS", "10%"),)  # never finishes while the first one lives
-        second = kill_and_resume(
-            built_zip,
-            tmp_path,
-            service_env("siray", KEY, siray.url),
-            'bpy.ops.conjure.generate(provider="siray", prompt="a killed teapot")',
-            "SELECT 1 FROM jobs WHERE task_id != ''",
-            before_resume=lambda: setattr(siray, "steps", (("SUCCESS", "100%"),)),
-        )
-        result_line(second)
-        assert len(siray.bodies()) == 1
-    finally:
-        siray.stop()
-
-
-@pytest.mark.parametrize("status", [429, 500, 502])
-def test_trouble_after_the_create_waits_and_imports(scene, siray, status) -> None:
-    siray.inject(status=status, headers={"Retry-After": "1"}, method="GET", times=2)
-    assert _meshes(_api().generate("siray", prompt="a patient teapot"))
-    assert len(siray.bodies()) == 1  # paid once, never re-sent
-
-
-def test_an_unknown_task_fails_in_one_line(scene, siray) -> None:
-    import bpy
-
-    siray.inject(status=404, body={"code": "not_found", "message": "task not exist"},
-                 method="GET")  # fmt: skip
-    with pytest.raises(RuntimeError) as info:
-        bpy.ops.conjure.generate(provider="siray", prompt="a forgotten teapot")
-    assert "does not know this task" in str(info.value) and "\n" not in str(info.value).strip()

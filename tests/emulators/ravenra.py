@@ -137,6 +137,7 @@ class RavenraEmulator(Emulator):
         self._recent: deque[float] = deque()
         self.poll_times: list[float] = []  # when each result poll arrived (monotonic)
         self.tasks: dict[str, Task] = {}
+        self.charges = 0  # creates that spent credits (each stage of a job is one)
         self._state = threading.Lock()
 
     # -- test controls
@@ -200,6 +201,7 @@ class RavenraEmulator(Emulator):
         if self.credits < self.cost:
             return json_reply(self.credit_status, {"message": "Insufficient credits"})
         self.credits -= self.cost
+        self.charges += 1
         task = self._new_task(mode, body)
         return json_reply(200, self._record(task))
 

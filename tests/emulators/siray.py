@@ -120,6 +120,7 @@ class SirayEmulator(Emulator):
         self.rate: tuple[int, float] | None = None  # (requests, window seconds) per key
         self._recent: deque[float] = deque()
         self.tasks: dict[str, Task] = {}
+        self.charges = 0  # creates that spent credits
         self._state = threading.Lock()
 
     # -- test controls
@@ -186,6 +187,7 @@ class SirayEmulator(Emulator):
                 envelope(None, "insufficient_user_quota", "user quota is not enough, top up"),
             )
         self.credits -= self.cost
+        self.charges += 1
         task = self._new_task(body)
         return json_reply(200, envelope({"task_id": task.task_id}))
 

@@ -76,6 +76,7 @@ class Trify3DEmulator(Emulator):
         self.wrap = wrap
         self.tasks: dict[str, Task] = {}
         self.by_idempotency: dict[str, str] = {}
+        self.charges = 0  # creates that spent credits (as Triverse's emulator counts them)
         self._state = threading.Lock()
 
     # -- helpers
@@ -134,6 +135,7 @@ class Trify3DEmulator(Emulator):
         if self.credits < COST:
             return json_reply(402, {"error": "INSUFFICIENT_CREDITS"}, self._limits())
         self.credits -= COST
+        self.charges += 1
         task = self._new_task(kind, body)
         if key:
             self.by_idempotency[key] = task.task_id

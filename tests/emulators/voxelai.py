@@ -73,6 +73,7 @@ class VoxelAIEmulator(Emulator):
         self.held: set[str] = set()  # job kinds that stay running while held
         self.fail_voxelize = False
         self.refused = 0  # /images requests answered 429
+        self.charges = 0  # voxelize tokens taken up front (a refund does not undo the count)
         self.images_accepted: list[float] = []  # monotonic times of accepted /images
         self.candidate_pngs = [tiny_png(c) for c in CANDIDATE_COLOURS]
         self.jobs: dict[str, VoxelJob] = {}
@@ -187,6 +188,7 @@ class VoxelAIEmulator(Emulator):
         if balance < 1:
             return json_reply(402, {"error": "Out of tokens", "code": "INSUFFICIENT_TOKENS"})
         self.balances[user] = balance - 1
+        self.charges += 1
         job = self._new_job("voxelize", user, data)
         job.image, job.charged = decoded, True
         return json_reply(200, {"jobId": job.job_id, "balance": balance - 1, "charged": True})

@@ -1,0 +1,458 @@
+"""The fault matrix: every fault test run against every service's emulator, in real Blender.
+
+One table row per service (`Service` below) says how to start its emulator, what a job
+sends, which creates are paid, and how to make it refuse. Each test is parametrized over
+the rows, so a fault the add-on survives on one service is checked on all five:
+
+- `test_refusal_is_one_line[<service>-<case>]`: 401 (key refused), 402 (no credits), a
+  403 for credits where the service sends one, and the service's own refusals (Trify3D's
+  400, Siray's `code != "success"`, Triverse's `code != 0` at HTTP 200) end the job in one
+  line without the key, nothing imported, nothing charged, no create sent twice.
+- `test_failed_task_is_one_line[<service>-<case>]`: a task the service took, then failed
+  (Ravenra's failure word, Siray's FAILURE, Voxel-AI's failed voxelize and its refund).
+- `test_trouble_after_the_create_waits_and_imports[<service>-<kind>]`: 429 + Retry-After,
+  500 (an HTML page), 502, 503, a 200 that is not JSON and slow answers on the polls stall
+  the paid job, which then imports; every create sent once, charged once. Trify3D's status
+  word it does not know is an extra row.
+- `test_a_429_on_the_create_is_sent_again_and_paid_once[<service>]`: refused, so not made.
+- `test_an_unknown_task_fails_in_one_line[<service>]`: a 404 on the poll.
+- `test_killed_after_submit_resumes_with_one_create[<service>]`: SIGKILL once the journal
+  has the paid task, resume in a second Blender: one create per stage in all (Voxel-AI's
+  kill during its free images job stays in test_voxelai_blender.py).
+
+They replace the per-service copies that were in test_generate.py (Trify3D),
+test_ravenra_blender.py, test_siray_blender.py, test_triverse_blender.py and
+test_voxelai_blender.py; what only one service has stays in its own file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from killresume import journal_of, kill_and_resume, result_line
+from services import api, service, service_env
+
+from conftest import ADDON_ID
+from emulators import ravenra, siray, trify3d, triverse, voxelai
+from emulators.base import Emulator
+from emulators.glb import triangle_glb
+
+PROMPT = "a patient lamp"  # no "fail" in it: Trify3D's emulator fails those
+HOLD = 10**9  # polls a task takes while a test keeps it running
+Setup = Callable[[Any], object]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One way a service refuses or fails a job, and the words the user must read."""
+
+    id: str
+    setup: Setup
+    expected: str
+    after: Callable[[Any], bool] = lambda emu: True  # a service-specific outcome to check
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the fault tests need to know about one service and its emulator."""
+
+    name: str
+    key: str
+    make: Callable[[Path], Emulator]  # built (not started) with `key`; may write into the path
+    creates: tuple[str, ...]  # the POSTs that start a job's work, in order (labels of `sent`)
+    paid: frozenset[str]  # which of those spend credits
+    sent: Callable[[Any], list[str]]  # the labels of the creates the emulator received
+    create_path: str  # where the first create goes
+    poll_path: str  # prefix of the task polls
+    refusals: tuple[Case, ...]
+    not_found: object  # the body of the service's 404 for a task it does not know
+    hold: Setup  # keep the tasks running (for the kill)
+    release: Setup  # let them finish
+    path: str = ""  # base URL suffix
+    args: Mapping[str, object] = field(default_factory=dict)  # more operator arguments
+    failures: tuple[Case, ...] = ()
+    trouble_bodies: Mapping[int, object] = field(default_factory=dict)  # its own 5xx bodies
+    extra_trouble: tuple[tuple[str, dict[str, Any]], ...] = ()
+    killed_when: str = "SELECT 1 FROM jobs WHERE task_id != ''"
+    prepare: Callable[[Any], None] = lambda emu: None  # in this Blender, before a job
+
+    @property
+    def charges(self) -> int:
+        """What one whole job costs: one charge per paid create."""
+        return sum(1 for c in self.creates if c in self.paid)
+
+    def operator_call(self) -> str:
+        """The generate operator as a statement (for the kill test's child Blender)."""
+        args = "".join(f", {k}={v!r}" for k, v in self.args.items())
+        return f"bpy.ops.conjure.generate(provider={self.name!r}, prompt={PROMPT!r}{args})"
+
+
+def posts(emu: Emulator, labels: Mapping[str, str]) -> list[str]:
+    """The label of each POST to one of `labels`' paths, in the order they arrived."""
+    return [labels[r.path] for r in list(emu.requests) if r.method == "POST" and r.path in labels]
+
+
+def key_refused(emu: Any) -> None:
+    emu.api_key = "another"
+
+
+def out_of_credits(emu: Any) -> None:
+    emu.credits = 0
+
+
+def credits_403(emu: Any) -> None:
+    emu.credits, emu.credit_status = 0, 403
+
+
+def trify_emulator(tmp_path: Path) -> Emulator:
+    model = tmp_path / "model.glb"
+    model.write_bytes(triangle_glb("Trify3DTriangle"))
+    return trify3d.Trify3DEmulator(model, api_key=TRIFY_KEY, rate_limit=100_000)
+
+
+def voxel_limiter(emu: Any) -> None:
+    """The add-on's images window (15 s, one request) shortened to 1 s for the tests; the
+    emulator's is shorter still, so the add-on's own pacing is what keeps it from a 429."""
+    runtime = importlib.import_module(f"{ADDON_ID}.runtime").get()
+    base = importlib.import_module(f"{ADDON_ID}.providers.base")
+    runtime.engine.limiter("voxelai").rules = [base.RateRule(1, 1.0, "create:images")]
+
+
+TRIFY_KEY = "trf_live_S3CRET-planted-key-0042"
+TRIFY_TEXT = "/api/v1/generations/text-to-3d"
+RAVENRA_KEY = "rvn_live_S3CRET-raven-key"
+SIRAY_KEY = "sk-siray-S3CRET-planted-77"
+TRIVERSE_KEY = "tvs_live_S3CRET-planted-31"
+VOXEL_KEY = "vxl_live_S3CRET-voxel-key"
+
+SERVICES = (
+    Service(
+        name="trify3d",
+        key=TRIFY_KEY,
+        make=trify_emulator,
+        creates=("create",),
+        paid=frozenset({"create"}),
+        sent=lambda emu: posts(emu, {TRIFY_TEXT: "create"}),
+        create_path=TRIFY_TEXT,
+        poll_path="/api/v1/generations/",
+        refusals=(
+            Case("401", key_refused, "rejected the API key"),
+            Case("402", out_of_credits, "Not enough credits"),
+            Case(
+                "bad-request",
+                lambda e: e.inject(status=400, body={"error": "prompt too long"}, method="POST"),
+                "prompt too long",
+            ),
+        ),
+        not_found={"error": "Task not found"},
+        hold=lambda e: setattr(e, "polls_to_complete", HOLD),
+        release=lambda e: setattr(e, "polls_to_complete", 1),
+        extra_trouble=(("bad-status", {"status": 200, "body": {"status": "teleporting"}}),),
+    ),
+    Service(
+        name="ravenra",
+        key=RAVENRA_KEY,
+        make=lambda _: ravenra.RavenraEmulator(api_key=RAVENRA_KEY),
+        creates=("preview", "refine"),  # a text job buys a preview, then refines it
+        paid=frozenset({"preview", "refine"}),
+        sent=lambda emu: [b["mode"] for b in emu.bodies("/task/create-task")],
+        create_path="/task/create-task",
+        poll_path="/task/result/",
+        refusals=(
+            Case("401", key_refused, "rejected the API key"),
+            Case("402", out_of_credits, "Not enough credits"),
+            Case("403-credits", credits_403, "Not enough credits"),
+        ),
+        failures=(
+            Case(
+                "failure-word",
+                lambda e: setattr(e, "fail", ("GENERATION_FAILED", "mesh exploded")),
+                "mesh exploded",
+            ),
+        ),
+        not_found={"message": "Task not found"},
+        hold=lambda e: setattr(e, "never_ready", True),
+        release=lambda e: setattr(e, "never_ready", False),
+    ),
+    Service(
+        name="siray",
+        key=SIRAY_KEY,
+        make=lambda _: siray.SirayEmulator(api_key=SIRAY_KEY),
+        creates=("create",),
+        paid=frozenset({"create"}),
+        sent=lambda emu: posts(emu, {siray.GENERATIONS_PATH: "create"}),
+        create_path=siray.GENERATIONS_PATH,
+        poll_path=siray.GENERATIONS_PATH + "/",
+        refusals=(
+            Case("401", key_refused, "rejected the API key"),
+            Case("402", out_of_credits, "Not enough credits"),
+            Case("403-credits", credits_403, "Not enough credits"),
+            Case(
+                "code-not-success",
+                lambda e: e.refuse("invalid_request", "prompt rejected by moderation"),
+                "moderation",
+            ),
+        ),
+        failures=(
+            Case(
+                "failure",
+                lambda e: setattr(e, "fail", ("FAILURE", "mesh generation crashed")),
+                "crashed",
+            ),
+        ),
+        not_found=siray.envelope(None, "task_not_exist", "task_not_exist"),
+        hold=lambda e: setattr(e, "steps", (("IN_PROGRESS", "10%"),)),
+        release=lambda e: setattr(e, "steps", (("SUCCESS", "100%"),)),
+    ),
+    Service(
+        name="triverse",
+        key=TRIVERSE_KEY,
+        make=lambda _: triverse.TriverseEmulator(api_key=TRIVERSE_KEY),
+        path="/api/v1",  # as the real base URL
+        creates=("create",),
+        paid=frozenset({"create"}),
+        sent=lambda emu: posts(emu, {triverse.TEXT_PATH: "create"}),
+        create_path=triverse.TEXT_PATH,
+        poll_path=triverse.TASKS_PATH,
+        refusals=(
+            Case("401", key_refused, "rejected the API key"),
+            Case("402", out_of_credits, "Not enough credits"),
+            Case("403-credits", credits_403, "Not enough credits"),
+            Case(
+                "code-not-zero",
+                lambda e: e.inject_code(1001, "prompt violates the content policy", method="POST"),
+                "content policy",
+            ),
+        ),
+        not_found={"code": 404, "message": "Task not found", "data": None},
+        hold=lambda e: setattr(e, "polls_per_stage", HOLD),
+        release=lambda e: setattr(e, "polls_per_stage", 1),
+    ),
+    Service(
+        name="voxelai",
+        key=VOXEL_KEY,
+        make=lambda _: voxelai.VoxelAIEmulator(
+            api_key=VOXEL_KEY, images_window=0.5, polls_to_complete=2
+        ),
+        args={"candidate": 0},  # picked up front: the job does not wait for a person
+        creates=("images", "voxelize"),  # three candidates (free), then the paid voxelize
+        paid=frozenset({"voxelize"}),
+        sent=lambda emu: posts(
+            emu, {voxelai.IMAGES_PATH: "images", voxelai.VOXELIZE_PATH: "voxelize"}
+        ),
+        create_path=voxelai.IMAGES_PATH,
+        poll_path=voxelai.STATUS_PATH,
+        refusals=(
+            Case("401", lambda e: e.users.clear(), "rejected the API key"),
+            Case("402", lambda e: e.balances.update(alice=0), "Not enough credits"),
+            Case("403-credits", lambda e: e.balances.update(alice=None), "Not enough credits"),
+        ),
+        failures=(
+            Case(
+                "failed-voxelize",
+                lambda e: setattr(e, "fail_voxelize", True),
+                "refunded",
+                after=lambda e: e.balance() == 5,  # the token came back, once
+            ),
+        ),
+        not_found={"error": "Job not found"},
+        trouble_bodies={502: {"error": "Upstream status check failed", "transient": True}},
+        hold=lambda e: setattr(e, "held", {"voxelize"}),
+        release=lambda e: e.held.clear(),
+        killed_when="SELECT 1 FROM jobs WHERE step >= 4",  # the voxelize job is made
+        prepare=voxel_limiter,
+    ),
+)
+
+# Trouble on the polls of a paid job: (id, fault). The 429 waits the service's Retry-After.
+TROUBLE: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("429", {"status": 429, "headers": {"Retry-After": "1"}, "times": 2}),
+    ("500", {"status": 500, "body": "<html>oops</html>", "times": 2}),
+    ("502", {"status": 502, "body": "<html>Bad Gateway</html>", "times": 3}),
+    ("503", {"status": 503, "times": 2}),
+    ("not-json", {"status": 200, "body": "{not json"}),
+    ("slow", {"delay": 1.0, "passthrough": True, "times": 2}),
+)
+
+
+def _ids(svc: Service, case: str = "") -> str:
+    return f"{svc.name}-{case}" if case else svc.name
+
+
+def _each(cases: Callable[[Service], tuple[Case, ...]]) -> list[Any]:
+    return [pytest.param(s, c, id=_ids(s, c.id)) for s in SERVICES for c in cases(s)]
+
+
+def _trouble() -> list[Any]:
+    rows = []
+    for svc in SERVICES:
+        for kind, fault in TROUBLE + svc.extra_trouble:
+            status = fault.get("status")
+            if status in svc.trouble_bodies:
+                fault = {**fault, "body": svc.trouble_bodies[status]}
+            rows.append(pytest.param(svc, kind, fault, id=_ids(svc, kind)))
+    return rows
+
+
+BY_SERVICE = [pytest.param(s, id=s.name) for s in SERVICES]
+
+
+@contextmanager
+def running(svc: Service, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """The service's emulator, with the add-on in this Blender pointed at it."""
+    emulator = svc.make(tmp_path)
+    with service(monkeypatch, svc.name, emulator, svc.key, path=svc.path, cancel_live=True) as emu:
+        svc.prepare(emu)
+        yield emu
+
+
+def generate(svc: Service) -> set[str]:
+    """The generate operator as a script calls it: it returns once the job has ended."""
+    import bpy
+
+    return bpy.ops.conjure.generate(provider=svc.name, prompt=PROMPT, timeout=120, **svc.args)
+
+
+def imported() -> list[Any]:
+    import bpy
+
+    return [o for o in bpy.data.objects if o.get("conjure_job_id")]
+
+
+def newest_job(svc: Service) -> dict[str, Any]:
+    job = api().jobs()[0]
+    assert job["provider"] == svc.name and job["prompt"] == PROMPT
+    return job
+
+
+def assert_failed_in_one_line(svc: Service, error: RuntimeError, expected: str) -> None:
+    """One line, the expected words, never the key; nothing of the job in the scene."""
+    import bpy
+
+    text = str(error).strip()
+    assert expected.lower() in text.lower(), text
+    assert "\n" not in text and "Traceback" not in text and svc.key not in text
+    assert not imported()
+    assert not [o for o in bpy.data.objects if o.type == "MESH"]
+    assert not [c for c in bpy.data.collections if c.name.startswith("Conjure")]
+    assert newest_job(svc)["state"] == "failed"
+
+
+def assert_imported_once(svc: Service, emu: Any) -> None:
+    """Imported, every create sent exactly once and every paid one charged exactly once."""
+    assert [o for o in imported() if o.get("conjure_provider") == svc.name]
+    assert newest_job(svc)["state"] == "imported"
+    assert svc.sent(emu) == list(svc.creates)
+    assert emu.charges == svc.charges
+
+
+# ---------------------------------------------------------------- refused and failed jobs
+
+
+@pytest.mark.parametrize(("svc", "case"), _each(lambda s: s.refusals))
+def test_refusal_is_one_line(scene, monkeypatch, tmp_path, svc: Service, case: Case) -> None:
+    """A refusal costs nothing and is not a reason to send the create again."""
+    with running(svc, monkeypatch, tmp_path) as emu:
+        case.setup(emu)
+        with pytest.raises(RuntimeError) as info:
+            generate(svc)
+        assert_failed_in_one_line(svc, info.value, case.expected)
+        sent = svc.sent(emu)
+        assert sent and sent == list(svc.creates[: len(sent)])  # none sent twice
+        assert emu.charges == 0 and case.after(emu)
+
+
+@pytest.mark.parametrize(("svc", "case"), _each(lambda s: s.failures))
+def test_failed_task_is_one_line(scene, monkeypatch, tmp_path, svc: Service, case: Case) -> None:
+    """A task the service took and then failed: its reason, in one line; paid once."""
+    with running(svc, monkeypatch, tmp_path) as emu:
+        case.setup(emu)
+        with pytest.raises(RuntimeError) as info:
+            generate(svc)
+        assert_failed_in_one_line(svc, info.value, case.expected)
+        sent = svc.sent(emu)
+        assert sent and sent == list(svc.creates[: len(sent)])
+        assert emu.charges == sum(1 for c in sent if c in svc.paid) == 1
+        assert case.after(emu)
+
+
+@pytest.mark.parametrize("svc", BY_SERVICE)
+def test_an_unknown_task_fails_in_one_line(scene, monkeypatch, tmp_path, svc: Service) -> None:
+    """A 404 on a poll is the service's own word that the task is gone: no waiting, no
+    second create."""
+    with running(svc, monkeypatch, tmp_path) as emu:
+        emu.inject(status=404, body=svc.not_found, method="GET", path=svc.poll_path)
+        with pytest.raises(RuntimeError) as info:
+            generate(svc)
+        assert_failed_in_one_line(svc, info.value, "does not know this task")
+        assert svc.sent(emu) == list(svc.creates[:1])
+        assert emu.charges == (1 if svc.creates[0] in svc.paid else 0)
+
+
+# ---------------------------------------------------------------- trouble that passes
+
+
+@pytest.mark.parametrize(("svc", "kind", "fault"), _trouble())
+def test_trouble_after_the_create_waits_and_imports(
+    scene, monkeypatch, tmp_path, svc: Service, kind: str, fault: dict[str, Any]
+) -> None:
+    """Once a task exists, odd or failing polls only stall the job: it must never be
+    bought again, and it imports when the service answers properly."""
+    with running(svc, monkeypatch, tmp_path) as emu:
+        emu.inject(method="GET", path=svc.poll_path, **fault)
+        started = time.monotonic()
+        assert generate(svc) == {"FINISHED"}
+        assert not emu.faults  # the trouble did happen
+        assert_imported_once(svc, emu)
+        if "Retry-After" in fault.get("headers", {}):
+            assert time.monotonic() - started >= 1.0  # the service's pace was honoured
+
+
+@pytest.mark.parametrize("svc", BY_SERVICE)
+def test_a_429_on_the_create_is_sent_again_and_paid_once(
+    scene, monkeypatch, tmp_path, svc: Service
+) -> None:
+    """A 429 means the create was not made: the same create goes again after the wait."""
+    with running(svc, monkeypatch, tmp_path) as emu:
+        emu.inject(status=429, headers={"Retry-After": "1"}, method="POST", path=svc.create_path)
+        started = time.monotonic()
+        assert generate(svc) == {"FINISHED"}
+        assert time.monotonic() - started >= 1.0
+        assert svc.sent(emu) == [svc.creates[0], *svc.creates]
+        assert emu.charges == svc.charges
+        assert newest_job(svc)["state"] == "imported" and imported()
+
+
+# ---------------------------------------------------------------- crash and resume
+
+
+@pytest.mark.parametrize("svc", BY_SERVICE)
+def test_killed_after_submit_resumes_with_one_create(built_zip, tmp_path, svc: Service) -> None:
+    """Blender killed while a paid task runs: the next one resumes it, never buys again."""
+    emu = svc.make(tmp_path).start()
+    try:
+        svc.hold(emu)
+        second = kill_and_resume(
+            built_zip,
+            tmp_path,
+            service_env(svc.name, svc.key, f"{emu.url}{svc.path}"),
+            svc.operator_call(),
+            svc.killed_when,
+            before_resume=lambda: svc.release(emu),
+        )
+        result_line(second)
+        assert svc.sent(emu) == list(svc.creates)
+        assert emu.charges == svc.charges
+        with sqlite3.connect(journal_of(tmp_path / "user")) as db:
+            assert db.execute("SELECT state FROM jobs").fetchall() == [("imported",)]
+        assert svc.key not in second.stdout + second.stderr
+    finally:
+        emu.stop()
