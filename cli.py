@@ -21,8 +21,9 @@ from . import api
 from .jobs.model import FINISHED, JobState
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
+IMPORTED = JobState.IMPORTED.value
 ENDED = {s.value for s in FINISHED}
-UNDONE = ENDED - {JobState.IMPORTED.value}  # a batch row that ended so is sent again
+UNDONE = ENDED - {IMPORTED}  # a batch row that ended so is sent again
 
 
 class UsageError(Exception):
@@ -147,7 +148,7 @@ def _generate(args: argparse.Namespace) -> int:
     job_id = api.submit(args.service, args.source, args.prompt, args.image, options)
     status = api.wait(job_id, args.timeout)[job_id]
     print(_line(status))
-    if status["state"] != "imported":
+    if status["state"] != IMPORTED:
         return FAILED
     _write_results(args.output, args.export, [status])
     return OK
@@ -171,8 +172,8 @@ def _resume(args: argparse.Namespace) -> int:
     done = api.wait(started, args.timeout)
     for status in done.values():
         print(_line(status))
-    _write_results(args.output, None, [s for s in done.values() if s["state"] == "imported"])
-    return OK if all(s["state"] == "imported" for s in done.values()) else FAILED
+    _write_results(args.output, None, [s for s in done.values() if s["state"] == IMPORTED])
+    return OK if all(s["state"] == IMPORTED for s in done.values()) else FAILED
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -268,7 +269,7 @@ def _batch(args: argparse.Namespace) -> int:
             print(f"row {row.index + 1}: {exc}", file=sys.stderr)
     api.reuse(job_of[i] for i in reused)  # imported: from its files; else resumed
     statuses = _watch(list(job_of.values()), args.timeout)
-    results = [statuses[j] for j in job_of.values() if statuses[j]["state"] == "imported"]
+    results = [statuses[j] for j in job_of.values() if statuses[j]["state"] == IMPORTED]
     stem = os.path.splitext(os.path.basename(args.file))[0]
     shard = f"-{args.shard[0]}of{args.shard[1]}" if args.shard else ""
     _write_results(os.path.join(args.output_dir, f"{stem}{shard}.blend"), None, results)
@@ -304,9 +305,9 @@ def _summary(rows, job_of, statuses, reused) -> None:
         status = statuses.get(job_of.get(row.index, ""), {})
         state = str(status.get("state", "not sent"))
         note = " (done earlier)" if row.index in reused else ""
-        text = row.prompt[:40] if state == "imported" else str(status.get("message", ""))[:60]
+        text = row.prompt[:40] if state == IMPORTED else str(status.get("message", ""))[:60]
         print(f"{row.index + 1:>4}  {row.service:<9} {state:<13} {text}{note}")
-    done = sum(1 for s in statuses.values() if s["state"] == "imported")
+    done = sum(1 for s in statuses.values() if s["state"] == IMPORTED)
     print(f"{done} of {len(rows)} imported")
 
 

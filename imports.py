@@ -228,9 +228,8 @@ def _tag(job: Job, targets: Sequence[bpy.types.ID]) -> None:
         "conjure_job_id": job.job_id,
         "conjure_prompt": job.prompt,
     }
-    parent = job.options.get("parent_task_id") or job.previous_task_id
-    if parent:
-        tags["conjure_parent_task_id"] = str(parent)
+    if job.previous_task_id:  # what it refined, or its own earlier stage
+        tags["conjure_parent_task_id"] = job.previous_task_id
     for target in targets:
         for key, value in tags.items():
             target[key] = value

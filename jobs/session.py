@@ -209,7 +209,8 @@ class Session:
         if Capability.REFINE not in SERVICES[job.provider].capabilities:
             raise ConjureError(f"{SERVICES[job.provider].name} cannot refine a model")
         options = _rules(job.provider).refine_options(job.task_id)
-        return self.new_job(job.provider, "TEXT", job.prompt, options=options)
+        refining = self.new_job(job.provider, "TEXT", job.prompt, options=options)
+        return refining.evolve(previous_task_id=job.task_id)  # its provenance names the parent
 
     def rerun(self, job_id: str) -> Job:
         """A new job asking the same of the same service (a new, paid generation)."""

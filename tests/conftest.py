@@ -92,3 +92,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status)
+
+
+PURE = Path(__file__).parent / "pure"
+BLENDER_FIXTURES = {"addon", "scene", "built_zip"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tests/pure runs without Blender: a test there that asks for the installed add-on
+    belongs in tests/blender/."""
+    for item in items:
+        wants = BLENDER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if wants and item.path.is_relative_to(PURE):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {', '.join(sorted(wants))}: move it to tests/blender/"
+            )
