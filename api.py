@@ -19,7 +19,7 @@ import bpy
 from . import imports, runtime
 from .jobs.model import FINISHED
 from .jobs.session import ConjureError
-from .providers.base import is_url
+from .providers.base import GenerationRequest, is_url
 from .settings import online_access_problem
 
 __all__ = [
@@ -42,7 +42,8 @@ def submit(
         raise ConjureError(problem)
     rt = runtime.get()
     paths = [p if is_url(p) else bpy.path.abspath(p) for p in image_paths]
-    job = rt.new_job(provider, source.upper(), prompt, paths, dict(options or {}))
+    request = GenerationRequest(source.upper(), prompt, tuple(paths), dict(options or {}))
+    job = rt.new_job(provider, request)  # type: ignore[arg-type]
     return rt.submit(job)
 
 

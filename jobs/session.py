@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from ..providers import SERVICES, get_provider, make_http
-from ..providers.base import Capability, Provider, ProviderError, is_url
+from ..providers.base import Capability, GenerationRequest, Provider, ProviderError, is_url
 from ..providers.http import HttpClient
 from .engine import Engine
 from .journal import Journal, process_owner
@@ -93,11 +93,10 @@ class _Access:
     ca_bundle: str
 
 
-def request_problem(
-    settings: ServiceSettings, source: str, prompt: str, image_paths: Sequence[str]
-) -> str:
+def request_problem(settings: ServiceSettings, request: GenerationRequest) -> str:
     """'' when the request can be sent, else the one line that says what to fix."""
     info = SERVICES[settings.provider]
+    source, prompt, image_paths = request.source, request.prompt, request.image_paths
     if not settings.api_key:
         return f"No API key for {info.name}: add one in preferences or set {info.env_key}"
     if source not in SOURCES:
@@ -162,27 +161,22 @@ class Session:
     # -- starting ------------------------------------------------------------------------------
 
     def new_job(
-        self,
-        provider: str,
-        source: str = "TEXT",
-        prompt: str = "",
-        image_paths: Sequence[str] = (),
-        options: Mapping[str, object] | None = None,
-        plan: ImportPlan | None = None,
+        self, provider: str, request: GenerationRequest, plan: ImportPlan | None = None
     ) -> Job:
-        """Check a request and make its job; raises ConjureError with one line."""
+        """Check a request and make its job; raises ConjureError with one line. Options
+        left empty are the service's defaults: not sent."""
         if provider not in SERVICES:
             raise ConjureError(f"Unknown service {provider!r}: use one of {', '.join(SERVICES)}")
         settings = self.host.service(provider)
-        problem = request_problem(settings, source, prompt, image_paths)
+        problem = request_problem(settings, request)
         if problem:
             raise ConjureError(problem)
         job = Job.new(
             provider,
-            source,
-            prompt.strip(),
-            tuple(image_paths),
-            {k: v for k, v in (options or {}).items() if v not in ("", None)},
+            request.source,
+            request.prompt.strip(),
+            tuple(request.image_paths),
+            {k: v for k, v in request.options.items() if v not in ("", None)},
             plan,
             key_fingerprint=key_fingerprint(settings.api_key),
             base_url=settings.base_url,
@@ -209,7 +203,8 @@ class Session:
         if Capability.REFINE not in SERVICES[job.provider].capabilities:
             raise ConjureError(f"{SERVICES[job.provider].name} cannot refine a model")
         options = _rules(job.provider).refine_options(job.task_id)
-        refining = self.new_job(job.provider, "TEXT", job.prompt, options=options)
+        request = GenerationRequest("TEXT", job.prompt, options=options)  # type: ignore[arg-type]
+        refining = self.new_job(job.provider, request)
         return refining.evolve(previous_task_id=job.task_id)  # its provenance names the parent
 
     def rerun(self, job_id: str) -> Job:
@@ -217,9 +212,8 @@ class Session:
         job = self.latest(job_id)
         if job is None:
             raise ConjureError("That job is no longer in the journal")
-        return self.new_job(
-            job.provider, job.source, job.prompt, job.image_paths, job.options, job.plan
-        )
+        asked = GenerationRequest(job.source, job.prompt, job.image_paths, job.options)
+        return self.new_job(job.provider, asked, job.plan)
 
     def resume(self) -> list[str]:
         """Continue every unfinished job of the journal that this Blender may take."""

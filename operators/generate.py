@@ -21,7 +21,7 @@ from .. import props, runtime, settings
 from ..jobs.model import Job, JobState
 from ..jobs.session import ConjureError, request_problem
 from ..providers import PROVIDER_IDS, SERVICES
-from ..providers.base import is_url
+from ..providers.base import GenerationRequest, is_url
 from .monitor import ensure_monitor
 
 TIMEOUT = 1800.0
@@ -143,9 +143,8 @@ class CONJURE_OT_generate(Operator):
             raise ConjureError(problem)
         images = request_images(self, self.source)
         plan = getattr(self, "_plan", None)
-        return runtime.get().new_job(
-            self.provider, self.source, self.prompt, images, self._options(), plan
-        )
+        request = GenerationRequest(self.source, self.prompt, images, self._options())
+        return runtime.get().new_job(self.provider, request, plan)
 
     def _options(self) -> dict[str, object]:
         """The job's options: the sidebar's when invoked from the UI, then this call's."""
@@ -164,7 +163,8 @@ def service_problem(context, provider: str, source: str) -> str:
         return f"{info.name} cannot generate from {SOURCE_WORDS[source]}"
     sidebar = context.scene.conjure
     images = request_images(sidebar, source)
-    return request_problem(settings.service_settings(provider), source, sidebar.prompt, images)
+    request = GenerationRequest(source, sidebar.prompt, images)
+    return request_problem(settings.service_settings(provider), request)
 
 
 def sidebar_problem(context, source: str = "") -> str:
@@ -195,7 +195,8 @@ def _sidebar_job(context, provider: str, source: str, **compare: object) -> Job:
     options = props.service_options(sidebar, provider, source)
     plan = replace(props.import_plan(sidebar, provider), **compare)
     images = request_images(sidebar, source)
-    return runtime.get().new_job(provider, source, sidebar.prompt, images, options, plan)
+    request = GenerationRequest(source, sidebar.prompt, images, options)
+    return runtime.get().new_job(provider, request, plan)
 
 
 class _FromSidebar:

@@ -21,6 +21,7 @@ from conjure_src.jobs.session import (
     Session,
     refinable,
 )
+from conjure_src.providers.base import GenerationRequest
 from emulators.trify3d import Trify3DEmulator
 
 KEY = "trf_live_SESSION-secret-5"
@@ -78,6 +79,10 @@ def session(tmp_path: Path, host: Host):
         s.close()
 
 
+def _text(prompt: str, **options: object) -> GenerationRequest:
+    return GenerationRequest("TEXT", prompt, (), options)  # type: ignore[arg-type]
+
+
 def _until_settled(s: Session, job_ids: list[str], timeout: float = 10.0) -> None:
     """What the runtime's wait() does, minus the import: apply events until no job moves."""
     deadline = time.monotonic() + timeout
@@ -89,14 +94,14 @@ def _until_settled(s: Session, job_ids: list[str], timeout: float = 10.0) -> Non
 def test_requests_are_checked_before_a_job_exists(session, host, tmp_path) -> None:
     s = session()
     with pytest.raises(ConjureError, match="Enter a prompt"):
-        s.new_job("trify3d", "TEXT", "   ")
+        s.new_job("trify3d", _text("   "))
     with pytest.raises(ConjureError, match="No API key for Ravenra"):
-        s.new_job("ravenra", "TEXT", "a chair")
+        s.new_job("ravenra", _text("a chair"))
     with pytest.raises(ConjureError, match="Image not found"):
-        s.new_job("trify3d", "IMAGE", image_paths=[str(tmp_path / "none.png")])
+        s.new_job("trify3d", GenerationRequest("IMAGE", "", (str(tmp_path / "none.png"),)))
     with pytest.raises(ConjureError, match="Unknown service"):
-        s.new_job("nope", "TEXT", "a chair")
-    job = s.new_job("trify3d", "TEXT", " a chair ", options={"_origin_bottom": True, "x": ""})
+        s.new_job("nope", _text("a chair"))
+    job = s.new_job("trify3d", _text(" a chair ", _origin_bottom=True, x=""))
     assert job.prompt == "a chair" and dict(job.options) == {}
     assert job.plan == ImportPlan(origin_bottom=True) and job.blend_file == host.file
     assert s.journal.get(job.job_id) is None  # checked, not yet journaled
@@ -106,7 +111,7 @@ def test_a_job_runs_to_ready_and_every_change_is_told(session, trify) -> None:
     s = session()
     changes: list[Change] = []
     s.listeners.append(changes.append)
-    job_id = s.submit(s.new_job("trify3d", "TEXT", "a told chair"))
+    job_id = s.submit(s.new_job("trify3d", _text("a told chair")))
     _until_settled(s, [job_id])
     assert s.jobs[job_id].state == JobState.READY and s.import_pending()
     states = [c.job.state for c in changes if c.job.job_id == job_id]
@@ -117,7 +122,7 @@ def test_a_job_runs_to_ready_and_every_change_is_told(session, trify) -> None:
 
 def test_only_its_own_file_imports_by_itself_else_it_needs_a_click(session, host) -> None:
     s = session()
-    job_id = s.submit(s.new_job("trify3d", "TEXT", "a chair for this file"))
+    job_id = s.submit(s.new_job("trify3d", _text("a chair for this file")))
     _until_settled(s, [job_id])
     job = s.jobs[job_id]
     assert s.in_its_file(job)
@@ -132,7 +137,7 @@ def test_only_its_own_file_imports_by_itself_else_it_needs_a_click(session, host
 def test_resume_is_refused_for_another_key_and_held_with_why(session, host, trify) -> None:
     s = session()
     trify.polls_to_complete = 10**6
-    job_id = s.submit(s.new_job("trify3d", "TEXT", "a chair from before"))
+    job_id = s.submit(s.new_job("trify3d", _text("a chair from before")))
     deadline = time.monotonic() + 10
     while not (s.journal.get(job_id) or Job("", "", "")).task_id:
         assert time.monotonic() < deadline
@@ -151,7 +156,7 @@ def test_resume_is_refused_for_another_key_and_held_with_why(session, host, trif
 def test_history_is_shown_held_and_is_no_news(session, trify) -> None:
     s = session()
     trify.polls_to_complete = 10**6
-    s.submit(s.new_job("trify3d", "TEXT", "an unfinished chair"))
+    s.submit(s.new_job("trify3d", _text("an unfinished chair")))
     s.close()
     later = session()
     changes: list[Change] = []
@@ -163,7 +168,7 @@ def test_history_is_shown_held_and_is_no_news(session, trify) -> None:
 
 def test_reimport_needs_files_and_remove_forgets_row_and_folder(session, trify) -> None:
     s = session()
-    job_id = s.submit(s.new_job("trify3d", "TEXT", "a chair to forget"))
+    job_id = s.submit(s.new_job("trify3d", _text("a chair to forget")))
     _until_settled(s, [job_id])
     assert s.reimport(job_id) == "Only an imported job can be imported again"
     assert s.remove(job_id) == "Cancel it first: it has not finished"
@@ -181,7 +186,7 @@ def test_reimport_needs_files_and_remove_forgets_row_and_folder(session, trify) 
 
 def test_cancel_of_a_ready_job_is_journaled_here(session) -> None:
     s = session()
-    job_id = s.submit(s.new_job("trify3d", "TEXT", "a chair nobody wants"))
+    job_id = s.submit(s.new_job("trify3d", _text("a chair nobody wants")))
     _until_settled(s, [job_id])
     assert s.cancel(job_id)
     assert s.journal.get(job_id).state == JobState.CANCELLED
@@ -191,7 +196,7 @@ def test_cancel_of_a_ready_job_is_journaled_here(session) -> None:
 def test_rerun_keeps_options_and_plan_and_refine_needs_a_refining_service(session) -> None:
     s = session()
     plan = ImportPlan(target_height=2.0, mark_asset=True)
-    first = s.new_job("trify3d", "TEXT", "a chair again", options={"mode": "fast"}, plan=plan)
+    first = s.new_job("trify3d", _text("a chair again", mode="fast"), plan)
     s.submit(first)
     _until_settled(s, [first.job_id])
     again = s.rerun(first.job_id)
@@ -221,7 +226,7 @@ def test_a_batch_floor_outlives_a_changed_preference(session, host) -> None:
     s.apply_concurrency()
     host.concurrent = 3  # the person edits Concurrent Jobs while the batch runs
     s.apply_concurrency()
-    s.submit(s.new_job("trify3d", "TEXT", "a chair in a batch"))  # the engine takes commands
+    s.submit(s.new_job("trify3d", _text("a chair in a batch")))  # the engine takes commands
     deadline = time.monotonic() + 5
     while s.engine.max_in_flight != 40:
         assert time.monotonic() < deadline, s.engine.max_in_flight
