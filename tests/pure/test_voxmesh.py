@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import SHARED
 from conjure_src.importers import voxmesh
 
 
@@ -79,7 +79,7 @@ def test_srgb_to_linear_endpoints() -> None:
 
 # ------------------------------------------------------------------- greedy and watertight
 
-FIXTURE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "vox"
+FIXTURE_DIR = SHARED / "fixtures" / "vox"
 FIXTURES = sorted(p.name for p in FIXTURE_DIR.glob("*.vox") if p.name != "not_a.vox")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from harness import SETTLED, EngineHarness, harness_fixture
 
+from conftest import ROOT
 from conjure_src.jobs.journal import HOST, Journal
 from conjure_src.jobs.model import ImportPlan, Job, JobState, VoxMesh
 from conjure_src.providers import get_provider, make_http
@@ -513,7 +514,7 @@ def test_provider_module_declares_its_own_facts() -> None:
 
 
 def test_engine_never_reaches_into_a_provider() -> None:
-    source = (Path(__file__).parents[1] / "jobs" / "engine.py").read_text()
+    source = (ROOT / "jobs" / "engine.py").read_text()
     assert ".http" not in source.replace("providers.http", "")
     assert "trify" not in source.lower()
 

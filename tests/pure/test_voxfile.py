@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import voxwriter as w
+from conftest import SHARED
 from conjure_src.importers import voxfile
 from conjure_src.importers.voxfile import VoxFormatError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 VOX_FIXTURES = SHARED / "fixtures" / "vox"
 SPEC = SHARED / "reference" / "MagicaVoxel-file-format-vox.txt"
 FIXTURE_NAMES = [
