@@ -223,7 +223,6 @@ class Runtime:
                 job.provider,
                 access.api_key,
                 job.base_url or SERVICES[job.provider].default_base_url,
-                max_retries=0,
                 on_rate=on_rate,
                 proxy=access.proxy,
                 ca_bundle=access.ca_bundle,
