@@ -26,7 +26,8 @@ else
   $(error BLENDER must be one of 4.2 4.5 5.0 5.2)
 endif
 
-TEST_PINS := $(NUMPY_PIN) pytest==9.2.0 hypothesis==6.170.17 ruff==0.17.6
+TEST_PINS := $(NUMPY_PIN) pytest==9.2.0 hypothesis==6.170.17 ruff==0.17.6 \
+  mypy==2.4.1 types-requests==2.33.0.20261030
 VENV := .venv-$(BLENDER)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.conjure-$(BLENDER)
@@ -34,7 +35,7 @@ PYTEST_ARGS ?=
 # Recursive (=): the search (or one-time build) runs only when a venv must be created.
 BASE_PYTHON = $(shell tools/find_python.sh $(PY_VERSION))
 
-.PHONY: test build validate lint demo bench clean
+.PHONY: test build validate lint typecheck demo bench clean
 
 $(STAMP): Makefile
 	test -x $(PY) || "$(BASE_PYTHON)" -m venv $(VENV)
@@ -44,13 +45,17 @@ $(STAMP): Makefile
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# mypy over the pure layers (providers/, jobs/, the parsers); settings in pyproject.toml.
+typecheck: $(STAMP)
+	$(PY) tools/typecheck.py
+
 validate: $(STAMP)
 	$(PY) tools/ext.py validate
 
 build: validate
 	$(PY) tools/ext.py build --output-dir dist
 
-test: lint build
+test: lint typecheck build
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: build

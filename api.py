@@ -43,7 +43,7 @@ def submit(
     rt = runtime.get()
     paths = [p if is_url(p) else bpy.path.abspath(p) for p in image_paths]
     request = GenerationRequest(source.upper(), prompt, tuple(paths), dict(options or {}))
-    job = rt.new_job(provider, request)  # type: ignore[arg-type]
+    job = rt.new_job(provider, request)
     return rt.submit(job)
 
 

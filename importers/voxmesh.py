@@ -84,6 +84,7 @@ def _grid(xyz: np.ndarray) -> _Grid:
     shape = tuple(int(v) + 2 for v in local.max(axis=0))
     sx, sy, sz = shape[1] * shape[2], shape[2], 1
     lin = local[:, 0] * sx + local[:, 1] * sy + local[:, 2]
+    # mypy sees tuple[int, ...]: xyz has three columns, so shape has three sizes.
     return _Grid(shape, lin, (sx, sy, sz), local, lo - 1)  # type: ignore[arg-type]
 
 

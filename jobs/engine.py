@@ -33,81 +33,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..providers import SERVICES
+from ..providers import SERVICES, filekind
 from ..providers.base import (
     Asset,
-    ErrorKind,
     FlowStep,
     Provider,
-    ProviderError,
     RateRule,
     Step,
     TaskState,
     TaskStatus,
 )
-from ..providers.http import NotSentError
+from ..providers.errors import ErrorKind, ProviderError, RateNote
 from .journal import Journal
 from .model import ImportPlan, Job, JobState, files_exist
-from .ratelimit import RateNote, ServiceLimiter
+from .ratelimit import ServiceLimiter
 
-__all__ = ["Engine", "describe_bytes", "detect_format"]
-
-MODEL_FORMATS = {"glb", "gltf", "vox", "obj", "zip"}
-IMAGE_FORMATS = {"png", "jpg", "webp"}
 # What each asset role may be; anything else is refused by its bytes, whatever its URL says.
-ROLE_FORMATS: dict[str, set[str]] = {
-    "model": MODEL_FORMATS,
-    "geometry": MODEL_FORMATS,
-    "material": {"mtl"},
-    "texture": IMAGE_FORMATS | {"zip"},
+ROLE_KINDS: dict[str, frozenset[str]] = {
+    "model": filekind.MODEL_KINDS,
+    "geometry": filekind.MODEL_KINDS,
+    "material": frozenset({"mtl"}),
+    "texture": filekind.IMAGE_KINDS | {"zip"},
 }
 MAX_STALL_DELAY = 300.0
 MAX_RETRY_AFTER = 900.0
 LEASE_SECONDS = 30.0
 
 ProviderFactory = Callable[[Job, Callable[[RateNote], None]], Provider]
-
-
-def detect_format(head: bytes) -> str | None:
-    """File type by content: services' URLs often have no (or a wrong) extension."""
-    if head.startswith(b"glTF"):
-        return "glb"
-    if head.startswith(b"VOX "):
-        return "vox"
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    text = head[:512].decode("utf-8", "ignore")
-    if text.lstrip().startswith("{") and '"asset"' in text:
-        return "gltf"
-    if "newmtl" in text:
-        return "mtl"
-    if any(
-        line.startswith(("v ", "vt ", "vn ", "f ", "o ", "mtllib")) for line in text.splitlines()
-    ):
-        return "obj"
-    return None
-
-
-def describe_bytes(head: bytes) -> str:
-    """What a file we cannot use looks like, in a few words for the one-line error."""
-    if not head:
-        return "an empty file"
-    text = head[:64].decode("utf-8", "replace").strip().lower()
-    if text.startswith(("<!doctype html", "<html")):
-        return "an HTML page"
-    if text.startswith(("{", "[")):
-        return "JSON text"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "a GIF image"
-    if all(32 <= b < 127 or b in b"\r\n\t" for b in head[:64]):
-        return f"text starting {head[:24].decode('ascii')!r}"
-    return f"unknown bytes {head[:8].hex(' ')}"
 
 
 class _CancelledError(Exception):
@@ -145,7 +97,7 @@ class _Done:
     job_id: str
     step: Step
     tag: int
-    future: Future
+    future: Future[Any]
 
 
 _Command = _Start | _Cancel | _Pick | _Limit | _Done
@@ -203,7 +155,7 @@ class Engine:
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self._download_pool: ThreadPoolExecutor | None = None
-        self._running: set[Future] = set()  # steps on workers, for an orderly shutdown
+        self._running: set[Future[Any]] = set()  # steps on workers, for an orderly shutdown
         self._scheduler: threading.Thread | None = None
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -298,10 +250,10 @@ class Engine:
         self._wake.set()
         if self._scheduler is not None:
             self._scheduler.join(max(deadline - time.monotonic(), 0.0))
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._download_pool.shutdown(wait=False, cancel_futures=True)
-            futures.wait(list(self._running), max(deadline - time.monotonic(), 0.0))
+        for pool in (self._pool, self._download_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        futures.wait(list(self._running), max(deadline - time.monotonic(), 0.0))
         self.journal.release(self.owner)
         with self._lock:
             self._live.clear()
@@ -493,11 +445,13 @@ class Engine:
             raise _CancelledError
         return live.provider.create(request, key, stage)
 
-    def _dispatch(self, live: _Live, step: Step, fn: Callable, *args: object) -> None:
+    def _dispatch(self, live: _Live, step: Step, fn: Callable[..., Any], *args: object) -> None:
         live.busy = True
         self._submit_step(live.job.job_id, step, 0, fn, *args)
 
-    def _submit_step(self, job_id: str, step: Step, tag: int, fn: Callable, *args: object) -> None:
+    def _submit_step(
+        self, job_id: str, step: Step, tag: int, fn: Callable[..., Any], *args: object
+    ) -> None:
         pool = self._download_pool if step == Step.DOWNLOAD else self._pool
         assert pool is not None
         future = pool.submit(fn, *args)
@@ -545,7 +499,7 @@ class Engine:
         else:
             self._on_status(live, result)
 
-    def _note_late_result(self, job_id: str, kind: Step, future: Future) -> None:
+    def _note_late_result(self, job_id: str, kind: Step, future: Future[Any]) -> None:
         """A create answered after its job was cancelled: journal the task id (it was paid)."""
         if kind != Step.CREATE or future.exception() is not None:
             return
@@ -600,7 +554,7 @@ class Engine:
             self._on_unpaid_error(live, kind, exc)
             return
         if kind == Step.CREATE:  # a later, paid stage's create: same care, but never fail blindly
-            if exc.kind == ErrorKind.RATE_LIMIT or isinstance(exc, NotSentError):
+            if exc.kind in (ErrorKind.RATE_LIMIT, ErrorKind.NOT_SENT):
                 self._stall(live, exc)
                 return
             self._on_unpaid_error(live, kind, exc)
@@ -626,7 +580,7 @@ class Engine:
             base = live.job.base_url or live.provider.info.default_base_url
             message = f"{name} has no such endpoint ({exc.detail}): check its base URL, {base}"
             self._finish(live, JobState.FAILED, message)
-        elif exc.kind == ErrorKind.RATE_LIMIT or isinstance(exc, NotSentError):
+        elif exc.kind in (ErrorKind.RATE_LIMIT, ErrorKind.NOT_SENT):
             # Certainly not created: safe to send again once the service lets us.
             delay = self._retry_delay(live, exc)
             state = JobState.QUEUED if kind == Step.CREATE and not live.job.paid else live.job.state
@@ -655,7 +609,7 @@ class Engine:
 
     def _retry_delay(self, live: _Live, exc: ProviderError) -> float:
         live.failures += 1
-        backoff = min(self._backoff_base * 2 ** (live.failures - 1), MAX_STALL_DELAY)
+        backoff = min(self._backoff_base * 2.0 ** (live.failures - 1), MAX_STALL_DELAY)
         backoff *= 0.5 + random.random() / 2  # jitter: a hundred jobs must not retry as one
         limiter_wait = self.limiter(live.job.provider).blocked_for()
         return max(min(exc.retry_after or 0.0, MAX_RETRY_AFTER), limiter_wait, backoff)
@@ -674,13 +628,14 @@ class Engine:
 
     def _advance_pick(self, live: _Live) -> None:
         job = live.job
+        chosen = job.options.get("candidate")
         if job.picked_path:
             self._update(live, step=job.step + 1)
             self._schedule(live)
         elif not (job.candidates and files_exist(job.candidates)):
             self._download(live, live.candidates, "candidate")
-        elif isinstance(job.options.get("candidate"), int):  # chosen up front (scripts)
-            self._on_pick(job.job_id, job.options["candidate"])
+        elif isinstance(chosen, int):  # chosen up front (scripts)
+            self._on_pick(job.job_id, chosen)
         elif job.state != JobState.AWAITING_PICK:
             self._update(live, state=JobState.AWAITING_PICK, message="Pick a candidate")
 
@@ -697,7 +652,7 @@ class Engine:
         candidates = live.job.candidates
         if isinstance(choice, int) and 0 <= choice < len(candidates):
             path = candidates[choice]
-        elif isinstance(choice, str) and _is_image_file(choice):
+        elif isinstance(choice, str) and filekind.kind_of_file(choice) in filekind.IMAGE_KINDS:
             path = choice
         else:  # a wrong answer does not end a job: it keeps waiting for a right one
             last = len(candidates) - 1
@@ -744,21 +699,21 @@ class Engine:
         raw = folder / f"asset-{index}.download"
         provider.download(asset.url, str(raw), lambda: stop() or self._stopping.is_set())
         with open(raw, "rb") as f:
-            head = f.read(512)
-        kind = detect_format(head)
-        if kind not in ROLE_FORMATS.get(asset.role, IMAGE_FORMATS):
+            head = f.read(filekind.HEAD_BYTES)
+        kind = filekind.kind_of(head)
+        if kind is None or kind not in ROLE_KINDS.get(asset.role, filekind.IMAGE_KINDS):
             raw.unlink()
             raise ProviderError(
                 ErrorKind.BAD_RESPONSE,
                 f"the {asset.role} file is not a format Conjure can read: "
-                f"got {describe_bytes(head)}",
+                f"got {filekind.describe(head)}",
             )
         name = f"{asset.role}-{index}" if index else asset.role
         final = folder / f"{name}.{kind}"
         os.replace(raw, final)
         return str(final)
 
-    def _on_fetched(self, live: _Live, index: int, future: Future) -> None:
+    def _on_fetched(self, live: _Live, index: int, future: Future[Any]) -> None:
         try:
             live.fetched[index] = future.result()
         except ProviderError as exc:
@@ -839,11 +794,3 @@ class Engine:
 
 def _last_poll(flow: Sequence[FlowStep], before: int) -> int:
     return max((i for i, s in enumerate(flow[:before]) if s.step == Step.POLL), default=0)
-
-
-def _is_image_file(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return detect_format(f.read(16)) in IMAGE_FORMATS
-    except OSError:
-        return False

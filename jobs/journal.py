@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from .model import FINISHED, ImportPlan, Job, JobState, split_notes
 
@@ -295,7 +296,7 @@ class Journal:
                 self._db.close()
 
 
-def _job(row: tuple[object, ...]) -> Job:
+def _job(row: tuple[Any, ...]) -> Job:
     v = dict(zip(_JOB_COLUMNS, row, strict=True))
     for name in _JSON_TUPLES:
         v[name] = tuple(json.loads(str(v[name] or "[]")))
@@ -309,4 +310,4 @@ def _job(row: tuple[object, ...]) -> Job:
     for name in ("progress", "created", "updated", "paid_at", "next_try"):
         v[name] = float(v[name] or 0)
     v["step"] = int(v["step"] or 0)
-    return Job(**v)  # type: ignore[arg-type]
+    return Job(**v)

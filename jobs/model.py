@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
+from typing import Any
 
 from ..providers.base import GenerationRequest
 
@@ -68,6 +69,7 @@ class ImportPlan:
     def from_json(cls, data: Mapping[str, object]) -> ImportPlan:
         """Read back `to_json` (or older notes); a value that does not fit keeps the default."""
         values = {f.name: _coerce(f.default, data[f.name]) for f in fields(cls) if f.name in data}
+        # Each value has its field's type: _coerce made it from the field's default.
         return cls(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
 
 
@@ -79,6 +81,7 @@ def _coerce(default: object, value: object) -> object:
     if isinstance(default, bool) or isinstance(value, bool):
         return value if isinstance(default, bool) and isinstance(value, bool) else None
     try:
+        # default is a bool, int, float or str here: its type takes one value.
         return type(default)(value)  # type: ignore[call-arg]
     except (TypeError, ValueError):
         return None
@@ -127,7 +130,7 @@ class Job:
     source: str
     prompt: str = ""
     image_paths: tuple[str, ...] = ()
-    options: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+    options: Mapping[str, object] = field(default_factory=dict)  # as given; services check them
     state: JobState = JobState.QUEUED
     task_id: str | None = None
     progress: float = 0.0
@@ -208,7 +211,7 @@ class Job:
             previous_task_id=self.previous_task_id,
         )
 
-    def evolve(self, **changes: object) -> Job:
+    def evolve(self, **changes: Any) -> Job:
         return replace(self, updated=time.time(), **changes)
 
     def warn(self, text: str) -> Job:

@@ -13,20 +13,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from ..providers.base import RateRule
+from ..providers.errors import RateNote
 
 MAX_BLOCK = 15 * 60.0  # a Retry-After longer than this is treated as this
 PROBE_TIMEOUT = 60.0  # a probe whose answer never came frees the gate after this
-
-
-class RateNote(Protocol):
-    status: int
-    limit: int | None
-    remaining: int | None
-    reset_after: float | None
-    retry_after: float | None
 
 
 class ServiceLimiter:
@@ -76,7 +68,7 @@ class ServiceLimiter:
             return 0.0
 
     def observe(self, note: RateNote) -> None:
-        """An answer's rate headers (called on worker threads)."""
+        """An answer's rate headers, as the HTTP client reports them (on worker threads)."""
         with self._lock:
             now = self.clock()
             if note.limit and note.limit > 0:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 from ..providers import SERVICES, get_provider, make_http
-from ..providers.base import Capability, GenerationRequest, Provider, ProviderError, is_url
+from ..providers.base import Capability, GenerationRequest, Provider, is_url
+from ..providers.errors import ProviderError, RateNote
 from ..providers.http import HttpClient
 from .engine import Engine
 from .journal import Journal, process_owner
@@ -30,7 +31,6 @@ from .model import (
     key_fingerprint,
     split_notes,
 )
-from .ratelimit import RateNote
 
 KEPT_FINISHED = 20  # finished jobs the sidebar keeps showing; the journal keeps them all
 NOT_RUNNING = "Not running — Resume continues it (nothing is paid again)"
@@ -203,7 +203,7 @@ class Session:
         if Capability.REFINE not in SERVICES[job.provider].capabilities:
             raise ConjureError(f"{SERVICES[job.provider].name} cannot refine a model")
         options = _rules(job.provider).refine_options(job.task_id)
-        request = GenerationRequest("TEXT", job.prompt, options=options)  # type: ignore[arg-type]
+        request = GenerationRequest("TEXT", job.prompt, options=options)
         refining = self.new_job(job.provider, request)
         return refining.evolve(previous_task_id=job.task_id)  # its provenance names the parent
 
@@ -473,7 +473,6 @@ class Session:
                 job.provider,
                 access.api_key,
                 job.base_url or SERVICES[job.provider].default_base_url,
-                max_retries=0,
                 on_rate=on_rate,
                 proxy=access.proxy,
                 ca_bundle=access.ca_bundle,

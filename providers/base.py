@@ -2,27 +2,23 @@
 
 A service is one module: its facts (`ServiceInfo`: name, base URL, auth, capabilities,
 documented limits) and a Provider whose steps (upload, create, poll, pick, download) the
-engine runs in the order `flow()` declares. Everything that goes wrong is a ProviderError whose kind
-decides what the engine does (wait and retry, or fail the job) and whose text is one line a
-user can act on. Keys never reach these messages: the HTTP layer redacts them first.
+engine runs in the order `flow()` declares. Everything that goes wrong is a ProviderError
+(`errors.py`) whose kind decides what the engine does (wait and retry, or fail the job) and
+whose text is one line a user can act on. Keys never reach these messages: the HTTP layer
+redacts them first. A provider talks to its service only through `Http`, the part of
+`http.HttpClient` it needs; what several services' modules share is in `common.py`.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
-import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .http import HttpClient
-
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+# The Blender-side modules import these two from here too.
+from .errors import ErrorKind, ProviderError
 
 
 class Capability(enum.Enum):
@@ -44,53 +40,6 @@ class TaskState(enum.StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
-
-
-class ErrorKind(enum.Enum):
-    AUTH = "auth"
-    CREDITS = "credits"
-    RATE_LIMIT = "rate-limit"
-    BAD_REQUEST = "bad-request"
-    NOT_FOUND = "not-found"
-    TRANSIENT = "transient"
-    SERVER = "server"
-    NETWORK = "network"
-    TIMEOUT = "timeout"
-    BAD_RESPONSE = "bad-response"
-
-
-# What the user reads first; the detail (redacted, one line) follows after a colon.
-USER_MESSAGES: dict[ErrorKind, str] = {
-    ErrorKind.AUTH: "The service rejected the API key; check it in the add-on preferences",
-    ErrorKind.CREDITS: "Not enough credits on the service account",
-    ErrorKind.RATE_LIMIT: "The service is rate limiting requests; try again shortly",
-    ErrorKind.BAD_REQUEST: "The service refused the request",
-    ErrorKind.NOT_FOUND: "The service does not know this task",
-    ErrorKind.TRANSIENT: "The service is temporarily unavailable",
-    ErrorKind.SERVER: "The service had an internal error",
-    ErrorKind.NETWORK: "Could not reach the service",
-    ErrorKind.TIMEOUT: "The service did not answer in time",
-    ErrorKind.BAD_RESPONSE: "The service sent a response this add-on does not understand",
-}
-RETRYABLE = {ErrorKind.RATE_LIMIT, ErrorKind.TRANSIENT, ErrorKind.NETWORK, ErrorKind.TIMEOUT}
-
-
-class ProviderError(Exception):
-    """A failure with a kind the engine acts on; str() is one line for the user."""
-
-    def __init__(self, kind: ErrorKind, detail: str = "", retry_after: float | None = None):
-        self.kind = kind
-        self.detail = " ".join(detail.split())[:300]
-        self.retry_after = retry_after
-        super().__init__(str(self))
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind in RETRYABLE
-
-    def __str__(self) -> str:
-        base = USER_MESSAGES[self.kind]
-        return f"{base}: {self.detail}" if self.detail else base
 
 
 @dataclass(frozen=True)
@@ -118,7 +67,7 @@ class GenerationRequest:
     source: str  # "TEXT" | "IMAGE" | "MULTIVIEW"
     prompt: str = ""
     image_paths: tuple[str, ...] = ()
-    options: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+    options: Mapping[str, object] = field(default_factory=dict)  # as given; check() checks
     upload_ref: str = ""  # the service's name for the uploaded image (Triverse: file_key)
     picked_path: str = ""  # the candidate image the user picked (Voxel-AI)
     previous_task_id: str = ""  # the earlier stage's task (Ravenra: the preview to refine)
@@ -238,13 +187,32 @@ class ServiceInfo:
 STANDARD_FLOW = (FlowStep(Step.CREATE), FlowStep(Step.POLL), FlowStep(Step.DOWNLOAD))
 
 
+class Http(Protocol):
+    """What a provider may ask of its HTTP client: `http.HttpClient`, or a test's stub. Each
+    call is one request; failures are ProviderErrors whose text the client has redacted."""
+
+    def get_json(self, path: str) -> Any: ...
+
+    def post_json(
+        self, path: str, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> Any: ...
+
+    def post_file(
+        self, path: str, field: str, filename: str, data: bytes, content_type: str
+    ) -> Any: ...
+
+    def download(self, url: str, dest: str, *, cancelled: Callable[[], bool]) -> int: ...
+
+    def redact(self, text: str) -> str: ...
+
+
 class Provider(ABC):
     """One service's steps. Each method is one short blocking call made on a worker thread;
     the engine decides when to call it, so a provider never sleeps, retries or paces."""
 
     info: ServiceInfo
 
-    def __init__(self, http: HttpClient) -> None:
+    def __init__(self, http: Http) -> None:
         self.http = http
 
     @property
@@ -295,62 +263,6 @@ class Provider(ABC):
             )
 
 
-def progress_fraction(value: object) -> float:
-    """Progress as services send it (0..1, 0..100, "45%") → 0..1."""
-    if isinstance(value, str):
-        value = value.strip().rstrip("%")
-        try:
-            number = float(value) / 100.0
-        except ValueError:
-            return 0.0
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value) / (100.0 if value > 1 else 1.0)
-    else:
-        return 0.0
-    return min(max(number, 0.0), 1.0)
-
-
-def whole_number(value: object) -> int | None:
-    """An int as options carry it (int, integral float, digits from a CLI); never a bool."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    return None
-
-
 def is_url(path: str) -> bool:
+    """Whether an image "path" of a request is a URL (else it is a local file)."""
     return path.startswith(("http://", "https://"))
-
-
-def image_reference(path: str) -> str:
-    """What goes in a service's image-URL field: a URL as given, a local file as data."""
-    return path if is_url(path) else image_data_url(path)
-
-
-def image_data_url(path: str) -> str:
-    """A local PNG/JPEG/WebP as a data: URL, after checking it really is one."""
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_IMAGE_BYTES:
-            raise ProviderError(
-                ErrorKind.BAD_REQUEST, f"image larger than 20 MB: {os.path.basename(path)}"
-            )
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ProviderError(
-            ErrorKind.BAD_REQUEST, f"cannot read image {os.path.basename(path)}: {exc.strerror}"
-        ) from None
-    mime = next((m for magic, m in IMAGE_TYPES.items() if data.startswith(magic)), None)
-    if mime is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        mime = "image/webp"
-    if mime is None:
-        raise ProviderError(
-            ErrorKind.BAD_REQUEST, f"not a PNG, JPEG or WebP image: {os.path.basename(path)}"
-        )
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

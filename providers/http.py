@@ -1,10 +1,12 @@
-"""The one place that talks HTTP: auth, timeouts, retries, rate limits, downloads, redaction.
+"""The one place that talks HTTP: auth, timeouts, downloads, redaction, budget headers.
 
-- GETs (idempotent) are retried with exponential back-off and full jitter, honouring
-  Retry-After. A create (POST) is retried only when the service certainly did not act on it
-  (429, or a connect timeout); after a read timeout it is never resent here.
-- No hidden waits: with `max_retries=0` a call is exactly one attempt and never sleeps, so
-  the engine owns every wait. What the service said about its budget goes to `on_rate`.
+- A call is exactly one attempt and never sleeps: the engine decides every wait and every
+  re-send (docs/jobs.md). A failure is a one-line ProviderError whose kind says what is known;
+  `NOT_SENT` only when the request certainly never reached the service (connect failed or
+  timed out, proxy unreachable, certificate rejected), so even a create may go again.
+- An error answer's Retry-After travels on its ProviderError; every answer from the service's
+  own origin reports its X-RateLimit-* and Retry-After headers to `on_rate` as a RateNote (the
+  engine's limiter), on the requesting thread.
 - Studio networks: an explicit proxy and CA bundle (preferences) win over the environment;
   without them HTTP(S)_PROXY / NO_PROXY / REQUESTS_CA_BUNDLE are honoured as usual.
 - Every message that leaves this module passes through `redact`, so no key reaches an
@@ -21,20 +23,18 @@ import json
 import logging
 import math
 import os
-import random
 import re
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from .base import ErrorKind, ProviderError
+from .errors import ErrorKind, ProviderError, RateNote
 
 log = logging.getLogger("conjure.http")
 
@@ -48,10 +48,6 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',}]+"),
     re.compile(r"(?i)([?&](?:token|key|api_key|apikey)=)[^&\s\"']+"),
 )
-
-
-class NotSentError(ProviderError):
-    """The request never reached the service (connect failed): safe to send again."""
 
 
 def normalize_proxy(text: str) -> str:
@@ -69,26 +65,6 @@ def redact(text: str, *secrets: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + "***", text)
     return text
-
-
-@dataclass
-class RateLimit:
-    """What the service last said about its budget; read by the engine to pace requests."""
-
-    limit: int | None = None
-    remaining: int | None = None
-    blocked_until: float = 0.0  # monotonic time before which no request should be sent
-
-
-@dataclass(frozen=True)
-class RateNote:
-    """One response's word on the budget, handed to the engine's limiter (`on_rate`)."""
-
-    status: int
-    limit: int | None
-    remaining: int | None
-    reset_after: float | None  # seconds until the budget refills
-    retry_after: float | None  # seconds the service asked us to wait
 
 
 def _int_header(headers: Any, name: str) -> int | None:
@@ -172,8 +148,8 @@ def _detail(response: requests.Response) -> str:
         text = response.text.strip()
         return f"HTTP {response.status_code}" + (f" {text[:120]}" if text else "")
     if isinstance(body, dict):
-        inner = body.get("data") if isinstance(body.get("data"), dict) else {}
-        for source in (body, inner):
+        inner = body.get("data")
+        for source in (body, inner if isinstance(inner, dict) else {}):
             for key in ("message", "error", "errorCode", "detail", "code"):
                 value = source.get(key)
                 if isinstance(value, str) and value:
@@ -195,11 +171,6 @@ class HttpClient:
         auth_scheme: str = "Bearer",
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
-        max_retries: int = 4,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
-        sleep: Callable[[float], Any] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
         proxy: str = "",
         ca_bundle: str = "",
         on_rate: Callable[[RateNote], None] | None = None,
@@ -212,12 +183,7 @@ class HttpClient:
         self._auth_header = auth_header
         self._auth_value = f"{auth_scheme} {api_key}".strip() if auth_scheme else api_key
         self.timeout = (connect_timeout, read_timeout)
-        self.max_retries = max_retries
-        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
-        self.sleep, self.clock = sleep, clock
-        self.rate = RateLimit()
         self.on_rate = on_rate
-        self._lock = threading.Lock()
         self._local = threading.local()
         # Passed on every request rather than set on the session: requests lets the
         # environment (HTTPS_PROXY, REQUESTS_CA_BUNDLE) override session-level settings, and
@@ -244,9 +210,14 @@ class HttpClient:
         return redact(text, self._key)
 
     def error(
-        self, kind: ErrorKind, detail: str, retry_after: float | None = None
+        self,
+        kind: ErrorKind,
+        detail: str,
+        retry_after: float | None = None,
+        *,
+        status: int | None = None,
     ) -> ProviderError:
-        return ProviderError(kind, self.redact(detail), retry_after)
+        return ProviderError(kind, self.redact(detail), retry_after, status=status)
 
     def url(self, path: str) -> str:
         return (
@@ -265,10 +236,9 @@ class HttpClient:
             headers[self._auth_header] = self._auth_value
         return headers
 
-    def backoff(self, attempt: int) -> float:
-        return random.random() * min(self.backoff_cap, self.backoff_base * 2**attempt)
-
     def _note_rate(self, response: requests.Response) -> None:
+        if self.on_rate is None:
+            return
         headers = response.headers
         note = RateNote(
             status=response.status_code,
@@ -277,18 +247,8 @@ class HttpClient:
             reset_after=_reset_after(headers.get("X-RateLimit-Reset")),
             retry_after=_retry_after(headers.get("Retry-After")),
         )
-        with self._lock:
-            if note.limit is not None:
-                self.rate.limit = note.limit
-            if note.remaining is not None:
-                self.rate.remaining = note.remaining
-            if response.status_code in (429, 503) and note.retry_after is not None:
-                until = self.clock() + note.retry_after
-                self.rate.blocked_until = max(self.rate.blocked_until, until)
-        if self.on_rate is None:
-            return
-        # Outside the lock, on the requesting thread. A failing observer must not lose the
-        # answer: after a create it carries the task id of a job that is already paid for.
+        # On the requesting thread. A failing observer must not lose the answer: after a
+        # create it carries the task id of a job that is already paid for.
         try:
             self.on_rate(note)
         except Exception:
@@ -310,31 +270,28 @@ class HttpClient:
     def _transport_error(self, exc: requests.RequestException, host: str) -> ProviderError:
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return NotSentError(ErrorKind.TIMEOUT, self.redact(f"connecting to {host} timed out"))
+            return self.error(ErrorKind.NOT_SENT, f"connecting to {host} timed out")
         if isinstance(exc, requests.exceptions.ProxyError):
             # Raised only while reaching the proxy itself; its URL may hold a password.
-            return NotSentError(
-                ErrorKind.NETWORK, self.redact(f"cannot reach the proxy for {host}")
-            )
+            return self.error(ErrorKind.NOT_SENT, f"cannot reach the proxy for {host}")
         if isinstance(exc, requests.exceptions.SSLError) and _is_certificate_failure(exc):
-            # Other TLS errors can strike after the request went out, so only this is NotSent.
-            return NotSentError(
-                ErrorKind.NETWORK,
-                self.redact(
-                    f"certificate check failed for {host}: behind a corporate proxy, set its"
-                    " CA bundle in Conjure's preferences (Advanced) or REQUESTS_CA_BUNDLE"
-                ),
+            # Other TLS errors can strike after the request went out: only this is NOT_SENT.
+            return self.error(
+                ErrorKind.NOT_SENT,
+                f"certificate check failed for {host}: behind a corporate proxy, set its"
+                " CA bundle in Conjure's preferences (Advanced) or REQUESTS_CA_BUNDLE",
             )
         if isinstance(reason, NewConnectionError):
-            return NotSentError(ErrorKind.NETWORK, self.redact(f"cannot connect to {host}"))
+            return self.error(ErrorKind.NOT_SENT, f"cannot connect to {host}")
         if isinstance(exc, requests.exceptions.Timeout):
             return self.error(ErrorKind.TIMEOUT, f"no answer from {host}")
         return self.error(ErrorKind.NETWORK, f"{host}: {type(exc).__name__}")
 
     def _checked(self, response: requests.Response) -> Any:
-        if response.status_code >= 400:
+        status = response.status_code
+        if status >= 400:
             wait = _retry_after(response.headers.get("Retry-After"))
-            raise self.error(_kind_for(response.status_code), _detail(response), wait)
+            raise self.error(_kind_for(status), _detail(response), wait, status=status)
         try:
             return response.json()
         except ValueError:
@@ -344,49 +301,26 @@ class HttpClient:
             ) from None
 
     def get_json(self, path: str) -> Any:
-        """GET with retries: safe because reading a task changes nothing."""
+        """One GET; its JSON answer."""
         url = self.url(path)
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._checked(self._send("GET", url, headers=self._headers(url)))
-            except ProviderError as exc:
-                if not exc.retryable or attempt == self.max_retries:
-                    raise
-                self.sleep(max(exc.retry_after or 0.0, self.backoff(attempt)))
-        raise AssertionError("unreachable")
+        return self._checked(self._send("GET", url, headers=self._headers(url)))
 
     def post_json(self, path: str, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
-        """A create. Retried only when the service certainly did not act on it."""
+        """One POST of a JSON body (a create), with an Idempotency-Key when given."""
         url = self.url(path)
         extra = {"Content-Type": "application/json"}
         if idempotency_key:
             extra["Idempotency-Key"] = idempotency_key
-        return self._post(url, data=json.dumps(body), headers=self._headers(url, extra))
+        response = self._send("POST", url, data=json.dumps(body), headers=self._headers(url, extra))
+        return self._checked(response)
 
     def post_file(
         self, path: str, field: str, filename: str, data: bytes, content_type: str
     ) -> Any:
-        """A one-file multipart/form-data upload; re-sent like a create, only when the
-        service certainly did not act on it. requests writes the Content-Type boundary."""
+        """One multipart/form-data upload of one file (requests writes the boundary)."""
         url = self.url(path)
         files = {field: (filename, data, content_type)}
-        return self._post(url, files=files, headers=self._headers(url))
-
-    def _post(self, url: str, **kw: Any) -> Any:
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = self._send("POST", url, **kw)
-            except NotSentError:
-                if attempt == self.max_retries:
-                    raise
-                self.sleep(self.backoff(attempt))
-                continue
-            if response.status_code == 429 and attempt < self.max_retries:
-                wait = _retry_after(response.headers.get("Retry-After"))
-                self.sleep(max(wait or 0.0, self.backoff(attempt)))
-                continue
-            return self._checked(response)
-        raise AssertionError("unreachable")
+        return self._checked(self._send("POST", url, files=files, headers=self._headers(url)))
 
     # -- downloads --------------------------------------------------------------------
 
@@ -461,9 +395,11 @@ class HttpClient:
                     )
                 url = target
                 continue
-            if response.status_code >= 400:
-                detail = f"download failed: HTTP {response.status_code}"
+            status = response.status_code
+            if status >= 400:
                 response.close()
-                raise self.error(_kind_for(response.status_code), detail)
+                raise self.error(
+                    _kind_for(status), f"download failed: HTTP {status}", status=status
+                )
             return response
         raise self.error(ErrorKind.BAD_RESPONSE, "too many redirects for an asset URL")

@@ -16,7 +16,6 @@ What the page (PROVIDERS.md, seed 000) leaves open, and what this module does ab
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -24,19 +23,26 @@ from urllib.parse import quote
 from .base import (
     Asset,
     Capability,
-    ErrorKind,
     FlowStep,
     GenerationRequest,
     OptionSpec,
     Provider,
-    ProviderError,
     ServiceInfo,
     Step,
     TaskState,
     TaskStatus,
     is_url,
-    progress_fraction,
 )
+from .common import (
+    bad,
+    credits_if_said,
+    http_url,
+    one_line,
+    progress_fraction,
+    status_word,
+    unwrapped,
+)
+from .errors import ErrorKind, ProviderError
 
 INFO = ServiceInfo(
     "ravenra",
@@ -101,7 +107,6 @@ _MESSAGE_FIELDS = (
 # image_source_url: that is the input image, not the result.
 _IMAGE_FIELDS = ("thumbnail_url", "image_url", "output_url", "result_url", "texture_url")
 _NOT_IMAGE_FIELDS = {"image_source_url", "obj_url", "mtl_url", "glb_url", "fbx_url", "usdz_url"}
-_CREDIT_WORDS = re.compile(r"credit|balance|insufficient|quota|payment|billing|top.?up", re.I)
 
 
 def mode_of(request: GenerationRequest) -> str:
@@ -141,26 +146,18 @@ class Ravenra(Provider):
         super().check(request)
         mode = mode_of(request)
         if request.source == "IMAGE" and request.options.get("mode") not in (None, "", PREVIEW):
-            raise ProviderError(
-                ErrorKind.BAD_REQUEST,
-                f"Ravenra makes only previews from an image, not {request.options['mode']!r}",
-            )
+            raise bad(f"Ravenra makes only previews from an image, not {request.options['mode']!r}")
         if request.source == "TEXT" and mode not in TEXT_MODES:
-            raise ProviderError(ErrorKind.BAD_REQUEST, f"unknown Ravenra mode {mode!r}")
+            raise bad(f"unknown Ravenra mode {mode!r}")
         if mode in (TEXTURED, PREVIEW, TEXT_TO_IMAGE) and not request.prompt.strip():
-            raise ProviderError(ErrorKind.BAD_REQUEST, "a prompt is required")
+            raise bad("a prompt is required")
         if mode == REFINE and not str(request.options.get("parent_task_id") or "").strip():
-            raise ProviderError(
-                ErrorKind.BAD_REQUEST, "refine needs the preview's task id (parent_task_id)"
-            )
+            raise bad("refine needs the preview's task id (parent_task_id)")
         if mode == IMAGE:
             if not request.image_paths:
-                raise ProviderError(ErrorKind.BAD_REQUEST, "no image given")
+                raise bad("no image given")
             if not is_url(request.image_paths[0]):
-                raise ProviderError(
-                    ErrorKind.BAD_REQUEST,
-                    "Ravenra reads images from an http(s) URL, not from a local file",
-                )
+                raise bad("Ravenra reads images from an http(s) URL, not from a local file")
 
     def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
         # No Idempotency-Key is sent: Ravenra documents none, and the engine never re-sends.
@@ -171,9 +168,9 @@ class Ravenra(Provider):
 
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:
         answer = self._call(lambda: self.http.get_json(RESULT_PATH + quote(task_id, safe="")))
-        record = _record(answer)
+        record = unwrapped(answer)
         progress = progress_fraction(record.get("progress"))
-        word = _status_word(record.get("status"))
+        word = status_word(record.get("status"))
         image = stage == IMAGE_STAGE
         assets = _image_assets(record) if image else _model_assets(record, word in _SUCCESS_WORDS)
         if assets is not None:  # the URLs decide, whatever the status says
@@ -223,16 +220,10 @@ class Ravenra(Provider):
         try:
             return send()
         except ProviderError as exc:
-            if (
-                exc.kind == ErrorKind.AUTH
-                and "403" in exc.detail
-                and _CREDIT_WORDS.search(exc.detail)
-            ):
-                raise ProviderError(ErrorKind.CREDITS, exc.detail) from None
-            raise
+            raise credits_if_said(exc) from None
 
     def _task_id(self, answer: Any) -> str:
-        record = _record(answer)
+        record = unwrapped(answer)
         for key in ("taskId", "task_id", "result", "id"):
             value = record.get(key)
             if isinstance(value, str) and value.strip():
@@ -243,21 +234,6 @@ class Ravenra(Provider):
         )
 
 
-def _record(answer: Any) -> dict[str, Any]:
-    if isinstance(answer, dict) and isinstance(answer.get("data"), dict):
-        return answer["data"]
-    if isinstance(answer, dict):
-        return answer
-    raise ProviderError(
-        ErrorKind.BAD_RESPONSE, f"expected a JSON object, got {type(answer).__name__}"
-    )
-
-
-def _status_word(value: object) -> str:
-    """IN_PROGRESS, "in progress", "In-Progress" → IN_PROGRESS."""
-    return re.sub(r"[\s\-]+", "_", str(value or "").strip()).upper()
-
-
 def _looks_failed(word: str) -> bool:
     return "TIMED_OUT" in word or any(
         part.startswith(_FAILURE_PREFIXES) for part in word.split("_")
@@ -265,8 +241,7 @@ def _looks_failed(word: str) -> bool:
 
 
 def _url(record: dict[str, Any], key: str) -> str | None:
-    value = record.get(key)
-    return value.strip() if isinstance(value, str) and is_url(value.strip()) else None
+    return http_url(record.get(key))
 
 
 def _model_assets(record: dict[str, Any], finished: bool) -> tuple[Asset, ...] | None:
@@ -303,5 +278,5 @@ def _failure(word: str, record: dict[str, Any]) -> str:
         if isinstance(value, dict):
             value = value.get("message") or value.get("error")
         if isinstance(value, str) and value.strip():
-            return f"Ravenra task {word}: {' '.join(value.split())[:200]}"
+            return f"Ravenra task {word}: {one_line(value)}"
     return f"Ravenra task {word} (no reason given)"

@@ -47,22 +47,32 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from . import filekind
 from .base import (
     Asset,
     Capability,
-    ErrorKind,
     GenerationRequest,
     OptionSpec,
     Provider,
-    ProviderError,
     ServiceInfo,
     TaskState,
     TaskStatus,
-    image_reference,
     is_url,
-    progress_fraction,
-    whole_number,
 )
+from .common import (
+    bad,
+    credits_if_said,
+    flag,
+    http_url,
+    image_reference,
+    int_in_range,
+    json_object,
+    one_line,
+    progress_fraction,
+    speaks_of_credits,
+    status_word,
+)
+from .errors import ErrorKind, ProviderError
 
 INFO = ServiceInfo(
     "siray",
@@ -108,26 +118,9 @@ class Model:
 # -- option validators: a value as scripts, the CLI or the UI pass it → the JSON value ----------
 
 
-def _bad(detail: str) -> ProviderError:
-    return ProviderError(ErrorKind.BAD_REQUEST, detail)
-
-
-def _flag(name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
-    raise _bad(f"{name} must be true or false, got {value!r}")
-
-
 def _int_in(lo: int, hi: int) -> Callable[[str, object], int]:
     def check(name: str, value: object) -> int:
-        number = whole_number(value)
-        if number is None or not lo <= number <= hi:
-            raise _bad(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
-        return number
+        return int_in_range(name, value, lo, hi)
 
     return check
 
@@ -141,12 +134,12 @@ def _choice(*choices: str) -> Callable[[str, object], str]:
                 if value.strip().lower() == choice.lower():
                     return choice
         listed = " or ".join(f'"{c}"' for c in choices)
-        raise _bad(f"{name} must be {listed}, got {value!r}")
+        raise bad(f"{name} must be {listed}, got {value!r}")
 
     return check
 
 
-_HUNYUAN_OPTIONS = {"pbr_enable": _flag, "texture_enable": _flag}
+_HUNYUAN_OPTIONS = {"pbr_enable": flag, "texture_enable": flag}
 HUNYUAN_TEXT = Model("tencent/hunyuan3d-v2.5-rapid-text-to-3d", "TEXT", _HUNYUAN_OPTIONS)
 HUNYUAN_IMAGE = Model("tencent/hunyuan3d-v2.5-rapid-image-to-3d", "IMAGE", _HUNYUAN_OPTIONS)
 TRIPO_IMAGE = Model(
@@ -154,14 +147,14 @@ TRIPO_IMAGE = Model(
     "IMAGE",
     {
         "face_limit": _int_in(1, MAX_JSON_INT),
-        "pbr_enable": _flag,
-        "quad": _flag,
+        "pbr_enable": flag,
+        "quad": flag,
         "seed": _int_in(-1, MAX_SEED),
-        "texture_enable": _flag,
+        "texture_enable": flag,
         "texture_quality": _choice("standard", "HD"),
         "texture_alignment": _choice("original_image", "geometry"),
         "texture_seed": _int_in(-MAX_JSON_INT, MAX_JSON_INT),  # public docs: an integer
-        "auto_size": _flag,
+        "auto_size": flag,
     },
 )
 MODELS = {m.id: m for m in (HUNYUAN_TEXT, HUNYUAN_IMAGE, TRIPO_IMAGE)}
@@ -185,11 +178,8 @@ _SUCCESS = {"SUCCESS"}
 _FAILURE = {"FAILURE", "FAILED", "ERROR"}  # FAILURE documented; its SDK checks the others
 _CANCELLED = {"CANCELLED", "CANCELED"}
 
-_CREDIT_WORDS = re.compile(r"credit|balance|insufficient|quota|payment|billing|top.?up", re.I)
 _AUTH_WORDS = re.compile(r"api.?key|token|unauthori[sz]ed|auth|forbidden|permission", re.I)
 _MISSING_WORDS = re.compile(r"not.?found|not.?exist|no such|unknown task", re.I)
-_MODEL_SUFFIXES = (".glb", ".gltf", ".obj", ".zip", ".vox")
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def resolve_model(request: GenerationRequest) -> Model:
@@ -198,12 +188,12 @@ def resolve_model(request: GenerationRequest) -> Model:
     if not wanted:
         model = DEFAULT_MODELS.get(request.source)
         if model is None:
-            raise _bad(f"Siray cannot generate from {request.source.lower()}")
+            raise bad(f"Siray cannot generate from {request.source.lower()}")
         return model
     model = MODELS.get(wanted.lower()) or ALIASES.get((wanted.lower(), request.source))
     if model is None:
         known = ", ".join([*MODELS, "hunyuan", "tripo"])
-        raise _bad(f"unknown Siray model {wanted!r}: use one of {known}")
+        raise bad(f"unknown Siray model {wanted!r}: use one of {known}")
     return model
 
 
@@ -217,7 +207,7 @@ def model_options(model: Model, options: Mapping[str, object]) -> dict[str, Any]
         check = model.options.get(name)
         if check is None:
             allowed = ", ".join(model.options)
-            raise _bad(f"{model.id} has no option {name!r} (it takes {allowed})")
+            raise bad(f"{model.id} has no option {name!r} (it takes {allowed})")
         sent[name] = check(name, value)
     return sent
 
@@ -232,13 +222,13 @@ class Siray(Provider):
         if model.source != request.source:
             made = "text" if model.source == "TEXT" else "an image"
             given = "text" if request.source == "TEXT" else "an image"
-            raise _bad(f"{model.id} makes 3D from {made}, not from {given}")
+            raise bad(f"{model.id} makes 3D from {made}, not from {given}")
         model_options(model, request.options)
         if request.source == "TEXT" and not request.prompt.strip():
-            raise _bad("a prompt is required")
+            raise bad("a prompt is required")
         if request.source == "IMAGE":
             if len(request.image_paths) != 1:
-                raise _bad("Siray makes 3D from exactly one image")
+                raise bad("Siray makes 3D from exactly one image")
             if not is_url(request.image_paths[0]):
                 image_reference(request.image_paths[0])  # a real PNG/JPEG/WebP under 20 MB
 
@@ -260,7 +250,7 @@ class Siray(Provider):
             if not isinstance(task_id, str) or not task_id.strip():
                 raise ProviderError(
                     ErrorKind.BAD_RESPONSE,
-                    f"create answer has no task_id: {self.http.redact(_one_line(data, 160))}",
+                    f"create answer has no task_id: {self.http.redact(one_line(data, 160))}",
                 )
         except ProviderError as exc:
             if exc.kind != ErrorKind.BAD_RESPONSE:
@@ -274,7 +264,7 @@ class Siray(Provider):
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:
         path = f"{GENERATIONS_PATH}/{quote(task_id, safe='')}"
         data = self._call(lambda: self.http.get_json(path), polling=True)
-        word = re.sub(r"[\s\-]+", "_", str(data.get("status") or "").strip()).upper()
+        word = status_word(data.get("status"))
         if not word:
             raise ProviderError(ErrorKind.BAD_RESPONSE, "status answer has no data.status")
         progress = progress_fraction(data.get("progress"))
@@ -304,10 +294,7 @@ class Siray(Provider):
             answer = send()
         except ProviderError as exc:
             raise _translate(exc, polling=polling) from None
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                ErrorKind.BAD_RESPONSE, f"expected a JSON object, got {type(answer).__name__}"
-            )
+        answer = json_object(answer)
         code = answer.get("code")
         data = answer.get("data")
         # A missing code with a task in it is taken as success: after a create, refusing an
@@ -316,20 +303,20 @@ class Siray(Provider):
             raise self._refusal(str(code), str(answer.get("message") or ""), polling=polling)
         if not isinstance(data, dict):
             raise ProviderError(
-                ErrorKind.BAD_RESPONSE, f"answer has no data object: {_one_line(answer, 120)}"
+                ErrorKind.BAD_RESPONSE, f"answer has no data object: {one_line(answer, 120)}"
             )
         return data
 
     def _refusal(self, code: str, message: str, *, polling: bool) -> ProviderError:
         """An HTTP-200 answer whose code is not "success", as one line of the service's words."""
-        words = self.http.redact(_one_line(f"code {code!r}" + (f": {message}" if message else "")))
+        words = self.http.redact(one_line(f"code {code!r}" + (f": {message}" if message else "")))
         detail = f"Siray answered {words}"
-        if _CREDIT_WORDS.search(code + " " + message):
+        if speaks_of_credits(code + " " + message):
             return ProviderError(ErrorKind.CREDITS, detail)
         if _AUTH_WORDS.search(code + " " + message):
             return ProviderError(ErrorKind.AUTH, detail)
         if not polling:
-            return ProviderError(ErrorKind.BAD_REQUEST, detail)
+            return bad(detail)
         if _MISSING_WORDS.search(code + " " + message):
             return ProviderError(ErrorKind.NOT_FOUND, detail)
         # The status query failed, not the task: keep asking (the job stalls, visibly).
@@ -338,15 +325,10 @@ class Siray(Provider):
 
 def _translate(exc: ProviderError, *, polling: bool) -> ProviderError:
     """HTTP errors where Siray's meaning differs from the HTTP layer's general mapping."""
-    if exc.kind == ErrorKind.AUTH and "403" in exc.detail and _CREDIT_WORDS.search(exc.detail):
-        return ProviderError(ErrorKind.CREDITS, exc.detail)
+    exc = credits_if_said(exc)
     if exc.kind == ErrorKind.NOT_FOUND and not polling:  # no task yet: a wrong URL or model
-        return ProviderError(ErrorKind.BAD_REQUEST, f"{exc.detail} (is the Siray base URL right?)")
+        return bad(f"{exc.detail} (is the Siray base URL right?)")
     return exc
-
-
-def _one_line(text: object, limit: int = 200) -> str:
-    return " ".join(str(text).split())[:limit]
 
 
 def _output_urls(outputs: object) -> list[str]:
@@ -355,9 +337,9 @@ def _output_urls(outputs: object) -> list[str]:
     items = [outputs] if isinstance(outputs, str | dict) else outputs
     urls = []
     for item in items if isinstance(items, list) else ():
-        url = item.get("url") if isinstance(item, dict) else item
-        if isinstance(url, str) and is_url(url.strip()):
-            urls.append(url.strip())
+        url = http_url(item.get("url") if isinstance(item, dict) else item)
+        if url is not None:
+            urls.append(url)
     return urls
 
 
@@ -366,11 +348,11 @@ def _assets(outputs: object) -> tuple[Asset, ...]:
     thumbnails; () when there is nothing to download."""
     urls = _output_urls(outputs)
 
-    def ends(url: str, suffixes: tuple[str, ...]) -> bool:
-        return urlsplit(url).path.lower().endswith(suffixes)
+    def named(url: str, kinds: frozenset[str]) -> bool:
+        return filekind.kind_of_name(urlsplit(url).path) in kinds
 
-    images = [u for u in urls if ends(u, _IMAGE_SUFFIXES)]
-    model = next((u for u in urls if ends(u, _MODEL_SUFFIXES)), None)
+    images = [u for u in urls if named(u, filekind.IMAGE_KINDS)]
+    model = next((u for u in urls if named(u, filekind.MODEL_KINDS)), None)
     model = model or next((u for u in urls if u not in images), None)
     model = model or (urls[0] if urls else None)
     if model is None:
@@ -384,5 +366,5 @@ def _failure(word: str, data: Mapping[str, Any]) -> str:
     for key in ("fail_reason", "message", "error"):
         value = data.get(key)
         if isinstance(value, str) and value.strip():
-            return f"Siray task {word}: {_one_line(value)}"
+            return f"Siray task {word}: {one_line(value)}"
     return f"Siray task {word} (no reason given)"

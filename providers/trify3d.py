@@ -12,18 +12,16 @@ from typing import Any
 from .base import (
     Asset,
     Capability,
-    ErrorKind,
     GenerationRequest,
     OptionSpec,
     Provider,
-    ProviderError,
     RateRule,
     ServiceInfo,
     TaskState,
     TaskStatus,
-    image_reference,
-    progress_fraction,
 )
+from .common import bad, image_reference, progress_fraction, unwrapped
+from .errors import ErrorKind, ProviderError
 
 INFO = ServiceInfo(
     "trify3d",
@@ -64,16 +62,6 @@ _STATES = {
 }
 
 
-def _unwrap(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict) and isinstance(body.get("data"), dict):
-        return body["data"]
-    if isinstance(body, dict):
-        return body
-    raise ProviderError(
-        ErrorKind.BAD_RESPONSE, f"expected a JSON object, got {type(body).__name__}"
-    )
-
-
 class Trify3D(Provider):
     info = INFO
 
@@ -86,11 +74,11 @@ class Trify3D(Provider):
             body["imageUrl"] = image_reference(request.image_paths[0])
         else:
             if len(request.image_paths) < 2:
-                raise ProviderError(ErrorKind.BAD_REQUEST, "multiview needs at least two images")
+                raise bad("multiview needs at least two images")
             body["imageUrls"] = [image_reference(p) for p in request.image_paths]
         if request.prompt and request.source != "TEXT":
             body["prompt"] = request.prompt
-        data = _unwrap(self.http.post_json(ENDPOINTS[request.source], body, idempotency_key))
+        data = unwrapped(self.http.post_json(ENDPOINTS[request.source], body, idempotency_key))
         task_id = data.get("taskId") or data.get("task_id") or data.get("id")
         if not isinstance(task_id, str) or not task_id:
             raise ProviderError(
@@ -100,7 +88,7 @@ class Trify3D(Provider):
         return task_id
 
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:
-        data = _unwrap(self.http.get_json(f"/api/v1/generations/{task_id}"))
+        data = unwrapped(self.http.get_json(f"/api/v1/generations/{task_id}"))
         raw = str(data.get("status", "")).lower()
         state = _STATES.get(raw)
         if state is None:

@@ -32,24 +32,34 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from . import filekind
 from .base import (
     STANDARD_FLOW,
     Asset,
     Capability,
-    ErrorKind,
     FlowStep,
     GenerationRequest,
     OptionSpec,
     Provider,
-    ProviderError,
     RateRule,
     ServiceInfo,
     Step,
     TaskState,
     TaskStatus,
     is_url,
+)
+from .common import (
+    CREDIT_WORDS,
+    bad,
+    credits_if_said,
+    http_url,
+    int_in_range,
+    json_object,
+    one_line,
+    status_word,
     whole_number,
 )
+from .errors import ErrorKind, ProviderError
 
 INFO = ServiceInfo(
     "triverse",
@@ -129,12 +139,11 @@ _HTTP_KINDS = {
     429: ErrorKind.RATE_LIMIT,
 }
 _WORD_KINDS = (
-    (re.compile(r"credit|balance|insufficient|quota|payment", re.I), ErrorKind.CREDITS),
+    (CREDIT_WORDS, ErrorKind.CREDITS),
     (re.compile(r"rate.?limit|too many|too frequent", re.I), ErrorKind.RATE_LIMIT),
     (re.compile(r"api.?key|access.?token|unauthori[sz]ed|authenticat", re.I), ErrorKind.AUTH),
     (re.compile(r"not.?found|does not exist|no such", re.I), ErrorKind.NOT_FOUND),
 )
-_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png", "image/png"), (b"\xff\xd8\xff", "jpg", "image/jpeg"))
 
 
 def client_order_id(idempotency_key: str) -> str:
@@ -146,43 +155,31 @@ def client_order_id(idempotency_key: str) -> str:
     return "conjure-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
 
 
-def _bad(detail: str) -> ProviderError:
-    return ProviderError(ErrorKind.BAD_REQUEST, detail)
-
-
 def settings(options: Mapping[str, object], source: str) -> dict[str, Any]:
     """The documented options that were given, checked against the page's ranges. Nothing is
     filled in: the service's own defaults apply to what the user left alone."""
     body: dict[str, Any] = {}
     for name, (lo, hi) in RANGES.items():
-        if options.get(name) in (None, ""):
-            continue
-        number = whole_number(options[name])
-        if number is None or not lo <= number <= hi:
-            raise _bad(f"{name} must be a whole number from {lo} to {hi}, got {options[name]!r}")
-        body[name] = number
+        if options.get(name) not in (None, ""):
+            body[name] = int_in_range(name, options[name], lo, hi)
     turbo = options.get("turbo")
     if turbo not in (None, ""):
         if not isinstance(turbo, bool):
-            raise _bad(f"turbo must be true or false, got {turbo!r}")
+            raise bad(f"turbo must be true or false, got {turbo!r}")
         body["turbo"] = turbo
     negative = options.get("negative_prompt")
     if source == "TEXT" and negative not in (None, ""):
         if not isinstance(negative, str):
-            raise _bad(f"negative_prompt must be text, got {negative!r}")
+            raise bad(f"negative_prompt must be text, got {negative!r}")
         if negative.strip():
             body["negative_prompt"] = negative.strip()
     return body
 
 
-def image_kind(head: bytes) -> tuple[str, str] | None:
-    """(extension, MIME type) of a JPEG, PNG or WebP by its first bytes, else None."""
-    for magic, ext, mime in _IMAGE_MAGIC:
-        if head.startswith(magic):
-            return ext, mime
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp", "image/webp"
-    return None
+def _image_kind(head: bytes) -> str | None:
+    """The kind ("png", "jpg", "webp") of a PNG, JPEG or WebP by its first bytes, else None."""
+    kind = filekind.kind_of(head)
+    return kind if kind in filekind.IMAGE_KINDS else None
 
 
 def _check_image_file(path: str) -> None:
@@ -191,13 +188,13 @@ def _check_image_file(path: str) -> None:
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(filekind.HEAD_BYTES)
     except OSError as exc:
-        raise _bad(f"cannot read image {name}: {exc.strerror}") from None
+        raise bad(f"cannot read image {name}: {exc.strerror}") from None
     if size > MAX_UPLOAD_BYTES:
-        raise _bad(f"image {name} is {size / 2**20:.1f} MB; Triverse accepts at most 50 MB")
-    if image_kind(head) is None:
-        raise _bad(f"image {name} is not a JPEG, PNG or WebP file")
+        raise bad(f"image {name} is {size / 2**20:.1f} MB; Triverse accepts at most 50 MB")
+    if _image_kind(head) is None:
+        raise bad(f"image {name} is not a JPEG, PNG or WebP file")
 
 
 def _pick(record: Mapping[str, Any], *names: str) -> Any:
@@ -212,19 +209,15 @@ def _pick(record: Mapping[str, Any], *names: str) -> Any:
 def _url(value: object) -> str | None:
     """An http(s) URL, or the first one of a list of them."""
     if isinstance(value, list):
-        value = next((v for v in value if isinstance(v, str) and is_url(v.strip())), None)
-    return value.strip() if isinstance(value, str) and is_url(value.strip()) else None
-
-
-def _word(value: object) -> str:
-    return re.sub(r"[\s\-]+", "_", str(value or "").strip()).upper()
+        return next((url for url in map(http_url, value) if url is not None), None)
+    return http_url(value)
 
 
 def _reason(value: object) -> str:
     """An `error` field as one short line: text, or an object's message."""
     if isinstance(value, dict):
         value = _pick(value, "message", "error", "detail", "reason")
-    return " ".join(str(value).split())[:200] if value not in (None, "") else ""
+    return one_line(value) if value not in (None, "") else ""
 
 
 class Triverse(Provider):
@@ -242,10 +235,10 @@ class Triverse(Provider):
         settings(request.options, request.source)
         if request.source == "TEXT":
             if len(request.prompt.strip()) < MIN_PROMPT:
-                raise _bad(f"prompt must be at least {MIN_PROMPT} characters")
+                raise bad(f"prompt must be at least {MIN_PROMPT} characters")
             return
         if len(request.image_paths) != 1:
-            raise _bad(f"Triverse takes exactly one image, got {len(request.image_paths)}")
+            raise bad(f"Triverse takes exactly one image, got {len(request.image_paths)}")
         path = request.image_paths[0]
         if not is_url(path) and not request.upload_ref:
             _check_image_file(path)  # once uploaded, the local file is no longer needed
@@ -257,16 +250,16 @@ class Triverse(Provider):
             with open(path, "rb") as f:
                 data = f.read(MAX_UPLOAD_BYTES + 1)
         except OSError as exc:
-            raise _bad(f"cannot read image {name}: {exc.strerror}") from None
-        kind = image_kind(data[:16])
-        if kind is None or len(data) > MAX_UPLOAD_BYTES:  # changed since the check
-            raise _bad(f"image {name} changed: no longer a JPEG, PNG or WebP of at most 50 MB")
-        ext, mime = kind
+            raise bad(f"cannot read image {name}: {exc.strerror}") from None
+        ext = _image_kind(data[: filekind.HEAD_BYTES])
+        if ext is None or len(data) > MAX_UPLOAD_BYTES:  # changed since the check
+            raise bad(f"image {name} changed: no longer a JPEG, PNG or WebP of at most 50 MB")
+        mime = filekind.MIME_TYPES[ext]
         # A neutral file name: the user's own may hold private words or odd characters.
         try:
             answer = self.http.post_file(UPLOAD_PATH, "file", f"image.{ext}", data, mime)
         except ProviderError as exc:
-            raise _credits_403(exc) from None
+            raise credits_if_said(exc) from None
         key = _pick(self._data(answer, "upload"), "file_key")
         if not isinstance(key, str) or not key.strip():
             raise ProviderError(ErrorKind.BAD_RESPONSE, "upload answer has no file_key")
@@ -281,7 +274,7 @@ class Triverse(Provider):
             path = request.image_paths[0]
             reference = path if is_url(path) else request.upload_ref
             if not reference:
-                raise _bad("the image was not uploaded yet (no file_key)")
+                raise bad("the image was not uploaded yet (no file_key)")
             body = {"image_file": reference, "model_version": MODEL_VERSION}
         body |= settings(request.options, request.source)
         if idempotency_key:  # without a key, no id: an empty key must not dedupe all creates
@@ -289,7 +282,7 @@ class Triverse(Provider):
         try:
             answer = self.http.post_json(CREATE_PATHS[request.source], body)
         except ProviderError as exc:
-            raise _credits_403(exc) from None
+            raise credits_if_said(exc) from None
         task_id = _pick(self._data(answer, "create"), "task_uuid", "task_id")
         if not isinstance(task_id, str) or not task_id.strip():
             raise ProviderError(ErrorKind.BAD_RESPONSE, "create answer has no task_uuid")
@@ -297,10 +290,12 @@ class Triverse(Provider):
 
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:
         record = self._data(self._get(TASK_PATH + quote(task_id, safe="")), "status")
-        word = _word(record.get("status"))
-        output = record.get("output") if isinstance(record.get("output"), dict) else {}
-        geometry_word = _word(_pick(output, "geometry_job_status"))
-        texture_word = _word(_pick(output, "texture_job_status"))
+        word = status_word(record.get("status"))
+        output = record.get("output")
+        if not isinstance(output, dict):
+            output = {}
+        geometry_word = status_word(_pick(output, "geometry_job_status"))
+        texture_word = status_word(_pick(output, "texture_job_status"))
         geometry = _url(_pick(output, "geometry_model_url"))
         progress = self._progress(record, geometry_word)
         if texture_word in _FAILED and geometry and word in {*_DONE, *_FAILED}:
@@ -352,7 +347,7 @@ class Triverse(Provider):
         try:
             return self.http.get_json(path)
         except ProviderError as exc:
-            raise _credits_403(exc) from None
+            raise credits_if_said(exc) from None
 
     @staticmethod
     def _progress(record: Mapping[str, Any], geometry_word: str) -> float:
@@ -364,10 +359,7 @@ class Triverse(Provider):
 
     def _data(self, answer: Any, during: str) -> dict[str, Any]:
         """The envelope's data, or the error its code stands for (even at HTTP 200)."""
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                ErrorKind.BAD_RESPONSE, f"expected a JSON object, got {type(answer).__name__}"
-            )
+        answer = json_object(answer, f"the {during} answer")
         code = answer.get("code", 0)
         if code not in (0, "0", None):  # the page's success is 0; nothing else is assumed
             raise self._code_error(code, answer.get("message"), during)
@@ -381,7 +373,7 @@ class Triverse(Provider):
         message's words; failing those, a refused upload/create is a bad request (nothing
         was made) and a refused status read a server error (the paid job stalls, not fails).
         """
-        text = " ".join(str(message or "no message").split())[:200]
+        text = one_line(message or "no message")
         detail = self.http.redact(f"Triverse: {text} (code {code})")
         number = whole_number(code)
         kind = _HTTP_KINDS.get(number or 0)
@@ -395,10 +387,3 @@ class Triverse(Provider):
         if kind is None:
             kind = ErrorKind.SERVER if during == "status" else ErrorKind.BAD_REQUEST
         return ProviderError(kind, detail)
-
-
-def _credits_403(exc: ProviderError) -> ProviderError:
-    """A 403 whose words speak of credits is a credit problem, not a rejected key."""
-    if exc.kind == ErrorKind.AUTH and "403" in exc.detail and _WORD_KINDS[0][0].search(exc.detail):
-        return ProviderError(ErrorKind.CREDITS, exc.detail, exc.retry_after)
-    return exc

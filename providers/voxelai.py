@@ -19,32 +19,28 @@ import binascii
 import contextlib
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+from . import filekind
 from .base import (
     Asset,
     Capability,
-    ErrorKind,
     FlowStep,
     GenerationRequest,
+    Http,
     OptionSpec,
     Provider,
-    ProviderError,
     RateRule,
     ServiceInfo,
     Step,
     TaskState,
     TaskStatus,
-    image_data_url,
-    whole_number,
 )
+from .common import bad, flag, image_data_url, int_in_range, json_object, one_line
+from .errors import ErrorKind, ProviderError
 from .http import MAX_DOWNLOAD_BYTES
-
-if TYPE_CHECKING:
-    from .http import HttpClient
 
 IMAGES, VOXELIZE = "images", "voxelize"
 IMAGES_WINDOW = 15.0  # "1 request per 15 seconds per user" on /images
@@ -127,15 +123,9 @@ _STATES = {
     "cancelled": TaskState.FAILED,
     "canceled": TaskState.FAILED,
 }
-_IMAGE_MIMES = {"iVBORw0KGgo": "image/png", "/9j/": "image/jpeg", "UklGR": "image/webp"}
-_HTTP_STATUS = re.compile(r"^HTTP (\d{3})\b")
 
 
 # -- options ---------------------------------------------------------------------------------
-
-
-def _bad(detail: str) -> ProviderError:
-    return ProviderError(ErrorKind.BAD_REQUEST, detail)
 
 
 def _given(options: Mapping[str, object], name: str) -> bool:
@@ -143,25 +133,7 @@ def _given(options: Mapping[str, object], name: str) -> bool:
 
 
 def _int_option(options: Mapping[str, object], name: str, lo: int, hi: int) -> int | None:
-    if not _given(options, name):
-        return None
-    number = whole_number(options[name])
-    if number is None or not lo <= number <= hi:
-        raise _bad(f"{name} must be a whole number from {lo} to {hi}, got {options[name]!r}")
-    return number
-
-
-def _flag(options: Mapping[str, object], name: str, default: bool) -> bool:
-    value = options.get(name)
-    if value in (None, ""):
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
-    raise _bad(f"{name} must be true or false, got {value!r}")
+    return int_in_range(name, options[name], lo, hi) if _given(options, name) else None
 
 
 def voxelize_settings(options: Mapping[str, object]) -> dict[str, Any]:
@@ -172,15 +144,13 @@ def voxelize_settings(options: Mapping[str, object]) -> dict[str, Any]:
     for name, (lo, hi, default) in INT_OPTIONS.items():
         value = _int_option(options, name, lo, hi)
         settings[name] = default if value is None else value
-    for name, (choices, default) in CHOICE_OPTIONS.items():
-        value = options.get(name)
-        if value in (None, ""):
-            value = default
-        if value not in choices:
+    for name, (choices, usual) in CHOICE_OPTIONS.items():
+        choice = options.get(name) if _given(options, name) else usual
+        if choice not in choices:
             listed = " or ".join(f'"{c}"' for c in choices)
-            raise _bad(f"{name} must be {listed}, got {value!r}")
-        settings[name] = value
-    settings["fill"] = _flag(options, "fill", False)
+            raise bad(f"{name} must be {listed}, got {choice!r}")
+        settings[name] = choice
+    settings["fill"] = flag("fill", options["fill"]) if _given(options, "fill") else False
     return settings
 
 
@@ -190,23 +160,23 @@ def _check_candidate(options: Mapping[str, object]) -> None:
         return
     value = options["candidate"]
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < CANDIDATES:
-        raise _bad(f"candidate must be 0, 1 or 2, got {value!r}")
+        raise bad(f"candidate must be 0, 1 or 2, got {value!r}")
 
 
 def _check_prompt(prompt: str) -> None:
     # JavaScript servers count UTF-16 units: an emoji is two of them.
     units = len(prompt.encode("utf-16-le")) // 2
     if not prompt.strip():
-        raise _bad("prompt is empty: describe the asset (1 to 500 characters)")
+        raise bad("prompt is empty: describe the asset (1 to 500 characters)")
     if units > MAX_PROMPT:
-        raise _bad(f"prompt is {units} characters; Voxel-AI accepts at most {MAX_PROMPT}")
+        raise bad(f"prompt is {units} characters; Voxel-AI accepts at most {MAX_PROMPT}")
 
 
 def _image_path(request: GenerationRequest) -> str | None:
     """The image to voxelize: the user's file, or for text the picked candidate."""
     if request.source == "IMAGE":
         if not request.image_paths:
-            raise _bad("Voxel-AI needs an image to voxelize")
+            raise bad("Voxel-AI needs an image to voxelize")
         return request.image_paths[0]
     return request.picked_path or None
 
@@ -214,33 +184,31 @@ def _image_path(request: GenerationRequest) -> str | None:
 # -- answers ---------------------------------------------------------------------------------
 
 
-def _one_line(text: object, limit: int = 200) -> str:
-    return " ".join(str(text).split())[:limit]
-
-
 def _object(body: object, what: str) -> dict[str, Any]:
+    """A JSON object, also when the service sent it as a JSON string."""
     if isinstance(body, str):
         with contextlib.suppress(ValueError):
             body = json.loads(body)
-    if not isinstance(body, dict):
-        raise ProviderError(
-            ErrorKind.BAD_RESPONSE, f"{what} is not a JSON object: {type(body).__name__}"
-        )
-    return body
+    return json_object(body, what)
 
 
 def _job_id(body: dict[str, Any]) -> str:
     job_id = body.get("jobId") or body.get("job_id") or body.get("id")
     if not isinstance(job_id, str | int) or isinstance(job_id, bool) or not str(job_id):
-        raise ProviderError(ErrorKind.BAD_RESPONSE, f"answer has no jobId: {_one_line(body, 120)}")
+        raise ProviderError(ErrorKind.BAD_RESPONSE, f"answer has no jobId: {one_line(body, 120)}")
     return str(job_id)
 
 
 def _data_url(value: str, default_mime: str) -> str:
+    """Base64 as a data: URL, typed by the bytes it starts with."""
     if value.startswith("data:"):
         return value
-    mime = next((m for p, m in _IMAGE_MIMES.items() if value.startswith(p)), default_mime)
-    return f"data:{mime};base64,{value}"
+    head = "".join(value[:64].split())
+    try:
+        kind = filekind.kind_of(base64.b64decode(head[: len(head) // 4 * 4]))
+    except (binascii.Error, ValueError):
+        kind = None
+    return f"data:{filekind.MIME_TYPES.get(kind or '', default_mime)};base64,{value}"
 
 
 def _candidates(output: dict[str, Any]) -> tuple[Asset, ...]:
@@ -317,18 +285,13 @@ def decode_data_url(url: str, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
     return data
 
 
-def _http_status(exc: ProviderError) -> int | None:
-    match = _HTTP_STATUS.match(exc.detail)
-    return int(match.group(1)) if match else None
-
-
 def _translate(exc: ProviderError, *, polling: bool) -> ProviderError:
     """The page's meaning where it differs from the HTTP layer's general mapping.
 
     A 403 on a create can only be NO_BALANCE (there is no job to own yet): credits, not the
     key. On the status endpoint a 403 means the job belongs to another account. A 429 with
     no Retry-After waits out the documented 15 s window."""
-    status = _http_status(exc)
+    status = exc.status
     if status == 403 and (not polling or "NO_BALANCE" in exc.detail.upper()):
         return ProviderError(ErrorKind.CREDITS, f"{exc.detail} (no token balance on this account)")
     if status == 403:
@@ -347,7 +310,7 @@ def _translate(exc: ProviderError, *, polling: bool) -> ProviderError:
 class VoxelAI(Provider):
     info = INFO
 
-    def __init__(self, http: HttpClient) -> None:
+    def __init__(self, http: Http) -> None:
         super().__init__(http)
         # What the voxelize create answered (balance, charged), shown while its job runs:
         # the status endpoint echoes them only once the job has completed.
@@ -380,13 +343,13 @@ class VoxelAI(Provider):
         if stage == VOXELIZE:
             path = _image_path(request)
             if not path:
-                raise _bad("no candidate picked yet: pick one of the images first")
+                raise bad("no candidate picked yet: pick one of the images first")
             body = {"image_base64": image_data_url(path), **voxelize_settings(request.options)}
             answer = self._post(VOXELIZE, body)
             job_id = _job_id(answer)
             self._accounts[job_id] = (answer.get("balance"), answer.get("charged"))
             return job_id
-        raise _bad(f"Voxel-AI has no {stage!r} step")
+        raise bad(f"Voxel-AI has no {stage!r} step")
 
     def _post(self, stage: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -432,7 +395,7 @@ class VoxelAI(Provider):
         error = data.get("error")
         if isinstance(error, dict):
             error = error.get("message") or error.get("code")
-        reason = self.http.redact(_one_line(error)) if error else "no reason given"
+        reason = self.http.redact(one_line(error)) if error else "no reason given"
         if stage == IMAGES:
             return f"Voxel-AI could not generate the images: {reason}"
         return f"Voxel-AI could not voxelize the image: {reason}; the token is refunded"

@@ -61,7 +61,7 @@ class Harness(EngineHarness):
         super().__init__(tmp_path, self._provider, **kw)
 
     def _provider(self, job: Job, on_rate) -> Provider:
-        http = make_http("trify3d", KEY, self.url, max_retries=0, on_rate=on_rate)
+        http = make_http("trify3d", KEY, self.url, on_rate=on_rate)
         cls = self.extra_providers.get(job.provider)
         return cls(http) if cls else get_provider(job.provider, http)
 
@@ -574,7 +574,7 @@ def test_journal_records_intent_before_the_create_is_sent(harness, trify) -> Non
 def test_resume_of_an_unsure_submit_reuses_the_idempotency_key(harness, trify) -> None:
     h = harness()
     job = Job.new("trify3d", "TEXT", "a duck")
-    http = make_http("trify3d", KEY, trify.url, max_retries=0)
+    http = make_http("trify3d", KEY, trify.url)
     get_provider("trify3d", http).create(job.request(), job.idempotency_key)  # answer lost
     job = job.evolve(state=JobState.SUBMITTING)
     h.journal.save(job)

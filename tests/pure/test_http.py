@@ -1,18 +1,22 @@
-"""The HTTP layer and the engine without Blender: retries, timeouts, downloads, secrets."""
+"""The HTTP layer and the engine without Blender: one attempt a call, timeouts, downloads,
+secrets, file kinds."""
 
 from __future__ import annotations
 
+import email.utils
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from conjure_src.jobs.engine import detect_format
 from conjure_src.jobs.model import Job
 from conjure_src.providers import get_provider, make_http
-from conjure_src.providers.base import ErrorKind, ProviderError, progress_fraction
-from conjure_src.providers.http import HttpClient, NotSentError, RateNote, normalize_proxy, redact
+from conjure_src.providers.common import progress_fraction
+from conjure_src.providers.errors import ErrorKind, ProviderError, RateNote
+from conjure_src.providers.filekind import describe, kind_of, kind_of_name
+from conjure_src.providers.http import HttpClient, normalize_proxy, redact
 from emulators.base import Emulator, json_reply
 from emulators.proxy import ForwardProxy
 from emulators.tls import make_cert, serve_tls
@@ -50,7 +54,22 @@ def trify(tmp_path: Path):
 
 
 def _client(url: str, **kw):
-    return make_http("trify3d", KEY, url, sleep=lambda s: time.sleep(min(s, 0.05)), **kw)
+    return make_http("trify3d", KEY, url, **kw)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every sleep on the test's own thread: an HTTP call never waits, the engine owns waits."""
+    seen: list[float] = []
+    real, me = time.sleep, threading.current_thread()
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is me:
+            seen.append(seconds)
+        real(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    return seen
 
 
 def test_redact_scrubs_keys_headers_and_query_tokens() -> None:
@@ -66,22 +85,31 @@ def test_progress_is_normalized(raw, want) -> None:
     assert progress_fraction(raw) == pytest.approx(want)
 
 
-def test_rate_limit_headers_are_tracked(trify) -> None:
-    http = _client(trify.url)
+def test_rate_limit_headers_are_reported(trify) -> None:
+    notes: list[RateNote] = []
+    http = _client(trify.url, on_rate=notes.append)
     with pytest.raises(ProviderError) as info:
         http.get_json("/api/v1/generations/nope")
-    assert info.value.kind == ErrorKind.NOT_FOUND
-    assert http.rate.limit == 100_000 and http.rate.remaining == 100_000 - 1
+    assert info.value.kind == ErrorKind.NOT_FOUND and info.value.status == 404
+    assert [(n.limit, n.remaining) for n in notes] == [(100_000, 100_000 - 1)]
 
 
-def test_retry_after_http_date_and_seconds_are_honoured(trify) -> None:
-    slept: list[float] = []
-    http = make_http("trify3d", KEY, trify.url, sleep=slept.append)
+def test_retry_after_http_date_and_seconds_are_read(trify, sleeps) -> None:
+    http = _client(trify.url)
+    soon = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    for header, want in [("2", 2.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), (soon, 30.0)]:
+        trify.inject(status=503, headers={"Retry-After": header}, method="GET")
+        with pytest.raises(ProviderError) as info:
+            http.get_json("/api/v1/generations/x")
+        assert info.value.kind == ErrorKind.TRANSIENT
+        assert info.value.retry_after == pytest.approx(want, abs=2)
     trify.inject(status=429, headers={"Retry-After": "2"}, method="GET")
-    trify.inject(status=503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, method="GET")
+    with pytest.raises(ProviderError) as info:
+        http.get_json("/api/v1/generations/x")
+    assert info.value.kind == ErrorKind.RATE_LIMIT and info.value.retry_after == 2.0
     with pytest.raises(ProviderError, match="does not know"):
         http.get_json("/api/v1/generations/x")
-    assert max(slept) >= 2.0 and trify.count("GET") == 3
+    assert trify.count("GET") == 5 and sleeps == []  # one attempt each, no waiting here
 
 
 def test_create_is_never_resent_after_a_read_timeout(trify) -> None:
@@ -99,20 +127,22 @@ def test_create_is_never_resent_after_a_read_timeout(trify) -> None:
     assert len(trify.tasks) == 1
 
 
-def test_get_retries_timeouts_then_gives_a_one_line_error(trify) -> None:
-    http = _client(trify.url, read_timeout=0.2, max_retries=2)
+def test_a_get_that_times_out_is_one_attempt_and_one_line(trify, sleeps) -> None:
+    http = _client(trify.url, read_timeout=0.2)
     trify.inject(delay=0.5, passthrough=True, method="GET", times=3)
     with pytest.raises(ProviderError) as info:
         http.get_json("/api/v1/generations/x")
     assert info.value.kind == ErrorKind.TIMEOUT and "\n" not in str(info.value)
-    assert trify.count("GET") == 3
+    assert trify.count("GET") == 1 and sleeps == []
 
 
-def test_unreachable_service_is_a_network_error() -> None:
-    http = _client("http://127.0.0.1:9", max_retries=1)
+def test_unreachable_service_is_not_sent() -> None:
+    http = _client("http://127.0.0.1:9")
     with pytest.raises(ProviderError) as info:
         http.get_json("/x")
-    assert info.value.kind == ErrorKind.NETWORK and KEY not in str(info.value)
+    assert info.value.kind == ErrorKind.NOT_SENT and info.value.retryable
+    text = str(info.value)
+    assert "Could not reach the service: cannot connect to 127.0.0.1:9" in text and KEY not in text
 
 
 def test_download_streams_via_part_and_keeps_the_key_on_its_origin(tmp_path) -> None:
@@ -164,7 +194,21 @@ def test_base_url_must_be_http() -> None:
     ],
 )
 def test_formats_are_detected_by_content(head, kind) -> None:
-    assert detect_format(head) == kind
+    assert kind_of(head) == kind
+
+
+def test_more_kinds_by_content_by_name_and_in_words() -> None:
+    assert kind_of(b"RIFF\x40\x00\x00\x00WEBPVP8 ") == "webp"
+    assert kind_of(b"RIFF\x40\x00\x00\x00WAVEfmt ") is None
+    assert kind_of(b'{"asset": {"version": "2.0"}}') == "gltf"
+    assert [kind_of_name(n) for n in ("/a/model.GLB", "x.jpeg", "/a.b/c", "noext")] == [
+        "glb", "jpg", None, None,
+    ]  # fmt: skip
+    assert describe(b"") == "an empty file"
+    assert describe(b"<!DOCTYPE html><html>") == "an HTML page"
+    assert describe(b'{"error": "expired"}') == "JSON text"
+    assert describe(b"GIF89a\x01\x00") == "a GIF image"
+    assert describe(b"\x00\x01\x02") == "unknown bytes 00 01 02"
 
 
 # ------------------------------------------------------------------ studio networks, engine v2
@@ -213,7 +257,7 @@ def test_https_asset_redirect_down_to_http_is_refused(tmp_path, cert, serve) -> 
     origin, plain = Files(), Files()
     origin_url = serve(origin, cert)
     origin.elsewhere = serve(plain)
-    http = HttpClient(KEY, origin_url, ca_bundle=str(cert[0]), max_retries=0)
+    http = HttpClient(KEY, origin_url, ca_bundle=str(cert[0]))
     dest = tmp_path / "asset.glb"
     with pytest.raises(ProviderError) as info:
         http.download(f"{origin_url}/hop", str(dest))
@@ -228,7 +272,7 @@ def test_redirects_that_keep_or_gain_tls_are_followed(tmp_path, cert, serve, ori
     origin, other = Files(), Files()
     origin_url = serve(origin, cert if origin_tls else None)
     origin.elsewhere = serve(other, cert)
-    http = HttpClient(KEY, origin_url, ca_bundle=str(cert[0]), max_retries=0)
+    http = HttpClient(KEY, origin_url, ca_bundle=str(cert[0]))
     dest = tmp_path / "asset.glb"
     assert http.download(f"{origin_url}/hop", str(dest)) == len(GLB)
     assert dest.read_bytes() == GLB
@@ -242,33 +286,32 @@ def test_ca_bundle_preference_trusts_a_private_certificate(tmp_path, cert, serve
     # requests lets REQUESTS_CA_BUNDLE override a session's verify; the preference must win.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     url = serve(Files(), cert)
-    http = HttpClient(KEY, url, ca_bundle=str(cert[0]), max_retries=0)
+    http = HttpClient(KEY, url, ca_bundle=str(cert[0]))
     assert http.get_json("/json") == {"ok": True}
     assert http.post_json("/json", {}) == {"ok": True}
     assert http.download(f"{url}/file", str(tmp_path / "a.glb")) == len(GLB)
 
 
-def test_untrusted_certificate_is_one_line_and_not_sent(tmp_path, cert, serve, monkeypatch):
+def test_untrusted_certificate_is_one_line_and_not_sent(tmp_path, cert, serve, monkeypatch, sleeps):
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
     files = Files()
     url = serve(files, cert)
     host = url.removeprefix("https://")
-    slept: list[float] = []
-    http = HttpClient(KEY, url, max_retries=0, sleep=slept.append)
+    http = HttpClient(KEY, url)
     calls = (
         lambda: http.get_json("/json"),
         lambda: http.post_json("/json", {"prompt": "a chair"}, "idem-1"),
         lambda: http.download(f"{url}/file", str(tmp_path / "a.glb")),
     )
     for call in calls:
-        with pytest.raises(NotSentError) as info:  # a create may safely be sent again
+        with pytest.raises(ProviderError) as info:
             call()
-        assert info.value.kind == ErrorKind.NETWORK
+        assert info.value.kind == ErrorKind.NOT_SENT  # a create may safely be sent again
         text = _one_line(info.value)
         assert f"certificate check failed for {host}: behind a corporate proxy" in text
         assert "Conjure's preferences (Advanced) or REQUESTS_CA_BUNDLE" in text
-    assert files.requests == [] and slept == []
+    assert files.requests == [] and sleeps == []
 
 
 def test_missing_ca_bundle_is_a_one_line_error(tmp_path) -> None:
@@ -300,7 +343,7 @@ def test_proxy_preference_without_scheme_routes_every_request(tmp_path, serve, n
     files, proxy = Files(), ForwardProxy()
     url, proxy_url = serve(files), serve(proxy)
     no_env_proxy.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the preference beats this
-    http = HttpClient(KEY, url, proxy=proxy_url.removeprefix("http://"), max_retries=0)
+    http = HttpClient(KEY, url, proxy=proxy_url.removeprefix("http://"))
     assert http.get_json("/json") == {"ok": True}
     assert http.post_json("/json", {}) == {"ok": True}
     assert http.download(f"{url}/file", str(tmp_path / "a.glb")) == len(GLB)
@@ -313,27 +356,20 @@ def test_http_proxy_environment_is_honoured_without_a_preference(serve, no_env_p
     files, proxy = Files(), ForwardProxy()
     url, proxy_url = serve(files), serve(proxy)
     no_env_proxy.setenv("HTTP_PROXY", proxy_url)
-    assert HttpClient(KEY, url, max_retries=0).get_json("/json") == {"ok": True}
+    assert HttpClient(KEY, url).get_json("/json") == {"ok": True}
     assert [seen.path for seen in proxy.requests] == [f"{url}/json"]
     assert len(files.requests) == 1
 
 
-def test_unreachable_proxy_is_not_sent_and_hides_its_password(no_env_proxy) -> None:
-    slept: list[float] = []
-    http = HttpClient(
-        KEY,
-        "http://api.example",
-        proxy="studio:pr0xy-pw@127.0.0.1:9",
-        max_retries=0,
-        sleep=slept.append,
-    )
+def test_unreachable_proxy_is_not_sent_and_hides_its_password(no_env_proxy, sleeps) -> None:
+    http = HttpClient(KEY, "http://api.example", proxy="studio:pr0xy-pw@127.0.0.1:9")
     for call in (lambda: http.get_json("/x"), lambda: http.post_json("/x", {})):
-        with pytest.raises(NotSentError) as info:
+        with pytest.raises(ProviderError) as info:
             call()
-        assert info.value.kind == ErrorKind.NETWORK
+        assert info.value.kind == ErrorKind.NOT_SENT
         text = _one_line(info.value)
         assert "proxy" in text and "pr0xy-pw" not in text
-    assert slept == []
+    assert sleeps == []
 
 
 def test_on_rate_reports_budget_headers_on_the_requesting_thread(tmp_path, serve) -> None:
@@ -341,13 +377,13 @@ def test_on_rate_reports_budget_headers_on_the_requesting_thread(tmp_path, serve
     url = serve(origin)
     origin.elsewhere = serve(cdn)
     notes: list[RateNote] = []
-    where: list[tuple[threading.Thread, bool]] = []
+    where: list[threading.Thread] = []
 
     def on_rate(note: RateNote) -> None:
         notes.append(note)
-        where.append((threading.current_thread(), http._lock.locked()))
+        where.append(threading.current_thread())
 
-    http = HttpClient(KEY, url, max_retries=0, sleep=lambda s: None, on_rate=on_rate)
+    http = HttpClient(KEY, url, on_rate=on_rate)
     budget = {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "59", "X-RateLimit-Reset": "12"}
     origin.inject(status=200, body={"ok": True}, headers=budget)
     assert http.get_json("/json") == {"ok": True}
@@ -367,7 +403,6 @@ def test_on_rate_reports_budget_headers_on_the_requesting_thread(tmp_path, serve
     note = notes[-1]
     assert (note.status, note.limit, note.remaining, note.retry_after) == (429, None, 0, 5.0)
     assert note.reset_after == pytest.approx(30, abs=2)
-    assert http.rate.limit == 60 and http.rate.remaining == 0  # the old bookkeeping stays
 
     origin.inject(status=200, body={"ok": True}, headers={"X-RateLimit-Reset": "1000000000"})
     http.get_json("/json")
@@ -381,21 +416,20 @@ def test_on_rate_reports_budget_headers_on_the_requesting_thread(tmp_path, serve
     before = len(notes)
     assert http.download(f"{url}/hop", str(tmp_path / "a.glb")) == len(GLB)
     assert [n.status for n in notes[before:]] == [302]
-    assert where == [(threading.current_thread(), False)] * len(notes)
+    assert where == [threading.current_thread()] * len(notes)
 
 
 def test_a_failing_rate_observer_never_loses_an_answer(serve) -> None:
     def broken(note: RateNote) -> None:
         raise RuntimeError("observer bug")
 
-    http = HttpClient(KEY, serve(Files()), max_retries=0, on_rate=broken)
+    http = HttpClient(KEY, serve(Files()), on_rate=broken)
     assert http.post_json("/json", {}) == {"ok": True}  # e.g. the task id of a paid create
 
 
-def test_no_retries_means_one_attempt_and_no_sleep(serve) -> None:
+def test_a_call_is_one_attempt_and_never_sleeps(serve, sleeps) -> None:
     files = Files()
-    slept: list[float] = []
-    http = HttpClient(KEY, serve(files), max_retries=0, sleep=slept.append)
+    http = HttpClient(KEY, serve(files))
 
     files.inject(status=429, headers={"Retry-After": "5"}, method="GET")
     with pytest.raises(ProviderError) as info:
@@ -417,13 +451,13 @@ def test_no_retries_means_one_attempt_and_no_sleep(serve) -> None:
     assert files.count("POST") == 1
 
     assert http.get_json("/json") == {"ok": True} and files.count("GET") == 3
-    assert slept == []
+    assert sleeps == []
 
 
-def test_no_retries_unreachable_service_fails_at_once() -> None:
-    slept: list[float] = []
-    http = HttpClient(KEY, "http://127.0.0.1:9", max_retries=0, sleep=slept.append)
+def test_an_unreachable_service_fails_at_once_as_not_sent(sleeps) -> None:
+    http = HttpClient(KEY, "http://127.0.0.1:9")
     for call in (lambda: http.get_json("/x"), lambda: http.post_json("/x", {})):
-        with pytest.raises(NotSentError):
+        with pytest.raises(ProviderError) as info:
             call()
-    assert slept == []
+        assert info.value.kind == ErrorKind.NOT_SENT
+    assert sleeps == []

@@ -24,17 +24,16 @@ from harness import files_by_role as _files
 
 from conjure_src.importers import archive, mtl
 from conjure_src.importers.archive import ArchiveError
-from conjure_src.jobs.engine import detect_format
 from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import make_http, ravenra
 from conjure_src.providers.base import (
-    ErrorKind,
     FlowStep,
     GenerationRequest,
-    ProviderError,
     Step,
     TaskState,
 )
+from conjure_src.providers.errors import ErrorKind, ProviderError
+from conjure_src.providers.filekind import kind_of
 from conjure_src.providers.ravenra import INFO, Ravenra
 from emulators.ravenra import (
     TEXTURE_NAME,
@@ -57,7 +56,7 @@ def emu():
 
 
 def _provider(url: str, key: str = KEY) -> Ravenra:
-    return Ravenra(make_http("ravenra", key, url, max_retries=0))
+    return Ravenra(make_http("ravenra", key, url))
 
 
 class Harness(EngineHarness):
@@ -68,7 +67,7 @@ class Harness(EngineHarness):
         super().__init__(tmp_path, self._provider, **kw)
 
     def _provider(self, job: Job, on_rate) -> Ravenra:
-        return Ravenra(make_http("ravenra", self.key, self.url, max_retries=0, on_rate=on_rate))
+        return Ravenra(make_http("ravenra", self.key, self.url, on_rate=on_rate))
 
     def submit(self, source: str = "TEXT", prompt: str = "a chair", **kw: Any) -> str:
         """A one-stage job (a preview, unless options say otherwise): most tests look at one
@@ -85,7 +84,7 @@ harness = harness_fixture(Harness)
 
 
 def _kind(path: Path) -> str | None:
-    return detect_format(path.read_bytes()[:512])
+    return kind_of(path.read_bytes()[:512])
 
 
 # ------------------------------------------------------------------------------ the modes

@@ -80,7 +80,7 @@ def session(tmp_path: Path, host: Host):
 
 
 def _text(prompt: str, **options: object) -> GenerationRequest:
-    return GenerationRequest("TEXT", prompt, (), options)  # type: ignore[arg-type]
+    return GenerationRequest("TEXT", prompt, (), options)
 
 
 def _until_settled(s: Session, job_ids: list[str], timeout: float = 10.0) -> None:

@@ -22,16 +22,15 @@ from harness import EngineHarness, StubHttp, harness_fixture
 from harness import files_by_role as _files
 
 from conjure_src.importers import gltfcheck
-from conjure_src.jobs.engine import detect_format
 from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import make_http
 from conjure_src.providers.base import (
     Capability,
-    ErrorKind,
     GenerationRequest,
-    ProviderError,
     TaskState,
 )
+from conjure_src.providers.errors import ErrorKind, ProviderError
+from conjure_src.providers.filekind import kind_of
 from conjure_src.providers.siray import INFO, Siray
 from emulators.siray import (
     GENERATIONS_PATH,
@@ -65,7 +64,7 @@ def png_file(tmp_path: Path) -> Path:
 
 
 def _provider(url: str, key: str = KEY) -> Siray:
-    return Siray(make_http("siray", key, url, max_retries=0))
+    return Siray(make_http("siray", key, url))
 
 
 class Harness(EngineHarness):
@@ -78,7 +77,7 @@ class Harness(EngineHarness):
         super().__init__(tmp_path, self._provider, **kw)
 
     def _provider(self, job: Job, on_rate) -> Siray:
-        return Siray(make_http("siray", self.key, self.url, max_retries=0, on_rate=on_rate))
+        return Siray(make_http("siray", self.key, self.url, on_rate=on_rate))
 
 
 harness = harness_fixture(Harness)
@@ -137,7 +136,7 @@ def test_each_model_and_source_runs_to_a_ready_model_file(
     files = _files(job)
     assert set(files) == {"model"}
     assert files["model"].name == f"model.{output}"
-    assert detect_format(files["model"].read_bytes()[:512]) == output
+    assert kind_of(files["model"].read_bytes()[:512]) == output
     assert files["model"].read_bytes() == emu.files[output]
     assert emu.bodies() == [body]  # exactly: no prompt for image models, nothing extra
     assert emu.tasks[job.task_id].model == body["model"]

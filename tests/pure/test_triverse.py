@@ -25,13 +25,12 @@ from conjure_src.providers import make_http
 from conjure_src.providers.base import (
     STANDARD_FLOW,
     Capability,
-    ErrorKind,
     GenerationRequest,
-    ProviderError,
     RateRule,
     Step,
     TaskState,
 )
+from conjure_src.providers.errors import ErrorKind, ProviderError
 from conjure_src.providers.triverse import INFO, ORDER_ID, Triverse, client_order_id
 from emulators.trify3d import tiny_png
 from emulators.triverse import (
@@ -61,7 +60,7 @@ def emu():
 
 
 def _provider(url: str, key: str = KEY, on_rate=None) -> Triverse:
-    return Triverse(make_http("triverse", key, url + PREFIX, max_retries=0, on_rate=on_rate))
+    return Triverse(make_http("triverse", key, url + PREFIX, on_rate=on_rate))
 
 
 class Harness(EngineHarness):
@@ -462,6 +461,16 @@ def test_out_of_credits_fails_in_one_line_and_charges_nothing(harness, emu, stat
 def test_a_403_without_credit_words_is_a_key_problem(harness, emu) -> None:
     emu.inject(status=403, body={"code": 403, "message": "Forbidden"}, method="POST")
     _one_line_failure(harness().run(), "rejected the API key", "HTTP 403 Forbidden")
+
+
+@pytest.mark.parametrize("words", ["Billing account suspended", "Please top up to continue"])
+def test_a_403_that_speaks_of_billing_or_top_up_is_credits(harness, emu, words) -> None:
+    """One word list for every service: these words once read as a rejected key here."""
+    emu.inject(status=403, body={"code": 403, "message": words}, method="POST")
+    _one_line_failure(harness().run(), "Not enough credits", f"HTTP 403 {words}")
+    emu.inject_code(20009, words, method="POST", path=TEXT_PATH)  # the same at HTTP 200
+    _one_line_failure(harness().run(), "Not enough credits", f"Triverse: {words} (code 20009)")
+    assert emu.tasks == {}
 
 
 def test_a_404_on_create_fails_in_one_line(harness, emu) -> None:

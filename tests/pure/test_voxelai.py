@@ -21,13 +21,12 @@ from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import make_http
 from conjure_src.providers.base import (
     Capability,
-    ErrorKind,
     GenerationRequest,
-    ProviderError,
     RateRule,
     Step,
     TaskState,
 )
+from conjure_src.providers.errors import ErrorKind, ProviderError
 from conjure_src.providers.voxelai import INFO, VoxelAI, decode_data_url
 from emulators.trify3d import tiny_png
 from emulators.voxelai import IMAGES_PATH, STATUS_PATH, VOXELIZE_PATH, VoxelAIEmulator, vox_for
@@ -54,7 +53,7 @@ class Harness(EngineHarness):
         super().__init__(tmp_path, self._provider, **kw)
 
     def _provider(self, job: Job, on_rate) -> VoxelAI:
-        return VoxelAI(make_http("voxelai", self.key, self.url, max_retries=0, on_rate=on_rate))
+        return VoxelAI(make_http("voxelai", self.key, self.url, on_rate=on_rate))
 
 
 harness = harness_fixture(Harness, emulator="voxel")
@@ -245,7 +244,7 @@ def test_a_429_from_the_service_is_waited_out_visibly(harness, voxel) -> None:
 
 def test_a_429_without_retry_after_waits_the_documented_window(voxel) -> None:
     voxel.use_images_window()
-    provider = VoxelAI(make_http("voxelai", KEY, voxel.url, max_retries=0))
+    provider = VoxelAI(make_http("voxelai", KEY, voxel.url))
     with pytest.raises(ProviderError) as info:
         provider.create(GenerationRequest("TEXT", "a fox"), "", "images")
     assert info.value.kind == ErrorKind.RATE_LIMIT and info.value.retry_after == 15.0
@@ -333,7 +332,7 @@ def test_a_failed_voxelize_says_refunded_and_the_balance_is_back(harness, voxel)
     job = h.wait(h.submit(candidate=1))
     _one_line_failure(job, "Worker ran out of GPU memory", "the token is refunded")
     assert voxel.balance() == 5
-    provider = VoxelAI(make_http("voxelai", KEY, voxel.url, max_retries=0))
+    provider = VoxelAI(make_http("voxelai", KEY, voxel.url))
     (task,) = [j for j in voxel.jobs.values() if j.kind == "voxelize"]
     assert provider.poll(task.job_id, "voxelize").state == TaskState.FAILED
     assert voxel.balance() == 5  # refunded once, however often it is polled
@@ -419,7 +418,7 @@ def test_restarts_during_both_jobs_resume_by_polling_and_pay_once(tmp_path, voxe
 
 
 def test_inline_files_are_decoded_bounded_and_written_via_part(voxel, tmp_path) -> None:
-    provider = VoxelAI(make_http("voxelai", KEY, voxel.url, max_retries=0))
+    provider = VoxelAI(make_http("voxelai", KEY, voxel.url))
     payload = vox_for(16)
     url = "data:application/octet-stream;base64," + base64.b64encode(payload).decode()
     dest = tmp_path / "asset.download"
@@ -441,7 +440,7 @@ def test_inline_files_are_decoded_bounded_and_written_via_part(voxel, tmp_path) 
 
 
 def test_unknown_shapes_are_one_line_bad_responses(voxel) -> None:
-    provider = VoxelAI(make_http("voxelai", KEY, voxel.url, max_retries=0))
+    provider = VoxelAI(make_http("voxelai", KEY, voxel.url))
     voxel.inject(status=200, body={"state": "exploded"}, method="GET")
     with pytest.raises(ProviderError, match="unknown job state 'exploded'") as info:
         provider.poll("x", "images")
