@@ -20,23 +20,19 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import os
 import queue
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from ..providers import SERVICES, filekind
+from ..providers import filekind
 from ..providers.base import (
     Asset,
-    FlowStep,
     Provider,
     RateRule,
     Step,
@@ -46,83 +42,26 @@ from ..providers.base import (
 from ..providers.errors import ErrorKind, ProviderError, RateNote
 from .journal import Journal
 from .model import ImportPlan, Job, JobState, files_exist
-from .ratelimit import ServiceLimiter
+from .ratelimit import Budgets, ServiceLimiter
+from .steps import (
+    Cancel,
+    CancelledError,
+    Command,
+    Done,
+    Limit,
+    Live,
+    Pick,
+    Start,
+    Workers,
+    fetch,
+    last_poll,
+)
 
-# What each asset role may be; anything else is refused by its bytes, whatever its URL says.
-ROLE_KINDS: dict[str, frozenset[str]] = {
-    "model": filekind.MODEL_KINDS,
-    "geometry": filekind.MODEL_KINDS,
-    "material": frozenset({"mtl"}),
-    "texture": filekind.IMAGE_KINDS | {"zip"},
-}
 MAX_STALL_DELAY = 300.0
 MAX_RETRY_AFTER = 900.0
 LEASE_SECONDS = 30.0
 
 ProviderFactory = Callable[[Job, Callable[[RateNote], None]], Provider]
-
-
-class _CancelledError(Exception):
-    """The job was cancelled between dispatch and the create request."""
-
-
-# Commands to the scheduler thread, posted from any thread.
-@dataclass(frozen=True)
-class _Start:
-    job: Job
-
-
-@dataclass(frozen=True)
-class _Cancel:
-    job_id: str
-
-
-@dataclass(frozen=True)
-class _Pick:
-    job_id: str
-    choice: int | str
-    options: Mapping[str, object]
-    plan: ImportPlan | None
-
-
-@dataclass(frozen=True)
-class _Limit:
-    count: int
-
-
-@dataclass(frozen=True)
-class _Done:
-    """A step finished on a worker: `tag` tells a job's parallel downloads apart."""
-
-    job_id: str
-    step: Step
-    tag: int
-    future: Future[Any]
-
-
-_Command = _Start | _Cancel | _Pick | _Limit | _Done
-
-
-@dataclass
-class _Live:
-    job: Job
-    provider: Provider
-    flow: tuple[FlowStep, ...]
-    cancel: threading.Event = field(default_factory=threading.Event)
-    busy: bool = False
-    token: int = 0  # heap entries carry it; scheduling again makes older entries stale
-    polls: int = 0
-    failures: int = 0  # consecutive network troubles (back-off)
-    refetches: int = 0  # downloads that had to ask for fresh URLs
-    assets: tuple[Asset, ...] = ()
-    candidates: tuple[Asset, ...] = ()
-    fetching: tuple[Asset, ...] = ()  # the downloads in flight, all at once
-    required: str = "model"  # the role among them that must arrive
-    fetched: dict[int, str | ProviderError] = field(default_factory=dict)
-
-    @property
-    def here(self) -> FlowStep:
-        return self.flow[min(self.job.step, len(self.flow) - 1)]
 
 
 class Engine:
@@ -148,25 +87,19 @@ class Engine:
         self.max_in_flight = max_in_flight
         self.poll_interval = poll_interval
         self.events: queue.Queue[Job] = queue.Queue()
-        self._rate_rules = dict(rate_rules or {})
-        self._probe_after = probe_after
+        self.budgets = Budgets(rate_rules, probe_after=probe_after, clock=clock)
         self._backoff_base = backoff_base  # first retry after trouble; doubles up to 5 min
         self._clock = clock
-        self._workers = workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._download_pool: ThreadPoolExecutor | None = None
-        self._running: set[Future[Any]] = set()  # steps on workers, for an orderly shutdown
+        self._tag = f"{id(self) & 0xFFFF:04x}"  # in thread names: whose threads they are
+        self._workers = Workers(workers, f"conjure-step-{self._tag}", self._post)
         self._scheduler: threading.Thread | None = None
-        self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._heap: list[tuple[float, int, str, int]] = []
         self._seq = itertools.count()
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, Live] = {}
         self._waiting: deque[str] = deque()  # jobs held back by max_in_flight
-        self._limiters: dict[str, ServiceLimiter] = {}
-        self._budget_share = 1.0
-        self._tag = f"{id(self) & 0xFFFF:04x}"  # in thread names: whose threads they are
         self._lock = threading.Lock()  # guards _live's key set for readers on other threads
         self._next_renew = 0.0
 
@@ -177,7 +110,7 @@ class Engine:
         self._check_running()
         self.journal.save(job)
         self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
-        self._post(_Start(job))
+        self._post(Start(job))
 
     def resume(self, job: Job) -> str:
         """Continue a journaled job without paying again; "" or why it cannot be taken."""
@@ -185,7 +118,7 @@ class Engine:
         holder = self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
         if holder:
             return "Running in another Blender"
-        self._post(_Start(job))
+        self._post(Start(job))
         return ""
 
     def cancel(self, job_id: str) -> bool:
@@ -194,7 +127,7 @@ class Engine:
         if live is None:
             return False
         live.cancel.set()  # seen by a worker about to send a create, and by downloads
-        self._post(_Cancel(job_id))
+        self._post(Cancel(job_id))
         return True
 
     def pick(
@@ -206,34 +139,21 @@ class Engine:
     ) -> None:
         """Answer a job awaiting a pick: a candidate's index, or a local image's path, with
         options for the stages that follow (already checked by the caller) and a new plan."""
-        self._post(_Pick(job_id, choice, dict(options or {}), plan))
+        self._post(Pick(job_id, choice, dict(options or {}), plan))
 
     def set_max_in_flight(self, count: int) -> None:
-        self._post(_Limit(max(1, int(count))))
+        self._post(Limit(max(1, int(count))))
 
     def share_budgets(self, fraction: float) -> None:
         """Use `fraction` of every service's documented budget (farm shards split it)."""
-        with self._lock:
-            self._budget_share = fraction
-            limiters = list(self._limiters.values())
-        for limiter in limiters:
-            limiter.set_share(fraction)
+        self.budgets.share(fraction)
 
     def live_job_ids(self) -> set[str]:
         with self._lock:
             return set(self._live)
 
     def limiter(self, service: str) -> ServiceLimiter:
-        with self._lock:
-            limiter = self._limiters.get(service)
-            if limiter is None:
-                rules = self._rate_rules.get(service)
-                if rules is None:
-                    rules = SERVICES[service].rate_rules if service in SERVICES else ()
-                limiter = ServiceLimiter(rules, probe_after=self._probe_after, clock=self._clock)
-                limiter.set_share(self._budget_share)
-                self._limiters[service] = limiter
-            return limiter
+        return self.budgets.limiter(service)
 
     def worker_count(self) -> int:
         """This engine's threads (the scheduler and the step workers) that are alive."""
@@ -250,10 +170,7 @@ class Engine:
         self._wake.set()
         if self._scheduler is not None:
             self._scheduler.join(max(deadline - time.monotonic(), 0.0))
-        for pool in (self._pool, self._download_pool):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
-        futures.wait(list(self._running), max(deadline - time.monotonic(), 0.0))
+        self._workers.stop(max(deadline - time.monotonic(), 0.0))
         self.journal.release(self.owner)
         with self._lock:
             self._live.clear()
@@ -265,20 +182,13 @@ class Engine:
             raise RuntimeError("the job engine is shut down")
         with self._lock:
             if self._scheduler is None:
-                self._pool = ThreadPoolExecutor(
-                    self._workers, thread_name_prefix=f"conjure-step-{self._tag}"
-                )
-                # Downloads get their own workers: a burst of big files never delays an API
-                # request the rate budget has just granted (it would arrive late, then early).
-                self._download_pool = ThreadPoolExecutor(
-                    self._workers, thread_name_prefix=f"conjure-step-{self._tag}-dl"
-                )
+                self._workers.start()
                 self._scheduler = threading.Thread(
                     target=self._loop, name=f"conjure-scheduler-{self._tag}", daemon=True
                 )
                 self._scheduler.start()
 
-    def _post(self, command: _Command) -> None:
+    def _post(self, command: Command) -> None:
         if not self._stopping.is_set():
             self._commands.put(command)
             self._wake.set()
@@ -303,10 +213,10 @@ class Engine:
             timeout = self._heap[0][0] - self._clock() if self._heap else LEASE_SECONDS / 3
             self._wake.wait(min(max(timeout, 0.0), LEASE_SECONDS / 3))
 
-    def _due(self, now: float) -> list[_Live]:
+    def _due(self, now: float) -> list[Live]:
         """Jobs due now (within 10 ms), creates first, then the least-polled: when a rate
         budget frees a few slots, new jobs start and no job falls a window behind."""
-        due: list[_Live] = []
+        due: list[Live] = []
         while self._heap and self._heap[0][0] <= now + 0.01:
             _, _, job_id, token = heapq.heappop(self._heap)
             live = self._live.get(job_id)
@@ -315,13 +225,13 @@ class Engine:
         due.sort(key=lambda live: (live.job.step, live.polls, live.job.created))
         return due
 
-    def _guarded(self, step: Callable[[Any], None], arg: _Live | _Command) -> None:
+    def _guarded(self, step: Callable[[Any], None], arg: Live | Command) -> None:
         """A bug in one job's handling fails that job visibly; the scheduler keeps going."""
         try:
             step(arg)
         except Exception as exc:
             message = f"Internal error: {type(exc).__name__}: {exc}"
-            target = arg.job if isinstance(arg, _Live | _Start) else getattr(arg, "job_id", "")
+            target = arg.job if isinstance(arg, Live | Start) else getattr(arg, "job_id", "")
             job_id = target.job_id if isinstance(target, Job) else target
             live = self._live.get(job_id)
             if live is not None:
@@ -330,23 +240,23 @@ class Engine:
             elif isinstance(target, Job):
                 self._emit_final(target.evolve(state=JobState.FAILED, message=message))
 
-    def _handle(self, command: _Command) -> None:
+    def _handle(self, command: Command) -> None:
         match command:
-            case _Start(job):
+            case Start(job):
                 self._start(job)
-            case _Cancel(job_id):
+            case Cancel(job_id):
                 live = self._live.get(job_id)
                 if live is not None:
                     self._finish(live, JobState.CANCELLED, "Cancelled")
-            case _Pick(job_id, choice, options, plan):
+            case Pick(job_id, choice, options, plan):
                 self._on_pick(job_id, choice, options, plan)
-            case _Limit(count):
+            case Limit(count):
                 self.max_in_flight = count
                 self._release_waiting()
-            case _Done():
+            case Done():
                 self._on_done(command)
 
-    def _schedule(self, live: _Live, delay: float = 0.0) -> None:
+    def _schedule(self, live: Live, delay: float = 0.0) -> None:
         live.token += 1
         due = self._clock() + max(delay, 0.0)
         heapq.heappush(self._heap, (due, next(self._seq), live.job.job_id, live.token))
@@ -372,15 +282,15 @@ class Engine:
             else:
                 self._emit_final(job.evolve(state=JobState.FAILED, message=str(exc)))
             return
-        live = _Live(job, provider, flow)
+        live = Live(job, provider, flow)
         with self._lock:
             self._live[job.job_id] = live
         if job.state == JobState.READY and not files_exist(job.files):
             # Downloaded files vanished: ask the service again for the asset URLs.
-            self._update(live, step=_last_poll(flow, len(flow)), state=JobState.RUNNING)
+            self._update(live, step=last_poll(flow, len(flow)), state=JobState.RUNNING)
         self._schedule(live)
 
-    def _advance(self, live: _Live) -> None:
+    def _advance(self, live: Live) -> None:
         job = live.job
         if live.busy or job.finished:
             return
@@ -414,7 +324,7 @@ class Engine:
         else:
             self._dispatch(live, Step.POLL, live.provider.poll, job.task_id or "", here.stage)
 
-    def _send_create(self, live: _Live) -> None:
+    def _send_create(self, live: Live) -> None:
         job, here = live.job, live.here
         if job.state == JobState.SUBMITTING and not self._resendable(live):
             self._finish(
@@ -432,34 +342,24 @@ class Engine:
         )
         self._dispatch(live, Step.CREATE, self._create, live, key, here.stage)
 
-    def _resendable(self, live: _Live) -> bool:
+    def _resendable(self, live: Live) -> bool:
         """A create that may have arrived can go again: the service dedupes it, or it is free."""
         info = live.provider.info
         return info.idempotent_create or live.here.stage in info.free_stages
 
-    def _create(self, live: _Live, key: str, stage: str) -> str:
+    def _create(self, live: Live, key: str, stage: str) -> str:
         """Worker: the last check that the job is still wanted, then the paid request."""
         request = live.job.request()
         live.provider.check(request)
         if live.cancel.is_set() or self._stopping.is_set():
-            raise _CancelledError
+            raise CancelledError
         return live.provider.create(request, key, stage)
 
-    def _dispatch(self, live: _Live, step: Step, fn: Callable[..., Any], *args: object) -> None:
+    def _dispatch(self, live: Live, step: Step, fn: Callable[..., Any], *args: object) -> None:
         live.busy = True
-        self._submit_step(live.job.job_id, step, 0, fn, *args)
+        self._workers.run(live.job.job_id, step, 0, fn, *args)
 
-    def _submit_step(
-        self, job_id: str, step: Step, tag: int, fn: Callable[..., Any], *args: object
-    ) -> None:
-        pool = self._download_pool if step == Step.DOWNLOAD else self._pool
-        assert pool is not None
-        future = pool.submit(fn, *args)
-        self._running.add(future)
-        future.add_done_callback(self._running.discard)
-        future.add_done_callback(lambda f: self._post(_Done(job_id, step, tag, f)))
-
-    def _on_done(self, done: _Done) -> None:
+    def _on_done(self, done: Done) -> None:
         live = self._live.get(done.job_id)
         kind, future = done.step, done.future
         if live is None:
@@ -471,7 +371,7 @@ class Engine:
         live.busy = False
         try:
             result = future.result()
-        except _CancelledError:
+        except CancelledError:
             self._finish(live, JobState.CANCELLED, "Cancelled")
             return
         except ProviderError as exc:
@@ -513,7 +413,7 @@ class Engine:
                 )
             )
 
-    def _on_status(self, live: _Live, status: TaskStatus) -> None:
+    def _on_status(self, live: Live, status: TaskStatus) -> None:
         live.polls += 1
         job = live.job
         if status.state == TaskState.SUCCEEDED:
@@ -543,12 +443,12 @@ class Engine:
             self._update(live, state=JobState.RUNNING, progress=status.progress, message=message)
         self._schedule(live, status.wait if status.wait is not None else self._poll_delay(live))
 
-    def _poll_delay(self, live: _Live) -> float:
+    def _poll_delay(self, live: Live) -> float:
         if self.poll_interval is not None:
             return self.poll_interval
         return live.provider.poll_delay(live.polls)
 
-    def _on_error(self, live: _Live, kind: Step, exc: ProviderError) -> None:
+    def _on_error(self, live: Live, kind: Step, exc: ProviderError) -> None:
         job = live.job
         if kind in (Step.CREATE, Step.UPLOAD) and not job.paid:
             self._on_unpaid_error(live, kind, exc)
@@ -566,7 +466,7 @@ class Engine:
         if kind == Step.DOWNLOAD and expired and live.refetches < 3:
             # expired asset URLs: ask the service for fresh ones
             live.refetches += 1
-            self._update(live, step=_last_poll(live.flow, job.step), message="Refreshing")
+            self._update(live, step=last_poll(live.flow, job.step), message="Refreshing")
             self._schedule(live)
             return
         if kind == Step.DOWNLOAD and exc.kind == ErrorKind.BAD_RESPONSE:
@@ -574,7 +474,7 @@ class Engine:
             return
         self._stall(live, exc)
 
-    def _on_unpaid_error(self, live: _Live, kind: Step, exc: ProviderError) -> None:
+    def _on_unpaid_error(self, live: Live, kind: Step, exc: ProviderError) -> None:
         name = live.provider.info.name
         if exc.kind == ErrorKind.NOT_FOUND:  # no task exists yet: it is the address
             base = live.job.base_url or live.provider.info.default_base_url
@@ -607,14 +507,14 @@ class Engine:
         else:
             self._finish(live, JobState.FAILED, str(exc))
 
-    def _retry_delay(self, live: _Live, exc: ProviderError) -> float:
+    def _retry_delay(self, live: Live, exc: ProviderError) -> float:
         live.failures += 1
         backoff = min(self._backoff_base * 2.0 ** (live.failures - 1), MAX_STALL_DELAY)
         backoff *= 0.5 + random.random() / 2  # jitter: a hundred jobs must not retry as one
         limiter_wait = self.limiter(live.job.provider).blocked_for()
         return max(min(exc.retry_after or 0.0, MAX_RETRY_AFTER), limiter_wait, backoff)
 
-    def _stall(self, live: _Live, exc: ProviderError) -> None:
+    def _stall(self, live: Live, exc: ProviderError) -> None:
         """Paid and in trouble: visible, retried with back-off, resumable after a restart."""
         delay = self._retry_delay(live, exc)
         when = time.time() + delay
@@ -626,7 +526,7 @@ class Engine:
 
     # -- picks and downloads --------------------------------------------------------------
 
-    def _advance_pick(self, live: _Live) -> None:
+    def _advance_pick(self, live: Live) -> None:
         job = live.job
         chosen = job.options.get("candidate")
         if job.picked_path:
@@ -670,12 +570,12 @@ class Engine:
         )
         self._schedule(live)
 
-    def _download(self, live: _Live, assets: Sequence[Asset], required: str) -> None:
+    def _download(self, live: Live, assets: Sequence[Asset], required: str) -> None:
         """All assets in parallel; `required` is the role that must arrive (others optional)."""
         if not any(a.role == required for a in assets):
             if live.refetches < 3:  # e.g. resumed: the URLs come from a poll
                 live.refetches += 1
-                self._update(live, step=_last_poll(live.flow, live.job.step))
+                self._update(live, step=last_poll(live.flow, live.job.step))
                 self._schedule(live)
             else:
                 self._finish(live, JobState.FAILED, f"The service returned no {required} file")
@@ -685,35 +585,14 @@ class Engine:
         self._update(live, state=JobState.DOWNLOADING, message="Downloading")
         live.busy, live.fetched = True, {}
         live.fetching, live.required = tuple(assets), required
-        stop = live.cancel.is_set
+        def stop() -> bool:  # the user cancelled, or the add-on is shutting down
+            return live.cancel.is_set() or self._stopping.is_set()
+
         for index, asset in enumerate(assets):
-            self._submit_step(
-                live.job.job_id, Step.DOWNLOAD, index, self._fetch, live.provider, asset, folder,
-                index, stop,
-            )  # fmt: skip
+            args = (live.provider, asset, folder, index, stop)
+            self._workers.run(live.job.job_id, Step.DOWNLOAD, index, fetch, *args)
 
-    def _fetch(
-        self, provider: Provider, asset: Asset, folder: Path, index: int, stop: Callable[[], bool]
-    ) -> str:
-        """Worker: one asset into the job folder, named by what its bytes are."""
-        raw = folder / f"asset-{index}.download"
-        provider.download(asset.url, str(raw), lambda: stop() or self._stopping.is_set())
-        with open(raw, "rb") as f:
-            head = f.read(filekind.HEAD_BYTES)
-        kind = filekind.kind_of(head)
-        if kind is None or kind not in ROLE_KINDS.get(asset.role, filekind.IMAGE_KINDS):
-            raw.unlink()
-            raise ProviderError(
-                ErrorKind.BAD_RESPONSE,
-                f"the {asset.role} file is not a format Conjure can read: "
-                f"got {filekind.describe(head)}",
-            )
-        name = f"{asset.role}-{index}" if index else asset.role
-        final = folder / f"{name}.{kind}"
-        os.replace(raw, final)
-        return str(final)
-
-    def _on_fetched(self, live: _Live, index: int, future: Future[Any]) -> None:
+    def _on_fetched(self, live: Live, index: int, future: Future[Any]) -> None:
         try:
             live.fetched[index] = future.result()
         except ProviderError as exc:
@@ -745,7 +624,7 @@ class Engine:
             )  # fmt: skip
         self._schedule(live)
 
-    def _hand_over(self, live: _Live) -> None:
+    def _hand_over(self, live: Live) -> None:
         """Downloaded: the engine's part is done; the main thread imports."""
         if live.job.state != JobState.READY:
             self._update(live, state=JobState.READY, message="Downloaded")
@@ -753,11 +632,11 @@ class Engine:
 
     # -- state changes --------------------------------------------------------------------
 
-    def _update(self, live: _Live, **changes: object) -> None:
+    def _update(self, live: Live, **changes: object) -> None:
         live.job = live.job.evolve(**changes)
         self._emit(live.job)
 
-    def _finish(self, live: _Live, state: JobState, message: str) -> None:
+    def _finish(self, live: Live, state: JobState, message: str) -> None:
         live.job = live.job.evolve(state=state, message=message)
         self._emit(live.job)
         self._forget(live)
@@ -770,7 +649,7 @@ class Engine:
         self.journal.save(job)
         self.events.put(job)
 
-    def _forget(self, live: _Live) -> None:
+    def _forget(self, live: Live) -> None:
         live.token += 1  # stale heap entries
         with self._lock:
             self._live.pop(live.job.job_id, None)
@@ -790,7 +669,3 @@ class Engine:
                 live = self._live.get(self._waiting.popleft())
                 if live is not None:
                     self._schedule(live)
-
-
-def _last_poll(flow: Sequence[FlowStep], before: int) -> int:
-    return max((i for i, s in enumerate(flow[:before]) if s.step == Step.POLL), default=0)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from ..providers import SERVICES
 from ..providers.base import RateRule
 from ..providers.errors import RateNote
 
@@ -118,3 +119,42 @@ class ServiceLimiter:
         for i, rule in enumerate(self.rules):
             if rule.bucket == "*" and rule.requests != mine:
                 self.rules[i] = RateRule(mine, rule.window, rule.bucket)
+
+
+class Budgets:
+    """Every service's limiter, made on first use from its documented rules (or the ones
+    given), all using the same share of their budgets. Thread-safe."""
+
+    def __init__(
+        self,
+        rules: Mapping[str, Sequence[RateRule]] | None = None,
+        *,
+        probe_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._rules = dict(rules or {})
+        self._probe_after = probe_after
+        self._clock = clock
+        self._limiters: dict[str, ServiceLimiter] = {}
+        self._share = 1.0
+        self._lock = threading.Lock()
+
+    def limiter(self, service: str) -> ServiceLimiter:
+        with self._lock:
+            limiter = self._limiters.get(service)
+            if limiter is None:
+                rules = self._rules.get(service)
+                if rules is None:
+                    rules = SERVICES[service].rate_rules if service in SERVICES else ()
+                limiter = ServiceLimiter(rules, probe_after=self._probe_after, clock=self._clock)
+                limiter.set_share(self._share)
+                self._limiters[service] = limiter
+            return limiter
+
+    def share(self, fraction: float) -> None:
+        """Use `fraction` of every service's budget (farm shards split it)."""
+        with self._lock:
+            self._share = fraction
+            limiters = list(self._limiters.values())
+        for limiter in limiters:
+            limiter.set_share(fraction)

@@ -80,7 +80,7 @@ def test_the_circle_finder_finds_circles() -> None:
 
 def _pure_modules() -> list[str]:
     names = [n for n in _modules() if n.split(".")[0] in ("providers", "jobs")]
-    parsers = ("voxfile", "voxmesh", "gltfcheck", "mtl", "archive")
+    parsers = ("voxfile", "voxparse", "voxscene", "voxmesh", "gltfcheck", "mtl", "archive")
     return [*names, *(f"importers.{n}" for n in parsers)]
 
 

@@ -83,16 +83,17 @@ def assert_consistent(vox: voxfile.VoxFile) -> None:
 
 
 def test_imports_with_bpy_and_mathutils_blocked() -> None:
-    path = Path(voxfile.__file__)
+    """The reader and its two halves, alone in their folder: nothing of Blender's needed."""
+    folder = Path(voxfile.__file__).parent
     code = (
-        "import sys, importlib.util\n"
+        "import sys, types, importlib\n"
         "sys.modules['bpy'] = None\nsys.modules['mathutils'] = None\n"
-        f"spec = importlib.util.spec_from_file_location('voxfile_alone', {str(path)!r})\n"
-        "mod = sys.modules[spec.name] = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(mod)\n"
+        "pkg = types.ModuleType('vox_alone'); pkg.__path__ = [sys.argv[1]]\n"
+        "sys.modules['vox_alone'] = pkg\n"
+        "mod = importlib.import_module('vox_alone.voxfile')\n"
         "print(mod.DEFAULT_PALETTE.shape)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "(256, 4)"
 
