@@ -32,7 +32,9 @@ INFO = ServiceInfo(
     capabilities=frozenset({Capability.TEXT, Capability.IMAGE, Capability.MULTIVIEW}),
     rate_rules=(RateRule(600, 3600.0),),  # per key; X-RateLimit-* headers on every answer
     image_input="both",  # imageUrl takes an http(s) URL or a data: URL
-    idempotent_create=True,  # Idempotency-Key header
+    # Not on its page: the Idempotency-Key header it gets does no harm, but a create whose
+    # answer was lost is treated as possibly charged, never sent again.
+    idempotent_create=False,
     poll_interval=3.0,
     job_lifetime=600.0,  # "jobs time out server-side after 10 minutes"
     options=(

@@ -70,7 +70,9 @@ INFO = ServiceInfo(
     capabilities=frozenset({Capability.TEXT, Capability.IMAGE}),
     rate_rules=(RateRule(10, 60.0, "upload"),),  # "10 uploads / 60 s"; nothing else documented
     image_input="both",  # a local file is uploaded; an http(s) URL is passed as image_file
-    idempotent_create=True,  # client_order_id: the same id returns the same task
+    # client_order_id is sent, but the page does not say a repeated id returns the same task:
+    # a create whose answer was lost is treated as possibly charged, never sent again.
+    idempotent_create=False,
     poll_interval=5.0,  # the page documents none
     job_lifetime=None,  # none documented
     options=(

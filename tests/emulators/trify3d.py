@@ -75,7 +75,6 @@ class Trify3DEmulator(Emulator):
         self.thumbnail: tuple[int, bytes] = (200, tiny_png())  # (status, bytes) served
         self.wrap = wrap
         self.tasks: dict[str, Task] = {}
-        self.by_idempotency: dict[str, str] = {}
         self.charges = 0  # creates that spent credits (as Triverse's emulator counts them)
         self._state = threading.Lock()
 
@@ -128,17 +127,11 @@ class Trify3DEmulator(Emulator):
         problem = self._invalid(kind, body)
         if problem:
             return json_reply(400, {"error": problem}, self._limits())
-        key = headers.get("Idempotency-Key")
-        if key and key in self.by_idempotency:
-            task = self.tasks[self.by_idempotency[key]]
-            return self._answer(201, self._created(task))
         if self.credits < COST:
             return json_reply(402, {"error": "INSUFFICIENT_CREDITS"}, self._limits())
         self.credits -= COST
         self.charges += 1
-        task = self._new_task(kind, body)
-        if key:
-            self.by_idempotency[key] = task.task_id
+        task = self._new_task(kind, body)  # a re-sent create is a new, paid task: no dedupe
         return self._answer(201, self._created(task))
 
     def _new_task(self, kind: str, body: dict, task_id: str | None = None) -> Task:

@@ -1,6 +1,6 @@
 """Triverse as PROVIDERS.md and seed 004 describe it: Bearer keys, `{code, message, data}`
 envelopes (code != 0 is an error even at HTTP 200), multipart image uploads limited to 10 per
-60 s, idempotent creates by client_order_id, credits frozen at create and returned when a
+60 s, creates that are never deduped (client_order_id is only recorded), credits frozen at create and returned when a
 task fails, tasks that make the geometry first and the texture second, download links from
 /tasks/url, and GLBs served (like a CDN) from extension-less URLs behind a redirect.
 
@@ -131,7 +131,6 @@ class TriverseEmulator(Emulator):
         # state
         self.tasks: dict[str, Task] = {}
         self.files: dict[str, bytes] = {}  # file_key -> the uploaded image
-        self.by_order: dict[str, str] = {}  # client_order_id -> task_uuid
         self.charges = 0  # creates that froze credits
         self.refused_uploads = 0  # uploads answered 429
         self.upload_times: list[float] = []  # arrival of every accepted upload
@@ -230,16 +229,11 @@ class TriverseEmulator(Emulator):
         problem = self._invalid(flow, body)
         if problem:
             return self._error(400, problem)
-        order = body.get("client_order_id")
-        if order in self.by_order:  # the same order: the same task, not charged again
-            return self._ok(self._created(self.tasks[self.by_order[order]]))
         if self.credits < COST:
             return self._error(self.credit_status, "Insufficient credits")
         self.credits -= COST
         self.charges += 1
-        task = self._new_task(flow, body)
-        if order:
-            self.by_order[order] = task.task_uuid
+        task = self._new_task(flow, body)  # a repeated client_order_id is a new, paid task
         if self.lose_create_answers > 0:  # made and charged; the gateway lost the answer
             self.lose_create_answers -= 1
             return json_reply(504, {"code": 504, "message": "Gateway Timeout", "data": None})

@@ -507,7 +507,7 @@ def test_provider_module_declares_its_own_facts() -> None:
     from conjure_src.providers import SERVICES, trify3d
 
     info = SERVICES["trify3d"]
-    assert info is trify3d.INFO and info.idempotent_create and info.job_lifetime == 600
+    assert info is trify3d.INFO and not info.idempotent_create and info.job_lifetime == 600
     assert info.rate_rules == (RateRule(600, 3600.0),)
     source = Path(trify3d.__file__).with_name("__init__.py").read_text()
     assert "trify3d.com" not in source  # facts are not duplicated in the registry
@@ -571,7 +571,8 @@ def test_journal_records_intent_before_the_create_is_sent(harness, trify) -> Non
     assert h.wait([job_id])[0].state == JobState.READY
 
 
-def test_resume_of_an_unsure_submit_reuses_the_idempotency_key(harness, trify) -> None:
+def test_a_resumed_unsure_submit_is_not_resent_though_a_key_was_sent(harness, trify) -> None:
+    """Trify3D gets an Idempotency-Key, but its page does not promise to honour one."""
     h = harness()
     job = Job.new("trify3d", "TEXT", "a duck")
     http = make_http("trify3d", KEY, trify.url)
@@ -579,8 +580,9 @@ def test_resume_of_an_unsure_submit_reuses_the_idempotency_key(harness, trify) -
     job = job.evolve(state=JobState.SUBMITTING)
     h.journal.save(job)
     h.resume(job)
-    assert h.wait([job.job_id])[0].state == JobState.READY
-    assert trify.count("POST") == 2 and len(trify.tasks) == 1  # one task, one charge
+    (done,) = h.wait([job.job_id])
+    assert done.state == JobState.FAILED and "check its dashboard" in done.message
+    assert trify.count("POST") == 1 and trify.charges == 1  # the lost one only
 
 
 class NotIdempotent(Provider):
@@ -616,10 +618,23 @@ def test_create_timeout_without_idempotency_fails_asking_to_check(harness, trify
     assert trify.count("POST") == 1
 
 
+class Idempotent(NotIdempotent):
+    """A service whose page documents that a re-sent key returns the same task."""
+
+    info = ServiceInfo(
+        "trify3d", "Keyed", "", "", "", capabilities=frozenset({Capability.TEXT}),
+        idempotent_create=True,
+    )  # fmt: skip
+
+    def create(self, request, idempotency_key, stage=""):
+        return get_provider("trify3d", self.http).create(request, idempotency_key)
+
+
 def test_create_timeout_with_idempotency_confirms_with_the_same_key(harness, trify) -> None:
     trify.inject(status=504, method="POST")
     h = harness()
-    (job_id,) = h.submit()
+    h.extra_providers["keyed"] = Idempotent
+    job_id = h.add(Job.new("keyed", "TEXT", "a duck"))
     (done,) = h.wait([job_id], timeout=15)
     keys = {r.headers.get("Idempotency-Key") for r in trify.requests if r.method == "POST"}
     assert done.state == JobState.READY and trify.count("POST") == 2 and len(keys) == 1

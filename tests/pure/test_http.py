@@ -122,9 +122,7 @@ def test_create_is_never_resent_after_a_read_timeout(trify) -> None:
     assert info.value.kind == ErrorKind.TIMEOUT
     time.sleep(1.0)
     assert trify.count("POST") == 1  # the service did create a task; we did not pay twice
-    # The same key later finds the task the lost answer described.
-    assert provider.create(job.request(), job.idempotency_key) == next(iter(trify.tasks))
-    assert len(trify.tasks) == 1
+    assert len(trify.tasks) == 1 and trify.charges == 1
 
 
 def test_a_get_that_times_out_is_one_attempt_and_one_line(trify, sleeps) -> None:
