@@ -26,6 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from .steps import (
     Live,
     Pick,
     Start,
+    StoppingError,
     Workers,
     fetch,
     last_poll,
@@ -60,6 +62,7 @@ from .steps import (
 MAX_STALL_DELAY = 300.0
 MAX_RETRY_AFTER = 900.0
 LEASE_SECONDS = 30.0
+CREATE_GRACE = 1.8  # how long a quit waits for the answer of a create on the wire
 
 ProviderFactory = Callable[[Job, Callable[[RateNote], None]], Provider]
 
@@ -161,19 +164,42 @@ class Engine:
         return sum(t.is_alive() and t.name.startswith(mine) for t in threading.enumerate())
 
     def shutdown(self, timeout: float = 1.0) -> None:
-        """Stop within `timeout`: nothing new is sent, jobs stay in the journal as they are.
+        """Stop: nothing new is sent; jobs stay in the journal, resumable.
 
-        Workers still inside a request are abandoned (they write nothing), then the leases
+        A create already on the wire may be charged for: its answer is awaited until
+        CREATE_GRACE after the stop began and journaled (the task id), so a resume polls the
+        task instead of leaving it unknown; a create that never went out is queued again.
+        Polls and downloads in flight are abandoned (they write nothing). Then the leases
         are released so another Blender may take the jobs over at once."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
         self._stopping.set()
         self._wake.set()
         if self._scheduler is not None:
-            self._scheduler.join(max(deadline - time.monotonic(), 0.0))
-        self._workers.stop(max(deadline - time.monotonic(), 0.0))
+            self._scheduler.join(timeout)
+        unsent, running = self._workers.stop()
+        answered = [c for c in _drain(self._commands) if isinstance(c, Done)]
+        creates = [d for d in running if d.step == Step.CREATE]
+        futures.wait([d.future for d in creates], started + CREATE_GRACE - time.monotonic())
+        for done in (*unsent, *answered, *creates):
+            if done.step == Step.CREATE and done.future.done():
+                self._guarded(self._settle_create, done)
         self.journal.release(self.owner)
         with self._lock:
             self._live.clear()
+
+    def _settle_create(self, done: Done) -> None:
+        """At shutdown: journal what became of a create (its task id, or that it never went
+        out), as the scheduler would have."""
+        live = self._live.get(done.job_id)
+        if live is None:
+            return
+        if done.future.cancelled():
+            self._not_sent(live)
+        else:
+            self._on_done(done)
+
+    def _not_sent(self, live: Live) -> None:
+        self._update(live, state=JobState.QUEUED, message="Not sent: Conjure stopped first")
 
     # -- scheduler thread ----------------------------------------------------------------
 
@@ -351,8 +377,10 @@ class Engine:
         """Worker: the last check that the job is still wanted, then the paid request."""
         request = live.job.request()
         live.provider.check(request)
-        if live.cancel.is_set() or self._stopping.is_set():
+        if live.cancel.is_set():
             raise CancelledError
+        if self._stopping.is_set():
+            raise StoppingError
         return live.provider.create(request, key, stage)
 
     def _dispatch(self, live: Live, step: Step, fn: Callable[..., Any], *args: object) -> None:
@@ -373,6 +401,9 @@ class Engine:
             result = future.result()
         except CancelledError:
             self._finish(live, JobState.CANCELLED, "Cancelled")
+            return
+        except StoppingError:
+            self._not_sent(live)
             return
         except ProviderError as exc:
             self._on_error(live, kind, exc)
@@ -669,3 +700,12 @@ class Engine:
                 live = self._live.get(self._waiting.popleft())
                 if live is not None:
                     self._schedule(live)
+
+
+def _drain(commands: queue.SimpleQueue[Command]) -> list[Command]:
+    taken = []
+    while True:
+        try:
+            taken.append(commands.get_nowait())
+        except queue.Empty:
+            return taken

@@ -4,10 +4,10 @@ thread, its record of each running job, and the download worker. No bpy."""
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,10 @@ ROLE_KINDS: dict[str, frozenset[str]] = {
 
 class CancelledError(Exception):
     """The job was cancelled between dispatch and the create request."""
+
+
+class StoppingError(Exception):
+    """The engine is stopping (disable, quit): the create was not sent."""
 
 
 # Commands to the scheduler thread, posted from any thread.
@@ -116,29 +120,75 @@ def last_poll(flow: Sequence[FlowStep], before: int) -> int:
 
 
 class Workers:
-    """The fixed pools that run steps: API requests on one, downloads on their own (a burst
-    of big files never delays a request the rate budget has just granted). Started on first
-    use; `done(job_id, step, tag, future)` is called on the worker as each step ends."""
+    """Fixed pools of daemon threads that run steps: API requests on one, downloads on
+    their own (a burst of big files never delays a request the rate budget has just
+    granted). Daemon threads, unlike ThreadPoolExecutor's, never make Python wait for a
+    request at exit: the engine decides what a quit waits for (creates, briefly)."""
 
     def __init__(self, count: int, name: str, done: Callable[[Done], None]) -> None:
         self._count, self._name, self._done = count, name, done
-        self._pools: dict[bool, ThreadPoolExecutor] = {}
-        self._running: set[Future[Any]] = set()  # for an orderly shutdown
+        self._queues: dict[bool, queue.SimpleQueue[_Work | None]] = {}
+        self._running: dict[Future[Any], Done] = {}  # started or queued, until they end
+        self._lock = threading.Lock()
 
     def start(self) -> None:
-        if not self._pools:
-            for downloads in (False, True):
-                prefix = f"{self._name}-dl" if downloads else self._name
-                self._pools[downloads] = ThreadPoolExecutor(self._count, prefix)
+        if self._queues:
+            return
+        for downloads in (False, True):
+            work: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+            self._queues[downloads] = work
+            prefix = f"{self._name}-dl" if downloads else self._name
+            for index in range(self._count):
+                thread = threading.Thread(
+                    target=_serve, args=(work,), name=f"{prefix}_{index}", daemon=True
+                )
+                thread.start()
 
     def run(self, job_id: str, step: Step, tag: int, fn: Callable[..., Any], *args: object) -> None:
-        future = self._pools[step == Step.DOWNLOAD].submit(fn, *args)
-        self._running.add(future)
-        future.add_done_callback(self._running.discard)
-        future.add_done_callback(lambda f: self._done(Done(job_id, step, tag, f)))
+        future: Future[Any] = Future()
+        record = Done(job_id, step, tag, future)
+        with self._lock:
+            self._running[future] = record
+        future.add_done_callback(self._ended)
+        self._queues[step == Step.DOWNLOAD].put((future, fn, args))
 
-    def stop(self, timeout: float) -> None:
-        """Nothing queued runs; steps inside a request get `timeout` s, then are abandoned."""
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
-        futures.wait(list(self._running), timeout)
+    def stop(self) -> tuple[list[Done], list[Done]]:
+        """Nothing queued starts: returns the steps that never started and those already
+        inside a request (the caller decides which to wait for). The threads then end."""
+        unsent: list[Done] = []
+        for work in self._queues.values():
+            while True:
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    with self._lock:
+                        unsent.append(self._running[item[0]])
+                    item[0].cancel()
+            for _ in range(self._count):
+                work.put(None)
+        with self._lock:
+            return unsent, list(self._running.values())
+
+    def _ended(self, future: Future[Any]) -> None:
+        with self._lock:
+            record = self._running.pop(future)
+        if not future.cancelled():
+            self._done(record)
+
+
+_Work = tuple[Future[Any], Callable[..., Any], tuple[object, ...]]
+
+
+def _serve(work: queue.SimpleQueue[_Work | None]) -> None:
+    while (item := work.get()) is not None:
+        future, fn, args = item
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the scheduler, which owns every outcome
+            future.set_exception(exc)
+        else:
+            future.set_result(result)

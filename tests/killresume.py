@@ -52,7 +52,7 @@ def kill_and_resume(
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(user), "CONJURE_POLL_SECONDS": "0.05",
            **env}  # fmt: skip
     script = tmp_path / "child.py"
-    script.write_text(CHILD.replace("{start}", start).replace("{addon}", ADDON_ID))
+    script.write_text(_child(start))
     first = subprocess.Popen(
         [sys.executable, str(script), "start", str(built_zip)],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -69,6 +69,48 @@ def kill_and_resume(
         [sys.executable, str(script), "resume"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def end_and_resume(
+    built_zip: Path,
+    tmp_path: Path,
+    env: dict[str, str],
+    start: str,
+    before_resume: Callable[[], None] = lambda: None,
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run `start` (Python statements; they print LEAVING when the script is about to end)
+    in a first Blender, which then exits as a script's end makes it; resume in a second.
+    Returns the seconds from LEAVING to the first one's exit, and the second run."""
+    user = tmp_path / "user"
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(user), "CONJURE_POLL_SECONDS": "0.05",
+           **env}  # fmt: skip
+    script = tmp_path / "child.py"
+    script.write_text(_child(start))
+    first = subprocess.Popen(
+        [sys.executable, str(script), "start", str(built_zip)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert first.stdout is not None
+    output = []
+    for line in first.stdout:  # until LEAVING, then the time to exit
+        output.append(line)
+        if line.startswith("LEAVING"):
+            break
+    left = time.monotonic()
+    first.wait(60)
+    took = time.monotonic() - left
+    assert any(x.startswith("LEAVING") for x in output), "".join(output)[-2000:]
+    before_resume()
+    second = subprocess.run(
+        [sys.executable, str(script), "resume"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return took, second
+
+
+def _child(start: str) -> str:
+    body = start.strip().replace("\n", "\n    ")  # inside the child's `if` block
+    return CHILD.replace("{start}", body).replace("{addon}", ADDON_ID)
 
 
 def _has_row(journal: Path, query: str) -> bool:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from killresume import journal_of, kill_and_resume, result_line
+from killresume import end_and_resume, journal_of, kill_and_resume, result_line
 from services import api, service, service_env
 
 from conftest import ADDON_ID
@@ -83,6 +84,7 @@ class Service:
     extra_trouble: tuple[tuple[str, dict[str, Any]], ...] = ()
     killed_when: str = "SELECT 1 FROM jobs WHERE task_id != ''"
     prepare: Callable[[Any], None] = lambda emu: None  # in this Blender, before a job
+    paid_path: str = ""  # where the first paid create goes, when not `create_path`
 
     @property
     def charges(self) -> int:
@@ -269,6 +271,7 @@ SERVICES = (
         release=lambda e: e.held.clear(),
         killed_when="SELECT 1 FROM jobs WHERE step >= 4",  # the voxelize job is made
         prepare=voxel_limiter,
+        paid_path=voxelai.VOXELIZE_PATH,
     ),
 )
 
@@ -454,5 +457,106 @@ def test_killed_after_submit_resumes_with_one_create(built_zip, tmp_path, svc: S
         with sqlite3.connect(journal_of(tmp_path / "user")) as db:
             assert db.execute("SELECT state FROM jobs").fetchall() == [("imported",)]
         assert svc.key not in second.stdout + second.stderr
+    finally:
+        emu.stop()
+
+
+@pytest.mark.parametrize("svc", BY_SERVICE)
+def test_disable_while_a_paid_create_is_on_the_wire_pays_once(
+    scene, monkeypatch, tmp_path, svc: Service
+) -> None:
+    """Disabling the add-on (as quitting, or a script's end) while a paid create's answer is
+    1.5 s away: the disable waits for it, at most 2 s, and journals the task; enabled again,
+    Resume polls that task. The emulators do not dedupe: a second create would be billed."""
+    import addon_utils
+
+    with running(svc, monkeypatch, tmp_path) as emu:
+        emu.inject(delay=1.5, passthrough=True, method="POST", path=svc.paid_path or svc.create_path)
+        job_id = api().submit(svc.name, prompt=PROMPT, options=dict(svc.args))
+        deadline = time.monotonic() + 30
+        while not any(label in svc.paid for label in svc.sent(emu)):
+            assert time.monotonic() < deadline, svc.sent(emu)
+            api().wait(job_id, 0.05)
+        started = time.monotonic()
+        addon_utils.disable(ADDON_ID)
+        took = time.monotonic() - started
+        addon_utils.enable(ADDON_ID, default_set=True)
+        assert took <= 2.0
+        svc.prepare(emu)
+        assert api().resume() == [job_id]
+        assert api().wait(job_id, 60)[job_id]["state"] == "imported"
+        assert_imported_once(svc, emu)
+
+
+@pytest.mark.parametrize("svc", BY_SERVICE)
+def test_a_script_ending_while_a_paid_create_is_on_the_wire_pays_once(
+    built_zip, tmp_path, svc: Service
+) -> None:
+    """A `blender -b` script ends while a paid create's answer is 1.5 s away: Blender exits
+    about 2 s later, having journaled the task; the next Blender resumes it: one charge."""
+    emu = svc.make(tmp_path).start()
+    flag = tmp_path / "create-on-the-wire"
+
+    def signal_when_sent() -> None:
+        deadline = time.monotonic() + 60
+        while not any(label in svc.paid for label in svc.sent(emu)):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        flag.touch()
+
+    try:
+        emu.inject(delay=1.5, passthrough=True, method="POST", path=svc.paid_path or svc.create_path)
+        threading.Thread(target=signal_when_sent, daemon=True).start()
+        start = f"""
+import os
+from {ADDON_ID} import api
+job = api.submit({svc.name!r}, prompt={PROMPT!r}, options={dict(svc.args)!r})
+while not os.path.exists({str(flag)!r}):
+    api.wait(job, 0.02)
+print("LEAVING", flush=True)
+"""
+        took, second = end_and_resume(
+            built_zip, tmp_path, service_env(svc.name, svc.key, f"{emu.url}{svc.path}"), start
+        )
+        result_line(second)
+        assert took <= 3.0, took  # the create's answer (<= 1.8 s), then Blender's own exit
+        assert svc.sent(emu) == list(svc.creates)
+        assert emu.charges == svc.charges
+        assert svc.key not in second.stdout + second.stderr
+    finally:
+        emu.stop()
+
+
+def test_a_script_ending_while_a_poll_hangs_exits_at_once_and_resumes(built_zip, tmp_path):
+    """Python waits for its thread pools before `atexit`: a poll hanging 20 s used to hold a
+    quit that long. Now a quit waits for nothing but creates, and the paid job resumes."""
+    svc = SERVICES[0]
+    emu = svc.make(tmp_path).start()
+    flag = tmp_path / "poll-hangs"
+
+    def signal_when_polling() -> None:
+        deadline = time.monotonic() + 60
+        while emu.count("GET", svc.poll_path) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        flag.touch()
+
+    try:
+        emu.inject(delay=20.0, passthrough=True, method="GET", path=svc.poll_path)
+        threading.Thread(target=signal_when_polling, daemon=True).start()
+        start = f"""
+import os
+from {ADDON_ID} import api
+job = api.submit({svc.name!r}, prompt={PROMPT!r})
+while not os.path.exists({str(flag)!r}):
+    api.wait(job, 0.02)
+print("LEAVING", flush=True)
+"""
+        took, second = end_and_resume(
+            built_zip, tmp_path, service_env(svc.name, svc.key, f"{emu.url}{svc.path}"), start
+        )
+        result_line(second)
+        assert took <= 3.0, took
+        assert svc.sent(emu) == list(svc.creates) and emu.charges == svc.charges
     finally:
         emu.stop()

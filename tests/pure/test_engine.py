@@ -683,3 +683,28 @@ def test_a_bug_in_one_job_fails_it_and_the_engine_goes_on(harness, trify) -> Non
     jobs = h.wait([bad, good])
     assert jobs[0].state == JobState.FAILED and "Internal error" in jobs[0].message
     assert jobs[1].state == JobState.READY
+
+
+# -- a stop while a create is on the wire (issue #20, finding 1) --------------------------------
+
+
+def test_a_create_answered_while_the_engine_stops_is_journaled_then_polled(harness, trify):
+    """Disable or quit while a create is on the wire: its answer (1.5 s late) is awaited and
+    journaled, so a resume polls that task; a create still queued is marked not sent."""
+    trify.inject(delay=1.5, passthrough=True, method="POST")
+    h = harness(workers=1)
+    on_wire, queued = h.submit(2)  # one worker: the second create waits behind the first
+    h.until(lambda: trify.count("POST") == 1)
+    started = time.monotonic()
+    h.close()
+    assert time.monotonic() - started <= 2.0
+    journal = Journal(h.journal_path)
+    paid, unsent = journal.get(on_wire), journal.get(queued)
+    journal.close()
+    assert paid.state == JobState.SUBMITTED and paid.task_id in trify.tasks and paid.paid
+    assert unsent.state == JobState.QUEUED and not unsent.task_id and "Not sent" in unsent.message
+    again = harness()
+    again.resume(paid)
+    again.resume(unsent)
+    assert [j.state for j in again.wait([on_wire, queued])] == [JobState.READY] * 2
+    assert trify.count("POST") == 2 and trify.charges == 2  # one paid task per job
