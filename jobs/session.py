@@ -142,6 +142,7 @@ class Session:
         self.journal = Journal(root / "journal.sqlite")
         self.owner = process_owner()
         self.jobs: dict[str, Job] = {}  # the jobs this session follows, newest word on each
+        self.held: dict[str, Job] = {}  # in the journal, not run here; shown with why
         self.listeners: list[Callable[[Change], None]] = []
         self.in_flight_floor = 0  # a batch raises it: all its rows run at once
         self._file_generation = 0  # +1 on every file load: a job imports into its own file
@@ -340,7 +341,8 @@ class Session:
     def latest(self, job_id: str) -> Job | None:
         """The newest word on a job: the journal (written by the scheduler at every change)
         or this session's view (which also knows why a job was not resumed)."""
-        known, journaled = self.jobs.get(job_id), self.journal.get(job_id)
+        known = self.jobs.get(job_id) or self.held.get(job_id)
+        journaled = self.journal.get(job_id)
         if known is None or journaled is None:
             return known or journaled
         return journaled if journaled.updated > known.updated else known
@@ -430,14 +432,17 @@ class Session:
         self._access[job.job_id] = _Access(settings.api_key, *self.host.network())
         if not job.base_url:
             job = job.evolve(base_url=settings.base_url)
+        self.held.pop(job.job_id, None)
         self._store(job)
         self.apply_concurrency()
         self._notify(Change(job))
 
     def _hold(self, job: Job, reason: str) -> None:
-        """Shown with why it was not resumed; not journaled (the row is not ours to change)."""
+        """Shown with why it was not resumed; never imported, run or journaled here (the row
+        is not ours to change)."""
         held = job.evolve(message=reason)
-        self._store(held)
+        self.jobs.pop(job.job_id, None)
+        self.held[job.job_id] = held
         self._notify(Change(held, held=True))
 
     def _resume_problem(self, job: Job) -> str:

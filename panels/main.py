@@ -217,9 +217,10 @@ class CONJURE_UL_jobs(UIList):
         else:
             word = "Not running" if item.held else STATE_WORDS.get(item.state, item.state)
             row.label(text=word)
-        if item.state == "ready":  # the two things a row asks for at once; more when selected
+        ready_here = item.state == "ready" and not item.held
+        if ready_here:  # the two things a row asks for at once; more when selected
             row.operator("conjure.import_job", text="", icon="IMPORT").job_id = item.job_id
-        if is_live(item) or item.state == "ready":
+        if is_live(item) or ready_here:
             row.operator("conjure.cancel_job", text="", icon="X").job_id = item.job_id
 
 

@@ -231,3 +231,19 @@ def test_a_batch_floor_outlives_a_changed_preference(session, host) -> None:
     while s.engine.max_in_flight != 40:
         assert time.monotonic() < deadline, s.engine.max_in_flight
         time.sleep(0.01)
+
+
+def test_a_job_held_by_another_blender_is_shown_never_imported_here(session) -> None:
+    """#20 finding 7: a downloaded job whose lease another Blender holds stays its own."""
+    mine = session()
+    job_id = mine.submit(mine.new_job("trify3d", _text("a chair of another Blender")))
+    _until_settled(mine, [job_id])
+    other = session()  # a second Blender on the same journal
+    changes: list[Change] = []
+    other.listeners.append(changes.append)
+    assert other.resume() == []
+    assert other.ready() == [] and not other.has_ready() and not other.import_pending()
+    assert not other.cancel(job_id)  # its row is not ours to change
+    assert other.latest(job_id).message == "Running in another Blender"
+    assert [c.held for c in changes if c.job.job_id == job_id] == [True]
+    assert mine.journal.get(job_id).state == JobState.READY
