@@ -23,7 +23,8 @@ from .jobs.model import FINISHED, JobState
 OK, FAILED, BAD_INPUT = 0, 1, 2
 IMPORTED = JobState.IMPORTED.value
 ENDED = {s.value for s in FINISHED}
-UNDONE = ENDED - {IMPORTED}  # a batch row that ended so is sent again
+UNDONE = {JobState.FAILED.value, JobState.CANCELLED.value}  # a batch row so ended goes again
+UNSURE = JobState.UNSURE.value  # may have been charged: never sent again by a re-run
 
 
 class UsageError(Exception):
@@ -260,7 +261,8 @@ def _batch(args: argparse.Namespace) -> int:
         earlier = known.get(row.key)
         if earlier and earlier["state"] not in UNDONE:
             job_of[row.index] = str(earlier["job_id"])
-            reused.add(row.index)
+            if earlier["state"] != UNSURE:  # shown as it ended, never sent again
+                reused.add(row.index)
             continue
         options = {**row.options, "_batch": batch_id, "_batch_row": row.key}  # its plan
         try:
@@ -305,6 +307,8 @@ def _summary(rows, job_of, statuses, reused) -> None:
         status = statuses.get(job_of.get(row.index, ""), {})
         state = str(status.get("state", "not sent"))
         note = " (done earlier)" if row.index in reused else ""
+        if state == UNSURE:
+            note = " (may be charged: check its dashboard; a re-run never sends it again)"
         text = row.prompt[:40] if state == IMPORTED else str(status.get("message", ""))[:60]
         print(f"{row.index + 1:>4}  {row.service:<9} {state:<13} {text}{note}")
     done = sum(1 for s in statuses.values() if s["state"] == IMPORTED)

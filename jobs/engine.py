@@ -63,6 +63,9 @@ MAX_STALL_DELAY = 300.0
 MAX_RETRY_AFTER = 900.0
 LEASE_SECONDS = 30.0
 CREATE_GRACE = 1.8  # how long a quit waits for the answer of a create on the wire
+# Besides timeouts and transient errors, the answers to a create after which a task may
+# exist (and be charged) although none came back.
+MAYBE_MADE = frozenset({ErrorKind.SERVER, ErrorKind.BAD_RESPONSE})
 
 ProviderFactory = Callable[[Job, Callable[[RateNote], None]], Provider]
 
@@ -353,12 +356,7 @@ class Engine:
     def _send_create(self, live: Live) -> None:
         job, here = live.job, live.here
         if job.state == JobState.SUBMITTING and not self._resendable(live):
-            self._finish(
-                live,
-                JobState.FAILED,
-                "The create request may have reached the service; check its dashboard "
-                "before generating again",
-            )
+            self._unsure(live, "its answer never came")
             return
         key = job.idempotency_key + (f"-{here.stage}" if job.step else "")
         # A later stage builds on the earlier task (e.g. refine a preview).
@@ -517,7 +515,7 @@ class Engine:
             state = JobState.QUEUED if kind == Step.CREATE and not live.job.paid else live.job.state
             self._update(live, state=state, message=f"{exc} — retrying in {delay:.0f} s")
             self._schedule(live, delay)
-        elif kind == Step.CREATE and (exc.retryable or exc.kind == ErrorKind.SERVER):
+        elif kind == Step.CREATE and (exc.retryable or exc.kind in MAYBE_MADE):
             if self._resendable(live):
                 delay = self._retry_delay(live, exc)
                 self._update(
@@ -525,18 +523,23 @@ class Engine:
                 )
                 self._schedule(live, delay)  # state stays SUBMITTING: same key next time
             else:
-                self._finish(
-                    live,
-                    JobState.FAILED,
-                    f"{exc}; the request may have reached {name}: check its dashboard "
-                    "before generating again",
-                )
+                self._unsure(live, str(exc))
         elif kind == Step.UPLOAD and exc.retryable:
             delay = self._retry_delay(live, exc)
             self._update(live, message=f"{exc} — retrying in {delay:.0f} s")
             self._schedule(live, delay)
         else:
             self._finish(live, JobState.FAILED, str(exc))
+
+    def _unsure(self, live: Live, why: str) -> None:
+        """A create that may have reached the service is never sent again by itself."""
+        name = live.provider.info.name
+        self._finish(
+            live,
+            JobState.UNSURE,
+            f"{why}; the request may have reached {name} and may be charged: check its "
+            "dashboard before generating again",
+        )
 
     def _retry_delay(self, live: Live, exc: ProviderError) -> float:
         live.failures += 1

@@ -158,7 +158,8 @@ class Journal:
 
     def _options_to_fields(self) -> None:
         """v2 → v3: the add-on's "_" notes leave options for the plan, what the engine wrote
-        there becomes fields, and "Ready — Import" (a message before) becomes a flag."""
+        there becomes fields, "Ready — Import" (a message before) becomes a flag, and a job
+        failed because its create may have been charged gets its own state."""
         rows = self._db.execute("SELECT job_id, options, state, message FROM jobs").fetchall()
         for job_id, text, state, message in rows:
             options, plan = split_notes(json.loads(str(text or "{}")))
@@ -170,6 +171,10 @@ class Journal:
                 "previous_task_id = ?, needs_click = ? WHERE job_id = ?",
                 (json.dumps(options), json.dumps(plan.to_json()), *learned, needs_click, job_id),
             )
+        self._db.execute(
+            "UPDATE jobs SET state = 'unsure' WHERE state = 'failed' "
+            "AND message LIKE '%may have reached%check its dashboard%'"
+        )
 
     # -- jobs -----------------------------------------------------------------------------
 

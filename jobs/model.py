@@ -29,9 +29,12 @@ class JobState(enum.StrEnum):
     IMPORTED = "imported"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # A create may have reached the service (its answer was lost) and may be charged; it is
+    # never sent again by itself: the person checks the dashboard, then Send Again or Forget.
+    UNSURE = "unsure"
 
 
-FINISHED = frozenset({JobState.IMPORTED, JobState.FAILED, JobState.CANCELLED})
+FINISHED = frozenset({JobState.IMPORTED, JobState.FAILED, JobState.CANCELLED, JobState.UNSURE})
 LIVE = frozenset(JobState) - FINISHED
 
 

@@ -249,6 +249,8 @@ class Session:
             job = self.latest(job_id)
             if job is None or job.job_id in self.engine.live_job_ids():
                 continue
+            if job.finished and job.state != JobState.IMPORTED:
+                continue  # it ended so (an unsure create above all): never sent again here
             if job.state == JobState.IMPORTED:
                 job = job.evolve(state=JobState.READY, objects=(), message="Importing again")
             self._follow(job)

@@ -114,7 +114,13 @@ class CONJURE_OT_rerun_job(_JobAction, Operator):
         return settings.poll_online(cls)
 
     def invoke(self, context, event):
-        return context.window_manager.invoke_confirm(self, event)
+        job = runtime.get().latest(self.job_id)
+        risk = "A new generation, paid again"
+        if job is not None and job.state == JobState.UNSURE:
+            risk = "The first request may already be charged: check the dashboard first"
+        return context.window_manager.invoke_confirm(
+            self, event, title=f"{self.bl_label}?", message=risk, confirm_text="Send"
+        )
 
     def execute(self, context):
         return start_job(self, context, self._rerun, self.timeout, "running again")

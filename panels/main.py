@@ -31,6 +31,7 @@ STATE_WORDS = {
     "imported": "Done",
     "failed": "Failed",
     "cancelled": "Cancelled",
+    "unsure": "May be charged",
 }
 STATE_ICONS = {
     "stalled": "TIME",
@@ -39,6 +40,7 @@ STATE_ICONS = {
     "imported": "CHECKMARK",
     "failed": "ERROR",
     "cancelled": "CANCEL",
+    "unsure": "QUESTION",
 }
 SOURCE_LABELS = {"TEXT": "Text", "IMAGE": "Image", "MULTIVIEW": "Multiview"}
 EXTRA_MODES = {
@@ -292,11 +294,16 @@ def draw_pick(box, context, job) -> None:
 
 
 def draw_finished(box, job) -> None:
-    if job.state == "failed":
+    if job.state in ("failed", "unsure"):
         box.label(text=job.message, icon="ERROR")
     elif job.message:
         box.label(text=job.message)
     row = box.row(align=True)
+    if job.state == "unsure":  # it may exist and be charged: the person decides, after a look
+        again = row.operator("conjure.rerun_job", text="Send Again", icon="FILE_REFRESH")
+        again.job_id = job.job_id
+        row.operator("conjure.remove_job", text="Forget", icon="TRASH").job_id = job.job_id
+        return
     if job.state == "imported":
         row.operator("conjure.reimport_job", icon="IMPORT").job_id = job.job_id
     if job.can_refine:

@@ -242,23 +242,17 @@ class Siray(Provider):
         else:
             body["image"] = image_reference(request.image_paths[0])
         body.update(model_options(model, request.options))
-        try:
-            data = self._call(lambda: self.http.post_json(GENERATIONS_PATH, body), polling=False)
-            task_id = data.get("task_id") or data.get("id")
-            if isinstance(task_id, int) and not isinstance(task_id, bool):
-                task_id = str(task_id)
-            if not isinstance(task_id, str) or not task_id.strip():
-                raise ProviderError(
-                    ErrorKind.BAD_RESPONSE,
-                    f"create answer has no task_id: {self.http.redact(one_line(data, 160))}",
-                )
-        except ProviderError as exc:
-            if exc.kind != ErrorKind.BAD_RESPONSE:
-                raise
-            # Unreadable, yet the service may have started (and charged for) a task.
+        # An unreadable answer (BAD_RESPONSE) may hide a task that was charged: the engine
+        # never sends such a create again.
+        data = self._call(lambda: self.http.post_json(GENERATIONS_PATH, body), polling=False)
+        task_id = data.get("task_id") or data.get("id")
+        if isinstance(task_id, int) and not isinstance(task_id, bool):
+            task_id = str(task_id)
+        if not isinstance(task_id, str) or not task_id.strip():
             raise ProviderError(
-                exc.kind, f"{exc.detail}; the request may have reached Siray: check its dashboard"
-            ) from None
+                ErrorKind.BAD_RESPONSE,
+                f"create answer has no task_id: {self.http.redact(one_line(data, 160))}",
+            )
         return task_id.strip()
 
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:

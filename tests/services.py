@@ -17,7 +17,7 @@ from conftest import ADDON_ID
 
 E = TypeVar("E")
 
-DONE = ("imported", "failed", "cancelled")
+DONE = ("imported", "failed", "cancelled", "unsure")
 
 
 def api() -> ModuleType:

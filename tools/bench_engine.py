@@ -140,7 +140,7 @@ def run(bpy, api, rt, jobs: int, tick: float | None, timeout: float, interval=No
         result.peak_conjure = max(result.peak_conjure, conjure)
         for job_id in list(pending):
             status = api.status(job_id)
-            if status["state"] in ("imported", "failed", "cancelled"):
+            if status["state"] in ("imported", "failed", "cancelled", "unsure"):
                 pending.discard(job_id)
                 result.ended[job_id] = str(status["state"])
                 if status["state"] != "imported":

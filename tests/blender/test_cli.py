@@ -167,6 +167,20 @@ def test_batch_rerun_skips_rows_already_done(scene, trify, capsys, tmp_path) -> 
     assert {"a rerun chair", "a rerun table"} <= prompts  # re-imported from their files
 
 
+def test_batch_rerun_never_resends_a_row_that_may_have_been_charged(
+    scene, trify, capsys, tmp_path
+) -> None:
+    """#20 finding 8: a create answered 504 may have made a task; a re-run leaves it."""
+    rows = _csv(tmp_path, ["an unsure crate", "a sure crate"])
+    trify.inject(status=504, body={"error": "Gateway Timeout"}, method="POST")
+    code, out, _ = run(capsys, "batch", str(rows), "--output-dir", str(tmp_path))
+    assert code == 1 and "unsure" in out and "check its dashboard" in out
+    posts = trify.count("POST")
+    code, out, _ = run(capsys, "batch", str(rows), "--output-dir", str(tmp_path))
+    assert code == 1 and trify.count("POST") == posts  # neither row sent again
+    assert "a re-run never sends it again" in out and "(done earlier)" in out
+
+
 def test_batch_text_and_json_files(scene, trify, capsys, tmp_path) -> None:
     text = tmp_path / "prompts.txt"
     text.write_text("a text-file vase\n\na text-file bowl\n")

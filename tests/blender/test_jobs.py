@@ -235,7 +235,7 @@ def test_clear_finished_and_prune_old_jobs(scene, trify) -> None:
     assert not list(folder.iterdir())
     api.generate("trify3d", prompt="done two")
     assert bpy.ops.conjure.clear_finished_jobs() == {"FINISHED"}
-    finished = {"imported", "failed", "cancelled"}
+    finished = {"imported", "failed", "cancelled", "unsure"}
     assert not [j for j in api.jobs() if j["state"] in finished]
     assert not [i for i in bpy.context.window_manager.conjure.jobs if i.state in finished]
 

@@ -155,6 +155,12 @@ JOB_STATES = {
     ),
     "job-failed": dict(state="failed", message="Trify3D: not enough credits"),
     "job-cancelled": dict(state="cancelled", message="Cancelled"),
+    "job-unsure": dict(
+        state="unsure",
+        message="The service did not answer in time: no answer from trify3d.com; the request "
+        "may have reached Trify3D and may be charged: check its dashboard before generating "
+        "again",
+    ),
     "job-held": dict(state="submitted", held=True, message="Not running — Resume continues it"),
     "job-warnings": dict(
         state="imported", message="Imported 1 object(s)", warnings="thumbnail not downloaded"

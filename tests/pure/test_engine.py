@@ -394,6 +394,8 @@ def test_a_version_2_journal_moves_notes_into_typed_fields_and_resumes(tmp_path,
         ("a", "running", task, json.dumps(placed), ""),
         ("b", "ready", "t-b", json.dumps(learned), "Ready — Import"),
         ("c", "ready", "t-c", "{}", "Downloaded"),
+        ("d", "failed", None, "{}", "HTTP 504; the request may have reached Trify3D: check its "
+                                    "dashboard before generating again"),
     ]
     for job_id, state, task_id, options, message in rows:
         row = list(_v1_row(job_id, state, task_id, message))
@@ -407,7 +409,8 @@ def test_a_version_2_journal_moves_notes_into_typed_fields_and_resumes(tmp_path,
     db.close()
     h = Harness(tmp_path, trify.url)
     try:
-        a, b, c = (h.journal.get(i) for i in "abc")
+        a, b, c, d = (h.journal.get(i) for i in "abcd")
+        assert d.state == JobState.UNSURE and d.finished  # a charge to check, not a failure
         assert dict(a.options) == {"mode": "preview"}
         assert a.plan == ImportPlan(origin_bottom=True, target_height=1.5, compare_group="g1",
                                     compare_slot=2, compare_count=3, batch_id="b9",
@@ -581,7 +584,7 @@ def test_a_resumed_unsure_submit_is_not_resent_though_a_key_was_sent(harness, tr
     h.journal.save(job)
     h.resume(job)
     (done,) = h.wait([job.job_id])
-    assert done.state == JobState.FAILED and "check its dashboard" in done.message
+    assert done.state == JobState.UNSURE and "check its dashboard" in done.message
     assert trify.count("POST") == 1 and trify.charges == 1  # the lost one only
 
 
@@ -603,7 +606,7 @@ def test_unsure_submit_without_idempotency_is_not_resent(harness, trify) -> None
     h.jobs[job.job_id] = job
     h.engine.resume(job)
     (done,) = h.wait([job.job_id])
-    assert done.state == JobState.FAILED and "dashboard" in done.message
+    assert done.state == JobState.UNSURE and "dashboard" in done.message
     assert trify.count("POST") == 0
 
 
@@ -614,7 +617,7 @@ def test_create_timeout_without_idempotency_fails_asking_to_check(harness, trify
     job = Job.new("plain", "TEXT", "a duck")
     h.add(job)
     (done,) = h.wait([job.job_id])
-    assert done.state == JobState.FAILED and "check its dashboard" in done.message
+    assert done.state == JobState.UNSURE and "check its dashboard" in done.message
     assert trify.count("POST") == 1
 
 
