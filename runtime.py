@@ -81,7 +81,7 @@ class Runtime(Session):
         `budget` seconds (None: all of them); the others wait for a click."""
         deadline = time.perf_counter() + budget if budget is not None else None
         for job in self.ready():
-            if context.mode == "OBJECT" and self.in_its_file(job):
+            if self.imports_now(job, context.mode == "OBJECT"):
                 if deadline is not None and time.perf_counter() > deadline:
                     break
                 self.import_job(context, job.job_id)
@@ -90,16 +90,22 @@ class Runtime(Session):
 
     def import_job(self, context: bpy.types.Context, job_id: str) -> None:
         """Import a downloaded job now, as one undo step; a failure leaves nothing behind."""
-        job = self.jobs[job_id].evolve(
-            state=JobState.IMPORTING, message="Importing", needs_click=False
+        begun = self.jobs[job_id]
+        job = begun.evolve(
+            state=JobState.IMPORTING,
+            message="Importing",
+            needs_click=False,
+            import_tries=begun.import_tries + 1,  # journaled first: a crash here is counted
         )
         self.record(job)
         try:
             landed = imports.import_job(context, job, str(self.folder(job_id)))
         except imports.ImportFailedError as exc:
-            self.record(job.evolve(state=JobState.FAILED, message=f"Import failed: {exc}"))
+            failed = f"Import failed: {exc}"
+            self.record(job.evolve(state=JobState.FAILED, message=failed, import_tries=0))
             return
         done = job.evolve(
+            import_tries=0,
             state=JobState.IMPORTED,
             message=landed.summary,
             objects=landed.names,

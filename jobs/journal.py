@@ -50,6 +50,7 @@ _V3_COLUMNS = {
     "picked_path": "TEXT DEFAULT ''",
     "previous_task_id": "TEXT DEFAULT ''",
     "needs_click": "INTEGER DEFAULT 0",
+    "import_tries": "INTEGER DEFAULT 0",
 }
 _LEASE_COLUMNS = ("owner", "lease_until")
 _JOB_COLUMNS = (
@@ -310,6 +311,7 @@ def _job(row: tuple[Any, ...]) -> Job:
     v["state"] = JobState(str(v["state"]))
     v["task_id"] = str(v["task_id"]) if v["task_id"] else None
     v["needs_click"] = bool(v["needs_click"])
+    v["import_tries"] = int(v["import_tries"] or 0)
     for name in _TEXT_COLUMNS:
         v[name] = str(v[name] or "")
     for name in ("progress", "created", "updated", "paid_at", "next_try"):

@@ -157,6 +157,7 @@ class Job:
     picked_path: str = ""  # the candidate (or local image) the user picked
     previous_task_id: str = ""  # the task of the stage before (the create builds on it)
     needs_click: bool = False  # ready, but not in its own file or Object mode: "Ready — Import"
+    import_tries: int = 0  # imports begun and not ended: > 0 at a start means one crashed
 
     @classmethod
     def new(

@@ -123,6 +123,15 @@ def refinable(job: Job) -> bool:
     return done and _rules(job.provider).can_refine(job.request())
 
 
+def _after_a_crash(job: Job) -> Job:
+    """A job left importing: Blender ended during its import, perhaps because of it. It
+    waits for the person's Import rather than crashing every start."""
+    if job.state != JobState.IMPORTING:
+        return job
+    message = f"Blender closed while importing this ({job.import_tries}x): Import to try again"
+    return job.evolve(state=JobState.READY, needs_click=True, message=message)
+
+
 def _rules(provider: str) -> Provider:
     """A service's checks, which send nothing: no HTTP client needed."""
     return get_provider(provider, None)  # type: ignore[arg-type]
@@ -226,11 +235,11 @@ class Session:
             if reason:
                 self._hold(job, reason)
                 continue
-            if job.state == JobState.READY and files_exist(job.files):
+            if job.state in (JobState.READY, JobState.IMPORTING) and files_exist(job.files):
                 if self.journal.claim(job.job_id, self.owner):  # downloaded: import here
                     self._hold(job, "Running in another Blender")
                     continue
-                self._remember(job)
+                self._remember(_after_a_crash(job))
                 started.append(job.job_id)
                 continue
             self._remember(job)
@@ -357,6 +366,11 @@ class Session:
 
     def ready(self) -> list[Job]:
         return [j for j in self.jobs.values() if j.state == JobState.READY]
+
+    def imports_now(self, job: Job, object_mode: bool) -> bool:
+        """Whether a ready job imports by itself now: in Object mode, into its own file, and
+        not after an import of it crashed Blender (then only the person's click does)."""
+        return object_mode and not job.import_tries and self.in_its_file(job)
 
     def in_its_file(self, job: Job) -> bool:
         """Started in the open file (or, resumed from an earlier session, saved as it)."""

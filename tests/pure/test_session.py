@@ -247,3 +247,19 @@ def test_a_job_held_by_another_blender_is_shown_never_imported_here(session) -> 
     assert other.latest(job_id).message == "Running in another Blender"
     assert [c.held for c in changes if c.job.job_id == job_id] == [True]
     assert mine.journal.get(job_id).state == JobState.READY
+
+
+def test_an_import_that_ended_blender_waits_for_a_click_next_time(session, trify) -> None:
+    """#20 finding 13: a model whose import crashed Blender must not crash every start."""
+    first = session()
+    job_id = first.submit(first.new_job("trify3d", _text("a chair that crashes Blender")))
+    _until_settled(first, [job_id])
+    assert first.imports_now(first.jobs[job_id], object_mode=True)
+    first.record(first.jobs[job_id].evolve(state=JobState.IMPORTING, import_tries=1))
+    first.close()  # … and Blender is gone in the middle of that import
+    later = session()
+    assert later.resume() == [job_id]
+    (job,) = later.ready()
+    assert job.needs_click and "closed while importing" in job.message
+    assert not later.imports_now(job, object_mode=True) and not later.import_pending()
+    assert trify.count("POST") == 1
