@@ -34,6 +34,7 @@ from typing import Any
 from ..providers import filekind
 from ..providers.base import (
     Asset,
+    FlowStep,
     Provider,
     RateRule,
     Step,
@@ -303,7 +304,7 @@ class Engine:
         limiter = self.limiter(job.provider)
         try:
             provider = self.provider_for(job, limiter.observe)
-            flow = provider.flow(job.request())
+            flow = job.flow or tuple(provider.flow(job.request()))
         except ProviderError as exc:  # e.g. a missing CA bundle: the settings need a fix
             if job.paid:  # never end a paid job over settings; it resumes once they are fixed
                 message = f"{exc} — fix it, then Resume Unfinished Jobs"
@@ -311,9 +312,13 @@ class Engine:
             else:
                 self._emit_final(job.evolve(state=JobState.FAILED, message=str(exc)))
             return
+        if not flow or not all(isinstance(s, FlowStep) for s in flow):
+            raise TypeError(f"{provider.info.name} declares no valid steps")  # a bug: fails it
         live = Live(job, provider, flow)
         with self._lock:
             self._live[job.job_id] = live
+        if not job.flow:  # kept with the job from its first start on
+            self._update(live, flow=flow)
         if job.state == JobState.READY and not files_exist(job.files):
             # Downloaded files vanished: ask the service again for the asset URLs.
             self._update(live, step=last_poll(flow, len(flow)), state=JobState.RUNNING)

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ..providers.base import FlowStep, Step
 from .model import FINISHED, ImportPlan, Job, JobState, split_notes
 
 SCHEMA_VERSION = 3
@@ -51,6 +52,7 @@ _V3_COLUMNS = {
     "previous_task_id": "TEXT DEFAULT ''",
     "needs_click": "INTEGER DEFAULT 0",
     "import_tries": "INTEGER DEFAULT 0",
+    "flow": "TEXT DEFAULT '[]'",
 }
 _LEASE_COLUMNS = ("owner", "lease_until")
 _JOB_COLUMNS = (
@@ -189,6 +191,8 @@ class Journal:
                 values[i] = json.dumps(dict(values[i]))
             elif name == "plan":
                 values[i] = json.dumps(job.plan.to_json())
+            elif name == "flow":
+                values[i] = json.dumps([[s.step.value, s.stage] for s in job.flow])
             elif name == "state":
                 values[i] = job.state.value
         updates = ", ".join(f"{c} = excluded.{c}" for c in _JOB_COLUMNS[1:])
@@ -312,6 +316,7 @@ def _job(row: tuple[Any, ...]) -> Job:
     v["task_id"] = str(v["task_id"]) if v["task_id"] else None
     v["needs_click"] = bool(v["needs_click"])
     v["import_tries"] = int(v["import_tries"] or 0)
+    v["flow"] = tuple(FlowStep(Step(a), str(b)) for a, b in json.loads(str(v["flow"] or "[]")))
     for name in _TEXT_COLUMNS:
         v[name] = str(v[name] or "")
     for name in ("progress", "created", "updated", "paid_at", "next_try"):

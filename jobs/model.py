@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
-from ..providers.base import GenerationRequest
+from ..providers.base import FlowStep, GenerationRequest
 
 
 class JobState(enum.StrEnum):
@@ -158,6 +158,9 @@ class Job:
     previous_task_id: str = ""  # the task of the stage before (the create builds on it)
     needs_click: bool = False  # ready, but not in its own file or Object mode: "Ready — Import"
     import_tries: int = 0  # imports begun and not ended: > 0 at a start means one crashed
+    # The steps it was started with: `step` indexes them, and a later release that changes
+    # the service's steps never turns a resumed (paid) job into a new create.
+    flow: tuple[FlowStep, ...] = ()
 
     @classmethod
     def new(

@@ -22,6 +22,7 @@ from conjure_src.jobs.journal import HOST, Journal
 from conjure_src.jobs.model import ImportPlan, Job, JobState, VoxMesh
 from conjure_src.providers import get_provider, make_http
 from conjure_src.providers.base import (
+    STANDARD_FLOW,
     Asset,
     Capability,
     FlowStep,
@@ -711,3 +712,31 @@ def test_a_create_answered_while_the_engine_stops_is_journaled_then_polled(harne
     again.resume(unsent)
     assert [j.state for j in again.wait([on_wire, queued])] == [JobState.READY] * 2
     assert trify.count("POST") == 2 and trify.charges == 2  # one paid task per job
+
+
+class Reflowed(NotIdempotent):
+    """A service whose steps a later release of the add-on changes."""
+
+    steps: tuple[FlowStep, ...] = STANDARD_FLOW
+
+    def flow(self, request):
+        return type(self).steps
+
+
+def test_a_resumed_paid_job_keeps_the_steps_it_started_with(harness, trify) -> None:
+    """#20 finding 2: a release that adds a stage must not make a paid job create again."""
+    trify.polls_to_complete = 10**6
+    h = harness()
+    h.extra_providers["reflowed"] = Reflowed
+    Reflowed.steps = STANDARD_FLOW
+    job_id = h.add(Job.new("reflowed", "TEXT", "a duck"))
+    h.wait([job_id], states={JobState.RUNNING})
+    h.close()
+    Reflowed.steps = (FlowStep(Step.CREATE, "draft"), FlowStep(Step.POLL, "draft"), *STANDARD_FLOW)
+    trify.polls_to_complete = 1
+    later = harness()
+    later.extra_providers["reflowed"] = Reflowed
+    later.resume(job_id)
+    (done,) = later.wait([job_id])
+    assert done.state == JobState.READY and done.flow == STANDARD_FLOW
+    assert trify.count("POST") == 1  # the task it paid for, polled to the end
