@@ -64,6 +64,7 @@ MAX_STALL_DELAY = 300.0
 MAX_RETRY_AFTER = 900.0
 LEASE_SECONDS = 30.0
 CREATE_GRACE = 1.8  # how long a quit waits for the answer of a create on the wire
+MAX_CREATE_SENDS = 5  # a create that may have arrived goes at most this often, even when safe
 # Besides timeouts and transient errors, the answers to a create after which a task may
 # exist (and be charged) although none came back.
 MAYBE_MADE = frozenset({ErrorKind.SERVER, ErrorKind.BAD_RESPONSE})
@@ -521,7 +522,13 @@ class Engine:
             self._update(live, state=state, message=f"{exc} — retrying in {delay:.0f} s")
             self._schedule(live, delay)
         elif kind == Step.CREATE and (exc.retryable or exc.kind in MAYBE_MADE):
-            if self._resendable(live):
+            if self._resendable(live) and live.failures + 1 >= MAX_CREATE_SENDS:
+                tries = f"{exc} ({MAX_CREATE_SENDS} tries)"
+                if live.here.stage in live.provider.info.free_stages:
+                    self._finish(live, JobState.FAILED, f"{tries}; nothing was charged")
+                else:
+                    self._unsure(live, tries)
+            elif self._resendable(live):
                 delay = self._retry_delay(live, exc)
                 self._update(
                     live, message=f"Confirming the request with {name} in {delay:.0f} s ({exc})"

@@ -644,6 +644,17 @@ def test_create_timeout_with_idempotency_confirms_with_the_same_key(harness, tri
     assert done.state == JobState.READY and trify.count("POST") == 2 and len(keys) == 1
 
 
+def test_a_create_confirmed_again_and_again_stops_at_the_cap(harness, trify) -> None:
+    """#20 finding 2: even a service that dedupes is not asked forever."""
+    trify.inject(status=504, method="POST", times=100)
+    h = harness(backoff_base=0.01)
+    h.extra_providers["keyed"] = Idempotent
+    job_id = h.add(Job.new("keyed", "TEXT", "a duck"))
+    (done,) = h.wait([job_id], timeout=15)
+    assert done.state == JobState.UNSURE and "5 tries" in done.message
+    assert trify.count("POST") == 5
+
+
 def test_no_secret_in_logs_or_journal(harness, trify, tmp_path, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="conjure")
     trify.inject(status=401, body={"error": f"key {KEY} revoked"}, method="POST")
