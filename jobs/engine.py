@@ -43,7 +43,7 @@ from ..providers.base import (
 )
 from ..providers.errors import ErrorKind, ProviderError, RateNote
 from .journal import Journal
-from .model import ImportPlan, Job, JobState, files_exist
+from .model import Answer, CreateSent, ImportPlan, Job, JobState, files_exist
 from .ratelimit import Budgets, ServiceLimiter
 from .steps import (
     Cancel,
@@ -204,7 +204,9 @@ class Engine:
             self._on_done(done)
 
     def _not_sent(self, live: Live) -> None:
-        self._update(live, state=JobState.QUEUED, message="Not sent: Conjure stopped first")
+        creates = live.job.answered(Answer.NOT_MADE)
+        message = "Not sent: Conjure stopped first"
+        self._update(live, state=JobState.QUEUED, message=message, creates=creates)
 
     # -- scheduler thread ----------------------------------------------------------------
 
@@ -367,8 +369,13 @@ class Engine:
         key = job.idempotency_key + (f"-{here.stage}" if job.step else "")
         # A later stage builds on the earlier task (e.g. refine a preview).
         previous = job.task_id or job.previous_task_id
+        sent = CreateSent(here.stage, key, time.time())  # journaled before it goes out
         self._update(
-            live, state=JobState.SUBMITTING, message="Submitting", previous_task_id=previous
+            live,
+            state=JobState.SUBMITTING,
+            message="Submitting",
+            previous_task_id=previous,
+            creates=(*job.creates, sent),
         )
         self._dispatch(live, Step.CREATE, self._create, live, key, here.stage)
 
@@ -403,7 +410,8 @@ class Engine:
         live.busy = False
         try:
             result = future.result()
-        except CancelledError:
+        except CancelledError:  # cancelled before it was sent
+            live.job = live.job.evolve(creates=live.job.answered(Answer.NOT_MADE))
             self._finish(live, JobState.CANCELLED, "Cancelled")
             return
         except StoppingError:
@@ -423,6 +431,7 @@ class Engine:
                 live,
                 state=JobState.SUBMITTED,
                 task_id=str(result),
+                creates=live.job.answered(Answer.MADE, str(result)),
                 paid_at=paid_at,
                 step=live.job.step + 1,
                 message="Submitted",
@@ -440,9 +449,11 @@ class Engine:
             return
         job = self.journal.get(job_id)
         if job is not None and not job.task_id:
+            task_id = str(future.result())
             self.journal.save(
                 job.evolve(
-                    task_id=str(future.result()),
+                    task_id=task_id,
+                    creates=job.answered(Answer.MADE, task_id),
                     paid_at=time.time(),
                     message="Cancelled, but the service had already accepted it",
                 )
@@ -484,6 +495,11 @@ class Engine:
         return live.provider.poll_delay(live.polls)
 
     def _on_error(self, live: Live, kind: Step, exc: ProviderError) -> None:
+        if kind == Step.CREATE:  # saved with the change that follows
+            made = Answer.UNKNOWN if exc.retryable or exc.kind in MAYBE_MADE else Answer.NOT_MADE
+            if exc.kind in (ErrorKind.NOT_SENT, ErrorKind.RATE_LIMIT):
+                made = Answer.NOT_MADE
+            live.job = live.job.evolve(creates=live.job.answered(made))
         job = live.job
         if kind in (Step.CREATE, Step.UPLOAD) and not job.paid:
             self._on_unpaid_error(live, kind, exc)
@@ -522,7 +538,7 @@ class Engine:
             self._update(live, state=state, message=f"{exc} — retrying in {delay:.0f} s")
             self._schedule(live, delay)
         elif kind == Step.CREATE and (exc.retryable or exc.kind in MAYBE_MADE):
-            if self._resendable(live) and live.failures + 1 >= MAX_CREATE_SENDS:
+            if self._resendable(live) and live.job.maybe_made(live.here.stage) >= MAX_CREATE_SENDS:
                 tries = f"{exc} ({MAX_CREATE_SENDS} tries)"
                 if live.here.stage in live.provider.info.free_stages:
                     self._finish(live, JobState.FAILED, f"{tries}; nothing was charged")

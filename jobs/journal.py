@@ -18,12 +18,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from ..providers.base import FlowStep, Step
-from .model import FINISHED, ImportPlan, Job, JobState, split_notes
+from .model import FINISHED, Answer, CreateSent, ImportPlan, Job, JobState, split_notes
 
 SCHEMA_VERSION = 3
 
@@ -53,6 +54,7 @@ _V3_COLUMNS = {
     "needs_click": "INTEGER DEFAULT 0",
     "import_tries": "INTEGER DEFAULT 0",
     "flow": "TEXT DEFAULT '[]'",
+    "creates": "TEXT DEFAULT '[]'",
 }
 _LEASE_COLUMNS = ("owner", "lease_until")
 _JOB_COLUMNS = (
@@ -193,6 +195,8 @@ class Journal:
                 values[i] = json.dumps(job.plan.to_json())
             elif name == "flow":
                 values[i] = json.dumps([[s.step.value, s.stage] for s in job.flow])
+            elif name == "creates":
+                values[i] = json.dumps([asdict(c) for c in job.creates])
             elif name == "state":
                 values[i] = job.state.value
         updates = ", ".join(f"{c} = excluded.{c}" for c in _JOB_COLUMNS[1:])
@@ -317,9 +321,20 @@ def _job(row: tuple[Any, ...]) -> Job:
     v["needs_click"] = bool(v["needs_click"])
     v["import_tries"] = int(v["import_tries"] or 0)
     v["flow"] = tuple(FlowStep(Step(a), str(b)) for a, b in json.loads(str(v["flow"] or "[]")))
+    v["creates"] = tuple(_create_sent(c) for c in json.loads(str(v["creates"] or "[]")))
     for name in _TEXT_COLUMNS:
         v[name] = str(v[name] or "")
     for name in ("progress", "created", "updated", "paid_at", "next_try"):
         v[name] = float(v[name] or 0)
     v["step"] = int(v["step"] or 0)
     return Job(**v)
+
+
+def _create_sent(c: dict[str, object]) -> CreateSent:
+    return CreateSent(
+        str(c.get("stage", "")),
+        str(c.get("key", "")),
+        float(c.get("sent_at", 0) or 0),  # type: ignore[arg-type]
+        Answer(str(c.get("answer", Answer.UNKNOWN))),
+        str(c.get("task_id", "")),
+    )

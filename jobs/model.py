@@ -38,6 +38,26 @@ FINISHED = frozenset({JobState.IMPORTED, JobState.FAILED, JobState.CANCELLED, Jo
 LIVE = frozenset(JobState) - FINISHED
 
 
+class Answer(enum.StrEnum):
+    """What became of one create request."""
+
+    WAITING = "waiting"  # sent, no answer yet: it may have reached the service
+    MADE = "made"  # a task id came back
+    NOT_MADE = "not made"  # certainly no task: refused, rate limited, never connected or sent
+    UNKNOWN = "unknown"  # timed out, 5xx or unreadable: a task may exist and be charged
+
+
+@dataclass(frozen=True)
+class CreateSent:
+    """One create request, journaled before it goes out and again when answered."""
+
+    stage: str
+    key: str  # the idempotency key it carried
+    sent_at: float
+    answer: Answer = Answer.WAITING
+    task_id: str = ""
+
+
 class VoxMesh(enum.StrEnum):
     """How a .vox result is built: instanced cubes, or one of three meshes."""
 
@@ -161,6 +181,7 @@ class Job:
     # The steps it was started with: `step` indexes them, and a later release that changes
     # the service's steps never turns a resumed (paid) job into a new create.
     flow: tuple[FlowStep, ...] = ()
+    creates: tuple[CreateSent, ...] = ()  # every create request sent for it, in order
 
     @classmethod
     def new(
@@ -220,6 +241,18 @@ class Job:
 
     def evolve(self, **changes: Any) -> Job:
         return replace(self, updated=time.time(), **changes)
+
+    def answered(self, answer: Answer, task_id: str = "") -> tuple[CreateSent, ...]:
+        """The create records with the last one's answer set."""
+        if not self.creates:
+            return ()
+        last = replace(self.creates[-1], answer=answer, task_id=task_id)
+        return (*self.creates[:-1], last)
+
+    def maybe_made(self, stage: str) -> int:
+        """How many creates of `stage` may have made a task without saying so."""
+        unsure = (Answer.WAITING, Answer.UNKNOWN)
+        return sum(1 for c in self.creates if c.stage == stage and c.answer in unsure)
 
     def warn(self, text: str) -> Job:
         return self.evolve(warnings=(*self.warnings, text))

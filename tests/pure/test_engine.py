@@ -19,7 +19,7 @@ from harness import SETTLED, EngineHarness, harness_fixture
 
 from conftest import ROOT
 from conjure_src.jobs.journal import HOST, Journal
-from conjure_src.jobs.model import ImportPlan, Job, JobState, VoxMesh
+from conjure_src.jobs.model import Answer, ImportPlan, Job, JobState, VoxMesh
 from conjure_src.providers import get_provider, make_http
 from conjure_src.providers.base import (
     STANDARD_FLOW,
@@ -653,6 +653,24 @@ def test_a_create_confirmed_again_and_again_stops_at_the_cap(harness, trify) -> 
     (done,) = h.wait([job_id], timeout=15)
     assert done.state == JobState.UNSURE and "5 tries" in done.message
     assert trify.count("POST") == 5
+
+
+def test_every_create_is_journaled_before_it_goes_and_with_its_answer(harness, trify) -> None:
+    """#20 finding 2: a per-stage record of each create: key, time sent, answer, task id."""
+    trify.inject(status=429, headers={"Retry-After": "1"}, method="POST")
+    h = harness()
+    (job_id,) = h.submit()
+    (done,) = h.wait([job_id], timeout=15)
+    refused, made = h.journal.get(job_id).creates
+    assert (refused.answer, refused.task_id) == (Answer.NOT_MADE, "")
+    assert (made.answer, made.task_id) == (Answer.MADE, done.task_id)
+    assert refused.key == made.key == done.idempotency_key and made.sent_at >= refused.sent_at
+    lost = Job.new("trify3d", "TEXT", "a lost duck")
+    trify.inject(status=504, method="POST")
+    h.add(lost)
+    (unsure,) = h.wait([lost.job_id])
+    (sent,) = h.journal.get(lost.job_id).creates
+    assert unsure.state == JobState.UNSURE and sent.answer == Answer.UNKNOWN
 
 
 def test_no_secret_in_logs_or_journal(harness, trify, tmp_path, caplog) -> None:
