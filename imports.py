@@ -18,6 +18,7 @@ from mathutils import Vector
 
 from .importers import archive, gltf, obj, placement, scene, vox, voxfile
 from .jobs.model import Job, VoxMesh
+from .jobs.session import parent_task
 from .providers import SERVICES
 from .providers.base import is_url
 
@@ -228,8 +229,9 @@ def _tag(job: Job, targets: Sequence[bpy.types.ID]) -> None:
         "conjure_job_id": job.job_id,
         "conjure_prompt": job.prompt,
     }
-    if job.previous_task_id:  # what it refined, or its own earlier stage
-        tags["conjure_parent_task_id"] = job.previous_task_id
+    parent = parent_task(job)  # its own earlier stage, or what it refines
+    if parent:
+        tags["conjure_parent_task_id"] = parent
     for target in targets:
         for key, value in tags.items():
             target[key] = value

@@ -59,6 +59,11 @@ class Mirror:
             finished = [i.job_id for i in items if i.state in _FINISHED_VALUES]
             self._drop(set(finished[: max(len(finished) - KEPT_FINISHED, 0)]))
 
+    def drop_finished(self) -> None:
+        items = _items()
+        if items is not None:
+            self._drop({i.job_id for i in items if i.state in _FINISHED_VALUES})
+
     def take_notices(self) -> list[tuple[str, str]]:
         """What happened since the last call, once each (the UI monitor reports it)."""
         notices, self._notices = self._notices, []

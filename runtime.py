@@ -114,6 +114,11 @@ class Runtime(Session):
         self.record(done)
         bpy.ops.ed.undo_push(message=f"Conjure: import {job.label}")
 
+    def clear_finished(self) -> int:
+        count = super().clear_finished()
+        self.mirror.drop_finished()  # rows another Blender already cleared from the journal too
+        return count
+
     def close(self, timeout: float = 1.0) -> None:
         super().close(timeout)
         self.mirror.close()

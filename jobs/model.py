@@ -101,8 +101,12 @@ def _coerce(default: object, value: object) -> object:
     if isinstance(default, VoxMesh):
         text = str(value).lower()
         return VoxMesh(text) if text in set(VoxMesh) else None
-    if isinstance(default, bool) or isinstance(value, bool):
-        return value if isinstance(default, bool) and isinstance(value, bool) else None
+    if isinstance(default, bool):  # true, 1, "1", "true", "yes", "on", as a CSV row says it
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value) if isinstance(value, int | float) else None
+    if isinstance(value, bool):
+        return None
     try:
         # default is a bool, int, float or str here: its type takes one value.
         return type(default)(value)  # type: ignore[call-arg]
@@ -128,9 +132,9 @@ _PLAN_NOTES = {
 def split_notes(
     options: Mapping[str, object], plan: ImportPlan | None = None
 ) -> tuple[dict[str, object], ImportPlan]:
-    """Options without the add-on's "_" notes, and `plan` with the notes it knows applied;
-    other "_" keys are dropped: they were never sent to a service."""
-    kept = {k: v for k, v in options.items() if not k.startswith("_")}
+    """Options without the "_" notes the plan holds, and `plan` with them applied. Other "_"
+    keys stay (a script's own notes); like every "_" key, they are never sent."""
+    kept = {k: v for k, v in options.items() if k not in _PLAN_NOTES}
     notes = {_PLAN_NOTES[k]: v for k, v in options.items() if k in _PLAN_NOTES}
     plan = plan or ImportPlan()
     return kept, ImportPlan.from_json({**plan.to_json(), **notes}) if notes else plan
@@ -228,12 +232,13 @@ class Job:
         return self.paid_at > 0
 
     def request(self) -> GenerationRequest:
-        """What the service is asked, with what the job's earlier steps learned."""
+        """What the service is asked, with what the job's earlier steps learned; options
+        starting with "_" are notes for the add-on and never leave the machine."""
         return GenerationRequest(
             self.source,
             self.prompt,
             self.image_paths,
-            self.options,
+            {k: v for k, v in self.options.items() if not k.startswith("_")},
             upload_ref=self.upload_ref,
             picked_path=self.picked_path,
             previous_task_id=self.previous_task_id,
@@ -257,6 +262,20 @@ class Job:
     def warn(self, text: str) -> Job:
         return self.evolve(warnings=(*self.warnings, text))
 
+    def _options_as_before(self) -> dict[str, object]:
+        """`options` as scripts have always read them: what was asked, with the add-on's notes
+        and what the engine learned under their old names."""
+        shown: dict[str, object] = dict(self.options)
+        shown |= {note: getattr(self.plan, name) for note, name in _PLAN_NOTES.items()
+                  if name in self.plan.to_json()}  # fmt: skip
+        learned: dict[str, object] = {"file_key": self.upload_ref}
+        learned["previous_task_id"] = self.previous_task_id
+        if self.picked_path:
+            picked = self.picked_path
+            learned["pick"] = self.candidates.index(picked) if picked in self.candidates else picked
+            learned["picked_path"] = picked
+        return shown | {k: v for k, v in learned.items() if v not in ("", None)}
+
     def status(self) -> dict[str, object]:
         """What scripts see (api.status): plain values only, never a key."""
         return {
@@ -272,7 +291,7 @@ class Job:
             "objects": list(self.objects),
             "files": list(self.files),
             "warnings": list(self.warnings),
-            "options": dict(self.options),
+            "options": self._options_as_before(),
             "plan": self.plan.to_json(),
             "created": self.created,
             "updated": self.updated,

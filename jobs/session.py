@@ -123,6 +123,15 @@ def refinable(job: Job) -> bool:
     return done and _rules(job.provider).can_refine(job.request())
 
 
+def parent_task(job: Job) -> str:
+    """The task a job's result grew from: its own earlier stage, or what it refines."""
+    return job.previous_task_id or _rules(job.provider).parent_task(job.request())
+
+
+def _waits_for_click(job: Job) -> bool:
+    return job.state == JobState.READY and job.needs_click
+
+
 def _after_a_crash(job: Job) -> Job:
     """A job left importing: Blender ended during its import, perhaps because of it. It
     waits for the person's Import rather than crashing every start."""
@@ -214,8 +223,7 @@ class Session:
             raise ConjureError(f"{SERVICES[job.provider].name} cannot refine a model")
         options = _rules(job.provider).refine_options(job.task_id)
         request = GenerationRequest("TEXT", job.prompt, options=options)
-        refining = self.new_job(job.provider, request)
-        return refining.evolve(previous_task_id=job.task_id)  # its provenance names the parent
+        return self.new_job(job.provider, request)
 
     def rerun(self, job_id: str) -> Job:
         """A new job asking the same of the same service (a new, paid generation)."""
@@ -391,7 +399,7 @@ class Session:
             for i in job_ids
             if i in self.jobs
             and self.jobs[i].state in LIVE - {JobState.AWAITING_PICK}
-            and not self.jobs[i].needs_click
+            and not _waits_for_click(self.jobs[i])
         ]
 
     def is_busy(self) -> bool:
@@ -399,7 +407,7 @@ class Session:
 
     def import_pending(self) -> bool:
         """Downloaded jobs the next ticks will import (not those waiting for the user)."""
-        return any(not j.needs_click for j in self.ready())
+        return any(not _waits_for_click(j) for j in self.ready())
 
     def has_ready(self) -> bool:
         """Jobs downloaded but waiting for Object mode, their file, or a click."""

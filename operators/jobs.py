@@ -5,6 +5,7 @@ same buttons work from the sidebar, a script and `blender -b`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import bpy
@@ -56,7 +57,10 @@ class CONJURE_OT_pick_candidate(_JobAction, Operator):
         if self.sidebar_options and job is not None:
             sidebar = context.scene.conjure
             options = props.service_options(sidebar, job.provider, job.source, False)
-            plan = props.import_plan(sidebar, job.provider)
+            # Only how the result is built comes from the sidebar now; where it goes (its
+            # compare slot, its batch row, its placement) stays as the job was started.
+            mesh = props.import_plan(sidebar, job.provider).vox_mesh
+            plan = dataclasses.replace(job.plan, vox_mesh=mesh)
         problem = rt.pick(self.job_id, choice, options, plan)
         if problem:
             self.report({"ERROR"}, problem)

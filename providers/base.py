@@ -230,6 +230,10 @@ class Provider(ABC):
         """Whether a finished task made from `request` can be refined by a new job."""
         return False
 
+    def parent_task(self, request: GenerationRequest) -> str:
+        """The earlier task a request builds on (what it refines), '' when none."""
+        return ""
+
     def refine_options(self, task_id: str) -> dict[str, object]:
         """The options of a new job that refines finished task `task_id`."""
         raise ProviderError(ErrorKind.BAD_REQUEST, f"{self.info.name} cannot refine a model")

@@ -122,6 +122,9 @@ class Ravenra(Provider):
     def can_refine(self, request: GenerationRequest) -> bool:
         return request.source == "TEXT" and mode_of(request) == PREVIEW
 
+    def parent_task(self, request: GenerationRequest) -> str:
+        return str(request.options.get("parent_task_id") or "").strip()
+
     def refine_options(self, task_id: str) -> dict[str, object]:
         return {"mode": REFINE, "parent_task_id": task_id}
 

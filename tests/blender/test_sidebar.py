@@ -463,6 +463,34 @@ def test_pick_continues_with_the_sidebar_voxelize_options(scene, monkeypatch) ->
         assert tuple(collection.preview.image_size) == (256, 256)
 
 
+def test_a_pick_from_the_sidebar_keeps_where_the_job_goes(scene, monkeypatch) -> None:
+    """The pick takes the sidebar's Import As; the job's compare slot and batch row stay (a
+    batch re-run finds its row: nothing paid twice)."""
+    import bpy
+
+    emulator = VoxelAIEmulator(api_key=VOXEL_KEY, images_window=0.2, polls_to_complete=1)
+    with service(monkeypatch, "voxelai", emulator, VOXEL_KEY, cancel_live=True):
+        base = _module("providers.base")
+        limiter = _module("runtime").get().engine.limiter("voxelai")
+        limiter.rules = [base.RateRule(1, 0.2, "create:images")]
+        time.sleep(0.3)
+        notes = {"_compare": "g1", "_compare_slot": 1, "_compare_count": 2,
+                 "_batch": "rows.csv", "_batch_row": "row-7", "_mark_asset": 1}  # fmt: skip
+        api = _api()
+        job_id = api.submit("voxelai", prompt="a kept voxel fox", options=notes)
+        assert api.wait(job_id, 10)[job_id]["state"] == "awaiting_pick"
+        _settings("", provider="voxelai").options_voxelai.import_as = "GREEDY"
+        assert bpy.ops.conjure.pick_candidate(job_id=job_id, index=0, sidebar_options=True) == {
+            "FINISHED"
+        }
+        done = api.wait(job_id, 10)[job_id]
+        assert done["state"] == "imported", done["message"]
+        assert done["plan"] == {"compare_group": "g1", "compare_slot": 1, "compare_count": 2,
+                                "batch_id": "rows.csv", "batch_row": "row-7",
+                                "mark_asset": True, "vox_mesh": "greedy"}  # fmt: skip
+        assert {k: done["options"][k] for k in notes} == {**notes, "_mark_asset": True}
+
+
 def test_generate_image_from_f3_sends_the_sidebar_image(scene, trify, tmp_path) -> None:
     import bpy
 

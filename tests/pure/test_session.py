@@ -263,3 +263,18 @@ def test_an_import_that_ended_blender_waits_for_a_click_next_time(session, trify
     assert job.needs_click and "closed while importing" in job.message
     assert not later.imports_now(job, object_mode=True) and not later.import_pending()
     assert trify.count("POST") == 1
+
+
+def test_status_options_read_as_they_always_did() -> None:
+    """api.status / `conjure jobs --json`: the add-on's notes and what the engine learned
+    still show in `options` under their old names; a script's own "_" note stays, unsent."""
+    notes = {"_origin_bottom": "true", "_target_height": "1.5", "_batch_row": "r1", "_mine": 3}
+    job = Job.new("voxelai", "TEXT", "a fox", options={"resolution": 32, **notes})
+    assert job.plan == ImportPlan(origin_bottom=True, target_height=1.5, batch_row="r1")
+    assert dict(job.request().options) == {"resolution": 32}  # notes never leave the machine
+    job = job.evolve(candidates=("/j/c-0.png", "/j/c-1.png"), picked_path="/j/c-1.png",
+                     previous_task_id="t-9")  # fmt: skip
+    assert job.status()["options"] == {
+        "resolution": 32, "_origin_bottom": True, "_target_height": 1.5, "_batch_row": "r1",
+        "_mine": 3, "pick": 1, "picked_path": "/j/c-1.png", "previous_task_id": "t-9",
+    }  # fmt: skip
