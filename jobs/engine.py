@@ -11,17 +11,22 @@ takes effect at once. The money rules (docs/jobs.md):
 - a create that may have reached the service is re-sent only with the same idempotency key
   to a service that honours one; otherwise the job fails asking the user to check;
 - once paid, the network can only stall a job (visible reason, next try, back-off): only
-  the service's own answer, the user's cancel or the service's documented job lifetime end it.
+  the service's own answer, the user's cancel or the service's documented job lifetime end it;
+- a job's row is written only while this engine holds its lease; a change the journal
+  refuses (after its retries) stops that job visibly, paid ones stalled, and `submit`
+  refuses new work until the journal takes writes again.
 Workers never touch the journal or bpy; only the scheduler writes job states, and events (Job
 snapshots) go to the main thread on `events`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import queue
 import random
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -42,7 +47,7 @@ from ..providers.base import (
     TaskStatus,
 )
 from ..providers.errors import ErrorKind, ProviderError, RateNote
-from .journal import Journal
+from .journal import Journal, JournalWriteError
 from .model import Answer, CreateSent, ImportPlan, Job, JobState, files_exist
 from .ratelimit import Budgets, ServiceLimiter
 from .steps import (
@@ -68,6 +73,7 @@ MAX_CREATE_SENDS = 5  # a create that may have arrived goes at most this often, 
 # Besides timeouts and transient errors, the answers to a create after which a task may
 # exist (and be charged) although none came back.
 MAYBE_MADE = frozenset({ErrorKind.SERVER, ErrorKind.BAD_RESPONSE})
+HELD_ELSEWHERE = "Running in another Blender"
 
 ProviderFactory = Callable[[Job, Callable[[RateNote], None]], Provider]
 
@@ -110,22 +116,30 @@ class Engine:
         self._waiting: deque[str] = deque()  # jobs held back by max_in_flight
         self._lock = threading.Lock()  # guards _live's key set for readers on other threads
         self._next_renew = 0.0
+        self._journal_trouble = ""  # why the journal took no write lately ("" when it does)
 
     # -- public: any thread --------------------------------------------------------------
 
     def submit(self, job: Job) -> None:
-        """Journal the job (before anything is sent) and hand it to the scheduler."""
+        """Journal the job, leased to this engine in the same transaction (before anything
+        is sent), and hand it to the scheduler. JournalWriteError (one line) while the
+        journal takes no writes: no new work then."""
         self._check_running()
-        self.journal.save(job)
-        self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
+        if self._journal_trouble:
+            raise JournalWriteError(self._journal_trouble)
+        self.journal.insert_claimed(job, self.owner, LEASE_SECONDS)
         self._post(Start(job))
 
     def resume(self, job: Job) -> str:
         """Continue a journaled job without paying again; "" or why it cannot be taken."""
         self._check_running()
-        holder = self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
+        try:
+            holder = self.journal.claim(job.job_id, self.owner, LEASE_SECONDS)
+        except JournalWriteError as exc:
+            return str(exc)
+        self._journal_trouble = ""  # it takes writes again
         if holder:
-            return "Running in another Blender"
+            return HELD_ELSEWHERE
         self._post(Start(job))
         return ""
 
@@ -188,7 +202,8 @@ class Engine:
         for done in (*unsent, *answered, *creates):
             if done.step == Step.CREATE and done.future.done():
                 self._guarded(self._settle_create, done)
-        self.journal.release(self.owner)
+        with contextlib.suppress(JournalWriteError):  # else the leases lapse by themselves
+            self.journal.release(self.owner)
         with self._lock:
             self._live.clear()
 
@@ -297,7 +312,10 @@ class Engine:
     def _renew_leases(self, now: float) -> None:
         if now >= self._next_renew and self._live:
             self._next_renew = now + LEASE_SECONDS / 3
-            self.journal.renew(self.owner, list(self._live), LEASE_SECONDS)
+            try:
+                self.journal.renew(self.owner, list(self._live), LEASE_SECONDS)
+            except JournalWriteError as exc:  # jobs go on; a write of theirs that fails stops them
+                self._journal_trouble = str(exc)
 
     # -- job life -------------------------------------------------------------------------
 
@@ -395,6 +413,8 @@ class Engine:
         return live.provider.create(request, key, stage)
 
     def _dispatch(self, live: Live, step: Step, fn: Callable[..., Any], *args: object) -> None:
+        if self._live.get(live.job.job_id) is not live:
+            return  # its last change could not be journaled: nothing is sent for it
         live.busy = True
         self._workers.run(live.job.job_id, step, 0, fn, *args)
 
@@ -450,14 +470,16 @@ class Engine:
         job = self.journal.get(job_id)
         if job is not None and not job.task_id:
             task_id = str(future.result())
-            self.journal.save(
-                job.evolve(
-                    task_id=task_id,
-                    creates=job.answered(Answer.MADE, task_id),
-                    paid_at=time.time(),
-                    message="Cancelled, but the service had already accepted it",
-                )
+            accepted = job.evolve(
+                task_id=task_id,
+                creates=job.answered(Answer.MADE, task_id),
+                paid_at=time.time(),
+                message="Cancelled, but the service had already accepted it",
             )
+            try:
+                self.journal.save(accepted, self.owner)
+            except JournalWriteError as exc:
+                self._journal_trouble = str(exc)
 
     def _on_status(self, live: Live, status: TaskStatus) -> None:
         live.polls += 1
@@ -708,8 +730,33 @@ class Engine:
         self._release_waiting()
 
     def _emit(self, job: Job) -> None:
-        self.journal.save(job)
+        """Journal a change, then show it. Only the lease holder writes a row: a job another
+        Blender took over, or whose change the journal refused, stops here."""
+        try:
+            ours = self.journal.save(job, self.owner)
+        except JournalWriteError as exc:
+            self._journal_trouble = str(exc)
+            state = JobState.STALLED if job.paid else JobState.FAILED  # paid: never dropped
+            message = f"{exc} — fix it, then Resume Unfinished Jobs"
+            self._drop(job, job.evolve(state=state, message=message))
+            return
+        if not ours:
+            try:
+                theirs = self.journal.get(job.job_id) or job
+            except sqlite3.Error:
+                theirs = job
+            self._drop(job, theirs.evolve(message=HELD_ELSEWHERE))
+            return
+        self._journal_trouble = ""
         self.events.put(job)
+
+    def _drop(self, job: Job, shown: Job) -> None:
+        """Stop working on a job here (nothing more is sent for it) and show it as `shown`."""
+        live = self._live.get(job.job_id)
+        if live is not None:
+            live.cancel.set()  # a create or download about to start stays unsent
+            self._forget(live)
+        self.events.put(shown)
 
     def _forget(self, live: Live) -> None:
         live.token += 1  # stale heap entries

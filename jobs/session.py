@@ -20,8 +20,8 @@ from ..providers import SERVICES, get_provider, make_http
 from ..providers.base import Capability, GenerationRequest, Provider, is_url
 from ..providers.errors import ProviderError, RateNote
 from ..providers.http import HttpClient
-from .engine import Engine
-from .journal import Journal, process_owner
+from .engine import HELD_ELSEWHERE, Engine
+from .journal import Journal, JournalWriteError, process_owner
 from .model import (
     LIVE,
     ImportPlan,
@@ -91,6 +91,10 @@ class _Access:
     api_key: str
     proxy: str
     ca_bundle: str
+
+    def __repr__(self) -> str:  # no key (nor a proxy's password) in a log or a message
+        proxy = "<set>" if self.proxy else ""
+        return f"_Access(api_key=<hidden>, proxy={proxy!r}, ca_bundle={self.ca_bundle!r})"
 
 
 def request_problem(settings: ServiceSettings, request: GenerationRequest) -> str:
@@ -209,7 +213,11 @@ class Session:
 
     def submit(self, job: Job) -> str:
         self._follow(job)
-        self.engine.submit(job)
+        try:
+            self.engine.submit(job)
+        except JournalWriteError as exc:  # not journaled, so nothing is sent for it
+            self._unfollow(job)
+            raise ConjureError(f"{exc}: no new jobs until it is fixed") from None
         return job.job_id
 
     def refinement(self, job_id: str) -> Job:
@@ -244,8 +252,12 @@ class Session:
                 self._hold(job, reason)
                 continue
             if job.state in (JobState.READY, JobState.IMPORTING) and files_exist(job.files):
-                if self.journal.claim(job.job_id, self.owner):  # downloaded: import here
-                    self._hold(job, "Running in another Blender")
+                try:  # downloaded: import here
+                    reason = HELD_ELSEWHERE if self.journal.claim(job.job_id, self.owner) else ""
+                except JournalWriteError as exc:
+                    reason = str(exc)
+                if reason:
+                    self._hold(job, reason)
                     continue
                 self._remember(_after_a_crash(job))
                 started.append(job.job_id)
@@ -274,7 +286,7 @@ class Session:
             if job.state == JobState.READY and files_exist(job.files):
                 self.record(job)
             elif self.engine.resume(job):
-                self._hold(job, "Running in another Blender")
+                self._hold(job, HELD_ELSEWHERE)
 
     def reimport(self, job_id: str) -> str:
         """Import a finished job's files again (a new copy; nothing is sent); '' or why not."""
@@ -460,6 +472,12 @@ class Session:
         self._store(job)
         self.apply_concurrency()
         self._notify(Change(job))
+
+    def _unfollow(self, job: Job) -> None:
+        """A job that never started: its line goes."""
+        for known in (self.jobs, self._access, self._born_in):
+            known.pop(job.job_id, None)
+        self._notify(Change(job, gone=True))
 
     def _hold(self, job: Job, reason: str) -> None:
         """Shown with why it was not resumed; never imported, run or journaled here (the row

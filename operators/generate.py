@@ -67,10 +67,10 @@ def start_job(
     blocking rule: "Conjure: <doing> <label> on <service>" when invoked from the UI."""
     try:
         job = make()
+        runtime.get().submit(job)  # refused in one line while the journal cannot be written
     except ConjureError as exc:
         op.report({"ERROR"}, str(exc))
         return {"CANCELLED"}
-    runtime.get().submit(job)
     started = f"Conjure: {doing} {job.label} on {SERVICES[job.provider].name}"
     return run_jobs(op, context, [job.job_id], timeout, started)
 
@@ -319,9 +319,12 @@ class CONJURE_OT_compare(Operator):
         if not jobs:
             self.report({"ERROR"}, compare_problem(context) or "No service can take this")
             return {"CANCELLED"}
-        rt = runtime.get()
-        for job in jobs:
-            rt.submit(job)
+        try:
+            for job in jobs:
+                runtime.get().submit(job)
+        except ConjureError as exc:  # the journal cannot be written: nothing more is sent
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         names = ", ".join(SERVICES[j.provider].name for j in jobs)
         started = f"Conjure: comparing {names}"
         return run_jobs(self, context, [j.job_id for j in jobs], self.timeout, started)

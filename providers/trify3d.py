@@ -8,6 +8,7 @@ field names follow the webhook body the docs show.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from .base import (
     Asset,
@@ -20,7 +21,7 @@ from .base import (
     TaskState,
     TaskStatus,
 )
-from .common import bad, image_reference, progress_fraction, unwrapped
+from .common import bad, image_reference, one_line, progress_fraction, unwrapped
 from .errors import ErrorKind, ProviderError
 
 INFO = ServiceInfo(
@@ -90,11 +91,11 @@ class Trify3D(Provider):
         return task_id
 
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:
-        data = unwrapped(self.http.get_json(f"/api/v1/generations/{task_id}"))
-        raw = str(data.get("status", "")).lower()
+        data = unwrapped(self.http.get_json(f"/api/v1/generations/{quote(task_id, safe='')}"))
+        raw = self.http.redact(str(data.get("status", ""))).lower()
         state = _STATES.get(raw)
         if state is None:
-            raise ProviderError(ErrorKind.BAD_RESPONSE, f"unknown task status {raw!r}")
+            raise ProviderError(ErrorKind.BAD_RESPONSE, f"unknown task status {raw[:80]!r}")
         model = data.get("outputModelUrl") or data.get("modelUrl") or data.get("outputUrl")
         assets = []
         if isinstance(model, str) and model:
@@ -107,6 +108,6 @@ class Trify3D(Provider):
         message = ""
         if state == TaskState.FAILED:
             code = data.get("errorCode") or data.get("error") or "no reason given"
-            message = f"generation failed ({code})"
+            message = self.http.redact(f"generation failed ({one_line(code)})")
         progress = 1.0 if state == TaskState.SUCCEEDED else progress_fraction(data.get("progress"))
         return TaskStatus(state, progress, message, tuple(assets))

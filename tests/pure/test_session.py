@@ -278,3 +278,40 @@ def test_status_options_read_as_they_always_did() -> None:
         "resolution": 32, "_origin_bottom": True, "_target_height": 1.5, "_batch_row": "r1",
         "_mine": 3, "pick": 1, "picked_path": "/j/c-1.png", "previous_task_id": "t-9",
     }  # fmt: skip
+
+
+# -- issue #20: secrets and a journal that cannot be written ------------------------------------
+
+
+def test_access_never_shows_its_key() -> None:
+    from conjure_src.jobs.session import _Access
+
+    access = _Access(KEY, "http://me:proxy-pass@proxy:3128", "/etc/ca.pem")
+    assert KEY not in repr(access) and KEY not in str(access) and "proxy-pass" not in repr(access)
+    built = KeyError(("trify3d", "https://trify3d.com", access))  # as a missing client says
+    assert KEY not in str(built) and KEY not in f"no client for {access}"
+    assert "/etc/ca.pem" in repr(access)
+
+
+def test_submit_refuses_in_one_line_while_the_journal_cannot_be_written(session, trify) -> None:
+    s = session()
+    trify.polls_to_complete = 200
+    changes: list[Change] = []
+    s.listeners.append(changes.append)
+    first = s.submit(s.new_job("trify3d", _text("a chair before the disk filled")))
+    deadline = time.monotonic() + 10
+    while s.jobs[first].state not in (JobState.RUNNING, JobState.STALLED):
+        assert time.monotonic() < deadline
+        s.apply(s.engine.events.get(timeout=1.0))
+    with s.journal._lock:
+        s.journal._db.execute("PRAGMA query_only = ON")  # as a read-only folder would
+    while s.jobs[first].state != JobState.STALLED:
+        assert time.monotonic() < deadline, s.jobs[first]
+        s.apply(s.engine.events.get(timeout=1.0))
+    assert "journal" in s.jobs[first].message
+    job = s.new_job("trify3d", _text("one more chair"))
+    with pytest.raises(ConjureError) as refused:
+        s.submit(job)
+    assert "journal" in str(refused.value) and "\n" not in str(refused.value)
+    assert job.job_id not in s.jobs and changes[-1].gone  # not shown as if it were running
+    assert trify.count("POST") == 1
