@@ -3,7 +3,9 @@
 A served zip is hostile until checked: member names can climb out of the folder (`../`,
 absolute paths, `C:` drives, backslashes that only Windows treats as separators), members can
 be symlinks that later writes or reads follow, and a few kilobytes can declare or inflate to
-gigabytes. Every member is checked before anything is written; the files are then inflated
+gigabytes, or list so many members that reading the list is the attack: the end record's
+member count and directory size are checked before the list is read. Every member is checked
+before anything is written; the files are then inflated
 into a private folder inside the destination while their bytes are counted, and moved into
 place only when all of them arrived. A refusal leaves the destination as it was.
 """
@@ -15,12 +17,17 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
 from dataclasses import dataclass
 
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024  # uncompressed, all members together
 MAX_MEMBERS = 2000
+MAX_DIRECTORY_BYTES = 16 * 1024 * 1024  # the list of members (names, sizes, headers)
+_END = struct.Struct("<4s4H2LH")  # end of central directory: signature ... comment length
+_END64_LOCATOR = struct.Struct("<4sLQL")  # where the zip64 end record is
+_END64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record
 _CHUNK = 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SHOWN = 80  # characters of a member name quoted in a message
@@ -50,6 +57,7 @@ def extract_zip(
     or more than `max_total` bytes once inflated (declared or actually counted)."""
     name = os.path.basename(path)
     try:
+        _check_directory(path, max_members)
         with zipfile.ZipFile(path) as archive:
             members = _checked_members(archive, max_total, max_members)
             os.makedirs(dest_dir, exist_ok=True)
@@ -65,6 +73,44 @@ def extract_zip(
         raise ArchiveError(f"{name} is not a readable zip: {_one_line(exc)}") from None
     except OSError as exc:
         raise ArchiveError(f"cannot extract {name}: {exc.strerror or _one_line(exc)}") from None
+
+
+def _check_directory(path: str, max_members: int) -> None:
+    """Refuse a zip whose end record lists too many members, or too long a list, before
+    zipfile reads the list whole (it would hold every entry in memory first)."""
+    declared = _declared_directory(path)
+    if declared is None:
+        return  # no end record: zipfile says what is wrong
+    count, size = declared
+    if count > max_members:
+        raise ArchiveError(f"the zip has {count} members, more than the {max_members} allowed")
+    if size > MAX_DIRECTORY_BYTES:
+        raise ArchiveError(
+            f"the zip's list of members is {size} bytes, over the {MAX_DIRECTORY_BYTES} byte limit"
+        )
+
+
+def _declared_directory(path: str) -> tuple[int, int] | None:
+    """The member count and directory size the zip's end record declares (zip64 included),
+    found as zipfile finds it: the last end record within the last 64 KiB."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        start = max(0, size - _END.size - 0xFFFF)
+        f.seek(start)
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06", 0, len(tail) - _END.size + 4)  # a whole record after
+        if at < 0:
+            return None
+        count, length, offset = _END.unpack_from(tail, at)[4:7]
+        if count != 0xFFFF and 0xFFFFFFFF not in (length, offset):
+            return count, length
+        f.seek(max(0, start + at - _END64_LOCATOR.size))  # zip64: its own record has them
+        signature, _, record, _ = _END64_LOCATOR.unpack(f.read(_END64_LOCATOR.size))
+        f.seek(record if signature == b"PK\x06\x07" else size)
+        raw = f.read(_END64.size)
+    if len(raw) == _END64.size and raw[:4] == b"PK\x06\x06":
+        count, length = _END64.unpack(raw)[7:9]
+    return count, length  # else zipfile reads what this record says, as it does here
 
 
 def _checked_members(archive: zipfile.ZipFile, max_total: int, max_members: int) -> list[_Member]:

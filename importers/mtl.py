@@ -7,6 +7,12 @@ name that differs from the file they ship (`fuze uv.jpg` beside `fuze_uv.jpg`). 
 texture statement is rewritten to a file that really is in the job folder, found by its base
 name (case and space/underscore differences forgiven), or removed with a warning.
 
+Statements are read exactly as Blender's own parser reads them, or the confined path would
+not be the one it opens: lines end at "\\n" alone, any byte up to the space separates words,
+each texture option takes the words or numbers Blender gives it (`-o /abs/x.png` is a path
+after an `-o` with no numbers), the path is what remains, ends trimmed and double quotes
+dropped. A rewritten statement is read back the same way before it is written.
+
 Only the path changes: the keyword, its `-option value` arguments, comments, other lines and
 line endings stay byte for byte, whatever the file's encoding.
 
@@ -35,18 +41,29 @@ TEXTURE_KEYWORDS = frozenset(
     }
 )  # fmt: skip
 DIFFUSE_KEYWORD = "map_kd"
-# How many values each texture option takes (at most; -o/-s/-t take one to three numbers).
-_OPTION_ARGS = {
-    "-blendu": 1, "-blendv": 1, "-boost": 1, "-bm": 1, "-cc": 1, "-clamp": 1, "-imfchan": 1,
-    "-texres": 1, "-type": 1, "-mm": 2, "-o": 3, "-s": 3, "-t": 3,
+# Texture options as Blender's MTL parser reads them (case matters; each ends at a byte <= ' '):
+# -o/-s take up to three numbers and -bm one, each kept only when it parses as a number (so
+# `-o /abs/x.png` leaves the path alone); the others drop that many words, whatever they are.
+_NUMBER_ARGS = {"-o": 3, "-s": 3, "-bm": 1}
+_WORD_ARGS = {
+    "-type": 1, "-blendu": 1, "-blendv": 1, "-boost": 1, "-cc": 1, "-clamp": 1, "-imfchan": 1,
+    "-mm": 2, "-t": 3, "-texres": 1,
 }  # fmt: skip
-_NUMERIC_OPTIONS = {"-o", "-s", "-t", "-mm"}
+# A number as fast_float (Blender's parser) reads one, after at most one "+" Blender drops.
+_NUMBER = re.compile(
+    r"-?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf(?:inity)?|nan(?:\(\w*\))?))",
+    re.ASCII,
+)
+_FLOAT_MAX = 3.4028235677973366e38  # above this a float rounds to infinity: out of range
+_FLOAT_TINY = 2.0**-150  # at or below this a non-zero float rounds to zero: out of range
+_TRIM = " \t\r\n"  # what Blender trims off the ends of a texture path
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Downloads and our own outputs that are never a texture, whatever a statement names.
 _NOT_TEXTURES = (".obj", ".mtl", ".zip", ".part", ".download", ".glb", ".gltf", ".json")
 _SHOWN = 120  # characters of a path quoted in a warning
 _CONFINED_DIR = ".confined"  # where a rewritten copy of the OBJ goes (keeps the file's name)
-_MTLLIB = re.compile(rb"^[ \t]*mtllib(?:[ \t]|$)")
+_MTLLIB = re.compile(rb"^[\x00-\x20]*mtllib(?:[\x00-\x20]|$)")  # as Blender's OBJ parser reads it
+_CONTINUED = re.compile(rb"\\([\x00-\x09\x0b-\x20]*)\n")  # "\\" then a line break: one line
 
 
 class MtlError(ValueError):
@@ -58,8 +75,9 @@ class _Statement:
     """A texture statement split so the path alone can be replaced."""
 
     head: str  # indentation, keyword and options, up to where the path starts
-    path: str  # as written, quotes removed
+    path: str  # as Blender reads it: ends trimmed, quotes removed
     keyword: str  # lower-case
+    plain: bool  # the path is written exactly as Blender reads it
 
 
 @dataclass
@@ -111,25 +129,24 @@ def confine_textures(mtl_path: str, job_dir: str, fallback: str | None = None) -
     warnings: list[str] = []
     out: list[bytes] = []
     changed = False
-    for line in content.splitlines(keepends=True):
-        body = line.rstrip(b"\r\n")
-        statement = _parse(body.decode("utf-8", "surrogateescape"))
+    for line in _lines(content):
+        ending = line[len(line.rstrip(b"\r\n")) :]
+        statement = _parse(line.rstrip(b"\n").decode("utf-8", "surrogateescape"))
         if statement is None:
             out.append(line)
             continue
         target, as_written = _resolve(statement, base, root, index, fallback)
-        if target is None:
-            warnings.append(
-                f"texture {_show(statement.path)} not found among the downloaded files; left out"
-            )
-            changed = True
-            continue
         if as_written:
             out.append(line)
             continue
-        text = statement.head + _relative(target, base)
-        out.append(text.encode("utf-8", "surrogateescape") + line[len(body) :])
+        text = _rewritten(statement.head, target, base) if target else None
         changed = True
+        if text is None:
+            warnings.append(
+                f"texture {_show(statement.path)} not found among the downloaded files; left out"
+            )
+            continue
+        out.append(text.encode("utf-8", "surrogateescape") + ending)
     if changed:
         archive.write_atomically(real_mtl, b"".join(out))
     return list(dict.fromkeys(warnings))
@@ -139,41 +156,76 @@ def confine_textures(mtl_path: str, job_dir: str, fallback: str | None = None) -
 
 
 def _parse(line: str) -> _Statement | None:
-    """A texture statement, or None for any other line (comments, colours, newmtl...)."""
-    match = re.match(r"[ \t\ufeff]*(\S+)", line)  # a UTF-8 BOM may precede it
-    if match is None or match.group(1).lower() not in TEXTURE_KEYWORDS:
+    """A texture statement read as Blender reads it, or None for any other line (comments,
+    colours, newmtl...). `line` is one line without its "\\n" (Blender splits on nothing else)."""
+    start = _skip_space(line, 0)
+    if line.startswith("\ufeff", start):  # a UTF-8 BOM: Blender would not see a keyword,
+        start = _skip_space(line, start + 1)  # but confining the path as well costs nothing
+    end = _skip_word(line, start)
+    keyword = line[start:end].lower()
+    if keyword not in TEXTURE_KEYWORDS or end == len(line):
         return None
-    keyword = match.group(1).lower()
-    pos = match.end()
-    while True:  # options: "-bm 0.5", "-o 0 0 0", "-clamp on"; then the path (may hold spaces)
-        option = re.match(r"[ \t]+(-[A-Za-z]+)", line[pos:])
-        if option is None or option.group(1).lower() not in _OPTION_ARGS:
+    pos = end + 1
+    while True:  # options: "-bm 0.5", "-o 0 0 0", "-clamp on"; the rest is the path
+        pos = _skip_space(line, pos)
+        option = next((o for o in (*_NUMBER_ARGS, *_WORD_ARGS) if _word_at(line, pos, o)), "")
+        if not option:
             break
-        pos += option.end()
-        name = option.group(1).lower()
-        for taken in range(_OPTION_ARGS[name]):
-            value = re.match(r"[ \t]+(\S+)", line[pos:])
-            if value is None:
-                break
-            if name in _NUMERIC_OPTIONS and taken > 0 and not _is_number(value.group(1)):
-                break  # -o/-s/-t: one to three numbers
-            pos += value.end()
-    rest = line[pos:]
-    path = rest.strip(" \t")
-    if len(path) >= 2 and path[0] == path[-1] == '"':
-        path = path[1:-1]
+        pos += len(option) + 1
+        for _ in range(_NUMBER_ARGS.get(option, 0)):
+            pos = _number_end(line, pos)
+        for _ in range(_WORD_ARGS.get(option, 0)):
+            pos = _skip_word(line, _skip_space(line, pos))
+    written = line[pos:].strip(_TRIM)
+    path = written.replace('"', "")  # Blender drops every double quote from the path
     if not path:
         return None  # "map_Kd" alone names nothing; Blender ignores it too
-    head = line[:pos] + rest[: len(rest) - len(rest.lstrip(" \t"))]
-    return _Statement(head if head[-1:] in (" ", "\t") else head + " ", path, keyword)
+    return _Statement(line[:pos], path, keyword, _plain(written))
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _skip_space(line: str, pos: int) -> int:
+    while pos < len(line) and line[pos] <= " ":
+        pos += 1
+    return pos
+
+
+def _skip_word(line: str, pos: int) -> int:
+    while pos < len(line) and line[pos] > " ":
+        pos += 1
+    return pos
+
+
+def _word_at(line: str, pos: int, word: str) -> bool:
+    end = pos + len(word)
+    return line.startswith(word, pos) and end < len(line) and line[end] <= " "
+
+
+def _number_end(line: str, pos: int) -> int:
+    """Where Blender's parse_float stops: after the spaces and one "+" even when no number
+    follows; after the number only when a space follows it or it is out of range."""
+    pos = _skip_space(line, pos)
+    if line.startswith("+", pos):
+        pos += 1
+    match = _NUMBER.match(line, pos)
+    if match is None:
+        return pos
+    end = match.end()
+    if end == len(line) or line[end] <= " " or _out_of_range(match.group()):
+        return end
+    return pos
+
+
+def _out_of_range(number: str) -> bool:
+    if number.lstrip("-")[:1] in ("i", "I", "n", "N"):
+        return False  # inf and nan are numbers
+    value = abs(float(number))
+    nonzero = any(c in "123456789" for c in re.split("[eE]", number)[0])
+    return value > _FLOAT_MAX or (nonzero and value <= _FLOAT_TINY)
+
+
+def _plain(path: str) -> bool:
+    """A path Blender reads exactly as written: no quotes, no control characters."""
+    return not any(c < " " or c in '"\x7f' for c in path)
 
 
 # ------------------------------------------------------------------------------ resolving
@@ -190,7 +242,8 @@ def _resolve(
     if not hostile:
         candidate = os.path.join(base, *[p for p in parts if p not in ("", ".")])
         if _is_file_inside(candidate, root) and not _excluded(candidate):
-            return os.path.realpath(candidate), "\\" not in path and not path.startswith("-")
+            plain = statement.plain and "\\" not in path and not path.startswith("-")
+            return os.path.realpath(candidate), plain
     found = index.find(parts[-1]) if parts[-1] else None
     if found is not None:
         return found, False
@@ -208,6 +261,8 @@ def _index(root: str) -> _Index:
             path = os.path.join(folder, name)
             if os.path.islink(path) or _excluded(path) or name.startswith("."):
                 continue
+            if not _plain(name) or "\\" in name:  # a name no MTL line can spell
+                continue
             index.by_key.setdefault(_name_key(name), []).append(path)
     return index
 
@@ -221,10 +276,21 @@ def _excluded(path: str) -> bool:
     return path.lower().endswith(_NOT_TEXTURES)
 
 
-def _relative(target: str, base: str) -> str:
-    """`target` as the MTL should spell it: relative, forward slashes, never read as an option."""
+def _rewritten(head: str, target: str, base: str) -> str | None:
+    """The statement naming `target` relative to the MTL's folder, in forward slashes, if
+    Blender reads it back as exactly that path (a name like `-x.png` or `1 x.png` could be
+    read as an option or a number: then `./` goes first); else None."""
     rel = os.path.relpath(target, base).replace(os.sep, "/")
-    return "./" + rel if rel.startswith("-") else rel
+    for path in ("./" + rel,) if rel.startswith("-") else (rel, "./" + rel):
+        statement = _parse(head + path)
+        if statement is not None and statement.plain and statement.path == path:
+            return head + path
+    return None
+
+
+def _lines(content: bytes) -> list[bytes]:
+    """The lines as Blender splits them: at "\\n" only (a lone "\\r" is inside a line)."""
+    return re.findall(rb"[^\n]*\n|[^\n]+$", content)
 
 
 def _is_file_inside(path: str, root: str) -> bool:
@@ -238,6 +304,7 @@ def _inside(path: str, root: str) -> bool:
 
 def _show(path: str) -> str:
     text = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join("\ufffd" if c < " " or c == "\x7f" else c for c in text)  # one line
     return "'" + (text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…") + "'"
 
 
@@ -285,6 +352,8 @@ def prepare_obj(path: str, allowed_root: str) -> tuple[str, list[str]]:
     MTLs the OBJ should use are found (see `_materials`) and confined (`confine_textures`,
     the one downloaded texture image being the diffuse fallback); if the OBJ's `mtllib`
     lines do not name exactly those, a copy naming them is written under `.confined/`.
+    Blender also reads `<obj name>.mtl` beside the OBJ it imports, named or not: confined too.
+    `mtllib` lines are found as Blender finds them (a "\\" ending a line joins the next).
     File work only, no bpy: it may run on a worker thread before the import. Raises MtlError
     or archive.ArchiveError (one line); repeating it gives the same result.
     """
@@ -308,7 +377,11 @@ def prepare_obj(path: str, allowed_root: str) -> tuple[str, list[str]]:
     warnings: list[str] = []
     for material in materials:
         warnings += confine_textures(material, job_dir, fallback)
-    return _point_mtllib(obj_path, job_dir, materials), warnings
+    model = _point_mtllib(obj_path, job_dir, materials)
+    beside = os.path.splitext(model)[0] + ".mtl"  # Blender reads it too, named or not
+    if os.path.isfile(beside) and os.path.realpath(beside) not in materials:
+        warnings += confine_textures(beside, job_dir, fallback)
+    return model, list(dict.fromkeys(warnings))
 
 
 def _extract(zipped: str, job_dir: str) -> list[str]:
@@ -334,8 +407,7 @@ def _materials(obj_path: str, job_dir: str, downloaded: Sequence[str]) -> list[s
     """The MTLs to use. Those the OBJ names where it names them, if all are there; else the
     downloaded ones (the service made them for this OBJ, whatever the OBJ calls them); else
     files of the named names anywhere in the job folder (e.g. inside an extracted zip)."""
-    with open(obj_path, "rb") as f:
-        names = [_mtllib_name(line) for line in f if _MTLLIB.match(line)]
+    names = [_mtllib_name(line) for line in _obj_lines(obj_path) if _MTLLIB.match(line)]
     obj_dir = os.path.dirname(obj_path)
     available = _mtl_files(job_dir)
     exact = [_plain_target(obj_dir, name) for name in names]
@@ -347,9 +419,17 @@ def _materials(obj_path: str, job_dir: str, downloaded: Sequence[str]) -> list[s
     return list(dict.fromkeys(p for p in found if p is not None))
 
 
+def _obj_lines(obj_path: str) -> list[bytes]:
+    """The OBJ's lines as Blender's parser sees them: a "\\" ending a line joins the next."""
+    with open(obj_path, "rb") as f:
+        content = _CONTINUED.sub(lambda m: b" " + m.group(1) + b" ", f.read())
+    return _lines(content)
+
+
 def _mtllib_name(line: bytes) -> str:
-    name = line.strip()[len(b"mtllib") :].strip().decode("utf-8", "surrogateescape")
-    return name[1:-1] if len(name) >= 2 and name[0] == name[-1] == '"' else name
+    start = line.index(b"mtllib") + len(b"mtllib") + 1  # the keyword, then one separator
+    name = line[start:].strip(b" \t\r\n").decode("utf-8", "surrogateescape")
+    return name[1:-1] if len(name) > 2 and name[0] == name[-1] == '"' else name
 
 
 def _mtl_files(job_dir: str) -> list[str]:
@@ -375,8 +455,7 @@ def _find_mtl(name: str, available: list[str]) -> str | None:
 def _point_mtllib(obj_path: str, job_dir: str, materials: list[str]) -> str:
     """The OBJ with its `mtllib` lines naming `materials`: itself when they already do,
     else a copy under `<job>/.confined/` (same file name, so the same object names)."""
-    with open(obj_path, "rb") as f:
-        lines = f.read().splitlines(keepends=True)
+    lines = _obj_lines(obj_path)
     obj_dir = os.path.dirname(obj_path)
     named = [_mtllib_name(line) for line in lines if _MTLLIB.match(line)]
     if [_plain_target(obj_dir, name) for name in named] == materials:
@@ -399,6 +478,8 @@ def _point_mtllib(obj_path: str, job_dir: str, materials: list[str]) -> str:
 def _plain_target(obj_dir: str, name: str) -> str | None:
     """Where Blender would look for an `mtllib` name that needs no rewriting, else None."""
     if not name or "\\" in name or name.startswith(("/", "~")) or _DRIVE.match(name):
+        return None
+    if not _plain(name):  # quotes or control characters: Blender may read another name
         return None
     if ".." in name.split("/"):
         return None

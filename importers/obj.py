@@ -4,10 +4,11 @@ Before Blender reads anything, mtl.prepare_obj makes the job folder safe and com
 (a texture bundle, a zipped model) extracted with archive.extract_zip, the OBJ's `mtllib`
 pointed at material files that really are in the job folder (the engine names downloads by
 their bytes, `material.mtl`, so the OBJ's own `mtllib cube.mtl` often names nothing), each
-MTL's texture paths confined to the job folder. After the import every image the new
-materials use is checked to lie inside `allowed_root` and to decode, then packed, so the
-.blend never depends on the job folder. All or nothing: a failure removes every data-block
-the import made (scene.snapshot/rollback) and raises a one-line ObjImportError.
+MTL's texture paths confined to the job folder (the `<obj name>.mtl` Blender reads beside the
+OBJ, named or not, included). After the import every image the new materials use is checked
+to lie inside `allowed_root` and to decode, then packed, so the .blend never depends on the
+job folder. All or nothing: a failure removes every data-block the import made
+(scene.snapshot/rollback) and raises a one-line ObjImportError.
 """
 
 from __future__ import annotations

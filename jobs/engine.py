@@ -54,6 +54,7 @@ from .steps import (
     Cancel,
     CancelledError,
     Command,
+    DiskError,
     Done,
     Limit,
     Live,
@@ -497,19 +498,24 @@ class Engine:
         if status.state in (TaskState.FAILED, TaskState.CANCELLED):
             self._finish(live, JobState.FAILED, status.message or f"task {status.state.value}")
             return
-        lifetime = live.provider.info.job_lifetime
-        if lifetime and job.paid and time.time() - job.paid_at > lifetime * 1.5 + 60:
-            minutes = lifetime / 60
-            self._finish(
-                live,
-                JobState.FAILED,
-                f"No result within {live.provider.info.name}'s {minutes:.0f}-minute job lifetime",
-            )
+        if self._outlived(live):
             return
         message = status.message or "Generating"
         if (job.state, job.progress, job.message) != (JobState.RUNNING, status.progress, message):
             self._update(live, state=JobState.RUNNING, progress=status.progress, message=message)
         self._schedule(live, status.wait if status.wait is not None else self._poll_delay(live))
+
+    def _outlived(self, live: Live) -> bool:
+        """Ends a paid job with no result 1.5 times the service's documented job lifetime + 1 min
+        after paying, whatever its polls answer or fail to answer."""
+        lifetime, job = live.provider.info.job_lifetime, live.job
+        if not (lifetime and job.paid and time.time() - job.paid_at > lifetime * 1.5 + 60):
+            return False
+        name, minutes = live.provider.info.name, lifetime / 60
+        self._finish(
+            live, JobState.FAILED, f"No result within {name}'s {minutes:.0f}-minute job lifetime"
+        )
+        return True
 
     def _poll_delay(self, live: Live) -> float:
         if self.poll_interval is not None:
@@ -544,6 +550,8 @@ class Engine:
             return
         if kind == Step.DOWNLOAD and exc.kind == ErrorKind.BAD_RESPONSE:
             self._finish(live, JobState.FAILED, str(exc))
+            return
+        if kind == Step.POLL and self._outlived(live):
             return
         self._stall(live, exc)
 
@@ -591,15 +599,16 @@ class Engine:
             "dashboard before generating again",
         )
 
-    def _retry_delay(self, live: Live, exc: ProviderError) -> float:
+    def _retry_delay(self, live: Live, exc: ProviderError | DiskError) -> float:
         live.failures += 1
         backoff = min(self._backoff_base * 2.0 ** (live.failures - 1), MAX_STALL_DELAY)
         backoff *= 0.5 + random.random() / 2  # jitter: a hundred jobs must not retry as one
         limiter_wait = self.limiter(live.job.provider).blocked_for()
         return max(min(exc.retry_after or 0.0, MAX_RETRY_AFTER), limiter_wait, backoff)
 
-    def _stall(self, live: Live, exc: ProviderError) -> None:
-        """Paid and in trouble: visible, retried with back-off, resumable after a restart."""
+    def _stall(self, live: Live, exc: ProviderError | DiskError) -> None:
+        """Paid and in trouble (the network's, the service's or the disk's): visible, retried
+        with back-off, resumable after a restart."""
         delay = self._retry_delay(live, exc)
         when = time.time() + delay
         clock = time.strftime("%H:%M:%S", time.localtime(when))
@@ -665,7 +674,11 @@ class Engine:
                 self._finish(live, JobState.FAILED, f"The service returned no {required} file")
             return
         folder = self.jobs_root / live.job.job_id
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a full disk, no permission: the user's to fix, then it goes on
+            self._stall(live, DiskError(folder, exc))
+            return
         self._update(live, state=JobState.DOWNLOADING, message="Downloading")
         live.busy, live.fetched = True, {}
         live.fetching, live.required = tuple(assets), required
@@ -679,7 +692,7 @@ class Engine:
     def _on_fetched(self, live: Live, index: int, future: Future[Any]) -> None:
         try:
             live.fetched[index] = future.result()
-        except ProviderError as exc:
+        except (ProviderError, DiskError) as exc:
             live.fetched[index] = exc
         except Exception as exc:
             live.fetched[index] = ProviderError(ErrorKind.BAD_RESPONSE, f"{type(exc).__name__}")
@@ -692,11 +705,14 @@ class Engine:
             outcome = live.fetched[i]
             if isinstance(outcome, str):
                 files.append(outcome)
-            elif asset.role == required:
+            elif asset.role != required:  # thumbnails and previews are extras: a warning
+                warnings.append(f"{asset.role} not downloaded: {outcome}")
+            elif isinstance(outcome, DiskError):  # local trouble: stalled until it is fixed
+                self._stall(live, outcome)
+                return
+            else:
                 self._on_error(live, Step.DOWNLOAD, outcome)
                 return
-            else:  # thumbnails and previews are extras: a warning, never a failed job
-                warnings.append(f"{asset.role} not downloaded: {outcome}")
         job = live.job
         all_warnings = (*job.warnings, *warnings)
         if required == "candidate":

@@ -33,6 +33,16 @@ class StoppingError(Exception):
     """The engine is stopping (disable, quit): the create was not sent."""
 
 
+class DiskError(Exception):
+    """A download could not be written to the job folder (disk full, no permission, the
+    folder removed): local trouble, not the service's. One line, with the folder."""
+
+    retry_after: float | None = None  # nothing to wait for but the user
+
+    def __init__(self, folder: Path, exc: OSError) -> None:
+        super().__init__(f"Cannot write the download to {folder}: {exc.strerror or exc}")
+
+
 # Commands to the scheduler thread, posted from any thread.
 @dataclass(frozen=True)
 class Start:
@@ -85,7 +95,7 @@ class Live:
     candidates: tuple[Asset, ...] = ()
     fetching: tuple[Asset, ...] = ()  # the downloads in flight, all at once
     required: str = "model"  # the role among them that must arrive
-    fetched: dict[int, str | ProviderError] = field(default_factory=dict)
+    fetched: dict[int, str | ProviderError | DiskError] = field(default_factory=dict)
 
     @property
     def here(self) -> FlowStep:
@@ -96,22 +106,26 @@ class Live:
 def fetch(
     provider: Provider, asset: Asset, folder: Path, index: int, stop: Callable[[], bool]
 ) -> str:
-    """Worker: one asset into the job folder, named by what its bytes are."""
+    """Worker: one asset into the job folder, named by what its bytes are. Trouble on the
+    network is a ProviderError; trouble writing the folder a DiskError."""
     raw = folder / f"asset-{index}.download"
-    provider.download(asset.url, str(raw), stop)
-    with open(raw, "rb") as f:
-        head = f.read(filekind.HEAD_BYTES)
-    kind = filekind.kind_of(head)
-    if kind is None or kind not in ROLE_KINDS.get(asset.role, filekind.IMAGE_KINDS):
-        raw.unlink()
-        raise ProviderError(
-            ErrorKind.BAD_RESPONSE,
-            f"the {asset.role} file is not a format Conjure can read: "
-            f"got {filekind.describe(head)}",
-        )
-    name = f"{asset.role}-{index}" if index else asset.role
-    final = folder / f"{name}.{kind}"
-    os.replace(raw, final)
+    try:
+        provider.download(asset.url, str(raw), stop)
+        with open(raw, "rb") as f:
+            head = f.read(filekind.HEAD_BYTES)
+        kind = filekind.kind_of(head)
+        if kind is None or kind not in ROLE_KINDS.get(asset.role, filekind.IMAGE_KINDS):
+            raw.unlink()
+            raise ProviderError(
+                ErrorKind.BAD_RESPONSE,
+                f"the {asset.role} file is not a format Conjure can read: "
+                f"got {filekind.describe(head)}",
+            )
+        name = f"{asset.role}-{index}" if index else asset.role
+        final = folder / f"{name}.{kind}"
+        os.replace(raw, final)
+    except OSError as exc:  # the HTTP client turns every network OSError into a ProviderError
+        raise DiskError(folder, exc) from None
     return str(final)
 
 

@@ -33,6 +33,8 @@ SERVICES: dict[str, ServiceInfo] = {pid: cls.info for pid, cls in _BUILT.items()
 def make_http(provider_id: str, api_key: str, base_url: str, **kw: Any) -> HttpClient:
     """The service's HTTP client (its auth header and scheme); `kw` as HttpClient takes them."""
     info = SERVICES[provider_id]
+    if info.max_answer_bytes:
+        kw.setdefault("max_answer_bytes", info.max_answer_bytes)
     return HttpClient(
         api_key, base_url, auth_header=info.auth_header, auth_scheme=info.auth_scheme, **kw
     )

@@ -165,6 +165,7 @@ class ServiceInfo:
     free_stages: frozenset[str] = frozenset()  # create stages that cost nothing (re-sendable)
     poll_interval: float = 5.0  # seconds between polls when the service suggests nothing
     job_lifetime: float | None = None  # documented seconds after which a task ends
+    max_answer_bytes: int | None = None  # a longer JSON answer is refused (None: 8 MiB)
     options: tuple[OptionSpec, ...] = ()  # what the sidebar offers, in order
     voxel_output: bool = False  # results are MagicaVoxel files: the VOX import choices apply
 

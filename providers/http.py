@@ -11,23 +11,31 @@
   without them HTTP(S)_PROXY / NO_PROXY / REQUESTS_CA_BUNDLE are honoured as usual.
 - Every message that leaves this module passes through `redact`, so no key reaches an
   exception, a log line, the journal or the UI.
+- A JSON answer is read up to `max_answer_bytes` (8 MiB unless the service's answers carry
+  files inline): a longer one is refused before it is read whole.
 - Downloads stream to `<dest>.part` and are renamed when complete, with a size cap, http(s)
   only, redirects followed by hand so the key is sent only to the service's own origin and
-  never from https down to http.
+  never from https down to http. Each is bounded by `Deadlines` (no progress for a minute, or
+  slower than 64 KiB/s over its size): a watchdog thread shuts the socket down when one
+  passes or `cancelled()` turns true, so even a read blocked on a trickling server ends at
+  once. A download raises ProviderError for the network and OSError for the local file only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
 import math
 import os
 import re
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -39,7 +47,10 @@ from .errors import ErrorKind, ProviderError, RateNote
 log = logging.getLogger("conjure.http")
 
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
+MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a JSON answer (a status, a task id) is a few kilobytes
 MAX_REDIRECTS = 5
+_BLOCK = 16 * 1024  # downloads are read and timed in blocks of this size
+_WATCH_EVERY = 0.1  # seconds between a download watchdog's looks
 # X-RateLimit-Reset below this is a number of seconds; above, an epoch time (year 2001+).
 _EPOCH_THRESHOLD = 1e9
 _SECRET_PATTERNS = (
@@ -140,23 +151,101 @@ def _kind_for(status: int) -> ErrorKind:
     return ErrorKind.SERVER if status >= 500 else ErrorKind.BAD_REQUEST
 
 
-def _detail(response: requests.Response) -> str:
+def _json(body: bytes) -> Any:
+    """The JSON in `body`; ValueError if there is none (nesting too deep counts as none)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _detail(status: int, body: bytes) -> str:
     """The service's own words about an error, if it sent any."""
     try:
-        body = response.json()
+        answer = _json(body)
     except ValueError:
-        text = response.text.strip()
-        return f"HTTP {response.status_code}" + (f" {text[:120]}" if text else "")
-    if isinstance(body, dict):
-        inner = body.get("data")
-        for source in (body, inner if isinstance(inner, dict) else {}):
+        text = body.decode("utf-8", "replace").strip()
+        return f"HTTP {status}" + (f" {text[:120]}" if text else "")
+    if isinstance(answer, dict):
+        inner = answer.get("data")
+        for source in (answer, inner if isinstance(inner, dict) else {}):
             for key in ("message", "error", "errorCode", "detail", "code"):
                 value = source.get(key)
                 if isinstance(value, str) and value:
-                    return f"HTTP {response.status_code} {value[:200]}"
+                    return f"HTTP {status} {value[:200]}"
                 if isinstance(value, dict) and isinstance(value.get("message"), str):
-                    return f"HTTP {response.status_code} {value['message'][:200]}"
-    return f"HTTP {response.status_code}"
+                    return f"HTTP {status} {value['message'][:200]}"
+    return f"HTTP {status}"
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long one download may take: `idle` seconds without a block of data arriving, and
+    in all `grace` seconds plus its size (declared, else the size cap) at `rate` bytes/s."""
+
+    idle: float = 60.0
+    grace: float = 120.0
+    rate: float = 64 * 1024
+
+    def total(self, size: int) -> float:
+        return self.grace + size / self.rate
+
+
+class _Watchdog:
+    """Ends a download that is cancelled or out of time, even while its read is blocked: from
+    its own thread it shuts the socket down, which wakes the read at once (closing it would
+    not). `reason` says why it did."""
+
+    def __init__(
+        self, response: requests.Response, cancelled: Callable[[], bool], limits: Deadlines
+    ) -> None:
+        self._response, self._cancelled, self._limits = response, cancelled, limits
+        self._started = self._last = time.monotonic()
+        self._total = limits.total(MAX_DOWNLOAD_BYTES)
+        self._ended = threading.Event()
+        self.reason: ProviderError | None = None
+        self._thread = threading.Thread(
+            target=self._watch, name="conjure-download-watch", daemon=True
+        )
+        self._thread.start()
+
+    def expect(self, size: int) -> None:
+        self._total = self._limits.total(size)
+
+    def progress(self) -> None:
+        self._last = time.monotonic()
+
+    def end(self) -> None:
+        self._ended.set()
+        self._thread.join()  # at once: it only ever waits on `_ended`
+
+    def _watch(self) -> None:
+        while not self._ended.wait(_WATCH_EVERY):
+            self.reason = self._overdue()
+            if self.reason is not None:
+                _shut(self._response)
+                return
+
+    def _overdue(self) -> ProviderError | None:
+        now = time.monotonic()
+        if self._cancelled():
+            return ProviderError(ErrorKind.NETWORK, "download cancelled")
+        if now - self._last > self._limits.idle:
+            idle = self._limits.idle
+            return ProviderError(ErrorKind.TIMEOUT, f"the download made no progress for {idle:g} s")
+        if now - self._started > self._total:
+            return ProviderError(ErrorKind.TIMEOUT, f"the download took over {self._total:.0f} s")
+        return None
+
+
+def _shut(response: requests.Response) -> None:
+    """Wake a read blocked on `response`'s socket, from another thread."""
+    raw = response.raw
+    connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):  # the plain socket's: TLS state is left alone
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class HttpClient:
@@ -174,6 +263,8 @@ class HttpClient:
         proxy: str = "",
         ca_bundle: str = "",
         on_rate: Callable[[RateNote], None] | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        deadlines: Deadlines | None = None,
     ) -> None:
         scheme = urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
@@ -184,6 +275,8 @@ class HttpClient:
         self._auth_value = f"{auth_scheme} {api_key}".strip() if auth_scheme else api_key
         self.timeout = (connect_timeout, read_timeout)
         self.on_rate = on_rate
+        self.max_answer_bytes = max_answer_bytes
+        self.deadlines = deadlines or Deadlines()
         self._local = threading.local()
         # Passed on every request rather than set on the session: requests lets the
         # environment (HTTPS_PROXY, REQUESTS_CA_BUNDLE) override session-level settings, and
@@ -256,16 +349,42 @@ class HttpClient:
 
     # -- requests ---------------------------------------------------------------------
 
-    def _send(self, method: str, url: str, **kw: Any) -> requests.Response:
+    def _send(self, method: str, url: str, **kw: Any) -> tuple[requests.Response, bytes]:
+        """One request; the answer and its body (see `_body`)."""
+        host = urlsplit(url).netloc
         try:
             response = self.session.request(
-                method, url, timeout=self.timeout, allow_redirects=False, **self._transport, **kw
-            )
+                method, url, timeout=self.timeout, allow_redirects=False, stream=True,
+                **self._transport, **kw,
+            )  # fmt: skip
         except requests.exceptions.RequestException as exc:
-            raise self._transport_error(exc, urlsplit(url).netloc) from None
+            raise self._transport_error(exc, host) from None
         self._note_rate(response)
         log.debug("%s %s -> %s", method, self.redact(urlsplit(url).path), response.status_code)
-        return response
+        try:
+            return response, self._body(response)
+        except requests.exceptions.RequestException as exc:
+            raise self._transport_error(exc, host) from None
+        finally:
+            response.close()
+
+    def _body(self, response: requests.Response) -> bytes:
+        """The answer's bytes, never more than `max_answer_bytes` read: a longer answer is a
+        BAD_RESPONSE, or for an error status that status alone."""
+        cap, status = self.max_answer_bytes, response.status_code
+        body = bytearray()
+        if (_int_header(response.headers, "Content-Length") or 0) <= cap:
+            for block in response.iter_content(64 * 1024):
+                body += block
+                if len(body) > cap:
+                    break
+            else:
+                return bytes(body)
+        if status >= 400:
+            return b""
+        raise self.error(
+            ErrorKind.BAD_RESPONSE, f"the answer is over {cap / 1024 / 1024:g} MiB (HTTP {status})"
+        )
 
     def _transport_error(self, exc: requests.RequestException, host: str) -> ProviderError:
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
@@ -287,17 +406,18 @@ class HttpClient:
             return self.error(ErrorKind.TIMEOUT, f"no answer from {host}")
         return self.error(ErrorKind.NETWORK, f"{host}: {type(exc).__name__}")
 
-    def _checked(self, response: requests.Response) -> Any:
+    def _checked(self, answer: tuple[requests.Response, bytes]) -> Any:
+        response, body = answer
         status = response.status_code
         if status >= 400:
             wait = _retry_after(response.headers.get("Retry-After"))
-            raise self.error(_kind_for(status), _detail(response), wait, status=status)
+            raise self.error(_kind_for(status), _detail(status, body), wait, status=status)
         try:
-            return response.json()
+            return _json(body)
         except ValueError:
-            snippet = response.text[:80]
+            snippet = body[:80].decode("utf-8", "replace")
             raise self.error(
-                ErrorKind.BAD_RESPONSE, f"not JSON (HTTP {response.status_code}): {snippet!r}"
+                ErrorKind.BAD_RESPONSE, f"not JSON (HTTP {status}): {snippet!r}"
             ) from None
 
     def get_json(self, path: str) -> Any:
@@ -311,8 +431,8 @@ class HttpClient:
         extra = {"Content-Type": "application/json"}
         if idempotency_key:
             extra["Idempotency-Key"] = idempotency_key
-        response = self._send("POST", url, data=json.dumps(body), headers=self._headers(url, extra))
-        return self._checked(response)
+        answer = self._send("POST", url, data=json.dumps(body), headers=self._headers(url, extra))
+        return self._checked(answer)
 
     def post_file(
         self, path: str, field: str, filename: str, data: bytes, content_type: str
@@ -332,9 +452,11 @@ class HttpClient:
         max_bytes: int = MAX_DOWNLOAD_BYTES,
         cancelled: Callable[[], bool] = lambda: False,
     ) -> int:
-        """Stream `url` to `dest` via `dest.part`; returns the byte count."""
+        """Stream `url` to `dest` via `dest.part`; returns the byte count. Trouble on the way
+        (the network, the deadlines, a cancel) is a ProviderError; writing the file, OSError."""
         part = dest + ".part"
         response = self._open_download(url)
+        watchdog = _Watchdog(response, cancelled, self.deadlines)
         try:
             declared = int(response.headers.get("Content-Length") or 0)
             if declared > max_bytes:
@@ -342,11 +464,10 @@ class HttpClient:
                     ErrorKind.BAD_RESPONSE,
                     f"asset is {declared} bytes, over the {max_bytes} byte limit",
                 )
+            watchdog.expect(declared or max_bytes)
             written = 0
             with open(part, "wb") as f:
-                for block in response.iter_content(chunk_size=256 * 1024):
-                    if cancelled():
-                        raise ProviderError(ErrorKind.NETWORK, "download cancelled")
+                for block in self._blocks(response, watchdog):
                     written += len(block)
                     if written > max_bytes:
                         raise self.error(
@@ -357,14 +478,30 @@ class HttpClient:
                 raise self.error(ErrorKind.BAD_RESPONSE, "asset download was empty")
             os.replace(part, dest)
             return written
-        except requests.exceptions.RequestException as exc:
-            raise self.error(
-                ErrorKind.NETWORK, f"download interrupted: {type(exc).__name__}"
-            ) from None
         finally:
+            watchdog.end()
             response.close()
-            if os.path.exists(part):
+            with contextlib.suppress(OSError):  # e.g. the folder is gone: nothing to clean
                 os.remove(part)
+
+    def _blocks(self, response: requests.Response, watchdog: _Watchdog) -> Iterator[bytes]:
+        """The body in blocks as they arrive; any failure to read is a ProviderError."""
+        blocks = response.iter_content(chunk_size=_BLOCK)
+        while True:
+            try:
+                block = next(blocks, None)
+            except Exception as exc:  # the network's, or the watchdog shut the socket
+                if watchdog.reason is not None:
+                    raise watchdog.reason from None
+                raise self.error(
+                    ErrorKind.NETWORK, f"download interrupted: {type(exc).__name__}"
+                ) from None
+            if watchdog.reason is not None:  # a body without a length simply ends
+                raise watchdog.reason
+            if block is None:
+                return
+            watchdog.progress()
+            yield block
 
     def _open_download(self, url: str) -> requests.Response:
         for _ in range(MAX_REDIRECTS + 1):

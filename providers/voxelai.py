@@ -57,6 +57,7 @@ INFO = ServiceInfo(
     idempotent_create=False,  # no idempotency key on either endpoint
     free_stages=frozenset({IMAGES}),  # "free, but rate-limited": safe to send again
     poll_interval=2.0,  # "poll /api/generate/status every couple of seconds"
+    max_answer_bytes=64 * 1024 * 1024,  # results arrive inline: three images, or a .vox
     voxel_output=True,
     options=(
         OptionSpec("voxel_size", "Resolution", "Voxels along the longest side", 32, lo=8, hi=128),

@@ -48,6 +48,7 @@ class Fault:
     path: str | None = None  # prefix
     times: int = 1
     passthrough: bool = False  # delay only, then answer normally
+    trickle: float = 0.0  # seconds between the body's bytes: headers at once, then a drip
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in (None, method)) and (self.path is None or path.startswith(self.path))
@@ -69,6 +70,7 @@ class Emulator:
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._pace = threading.local()  # the trickle of the answer this thread is sending
 
     # -- lifecycle
     def start(self) -> Emulator:
@@ -96,7 +98,7 @@ class Emulator:
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    emulator._send_body(self.wfile, payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -160,6 +162,7 @@ class Emulator:
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)
+        self._pace.trickle = fault.trickle if fault else 0.0
         if fault:
             if fault.delay:
                 time.sleep(fault.delay)
@@ -170,6 +173,19 @@ class Emulator:
                     fault.body,
                 )
         return self.route(method, path, headers, body)
+
+    def _send_body(self, out: Any, payload: bytes) -> None:
+        """The whole body, or with a trickle fault one byte at a time until the client
+        hangs up or the emulator stops (a server that is slow, not one that is down)."""
+        pause = getattr(self._pace, "trickle", 0.0)
+        if not pause:
+            out.write(payload)
+            return
+        for index in range(len(payload)):
+            if self._server is None:
+                return
+            out.write(payload[index : index + 1])
+            time.sleep(pause)
 
     def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         raise NotImplementedError
