@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from harness import SETTLED, EngineHarness
 
-from conjure_src.jobs import engine as engine_module
 from conjure_src.jobs import journal as journal_module
+from conjure_src.jobs import scheduler as scheduler_module
 from conjure_src.jobs.journal import HOST, Journal, owner_alive
 from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import get_provider, make_http
@@ -165,7 +165,7 @@ def test_a_journal_write_error_stops_jobs_visibly_and_the_scheduler_lives(harnes
 
 
 def test_a_failed_lease_renewal_leaves_the_scheduler_running(harness, trify, monkeypatch):
-    monkeypatch.setattr(engine_module, "LEASE_SECONDS", 0.3)  # renewals every 0.1 s
+    monkeypatch.setattr(scheduler_module, "LEASE_SECONDS", 0.3)  # renewals every 0.1 s
     trify.polls_to_complete = 10_000  # progress moves every 100 polls: few job writes
     h = harness()
     job_id = h.submit()
