@@ -48,6 +48,19 @@ def fixture_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture
+def trify(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A Trify3D emulator serving a tiny GLB, with the test module's KEY (a module with
+    its own `trify` fixture, as the Blender tests have, uses that one)."""
+    from emulators.trify3d import TINY_GLB, Trify3DEmulator
+
+    glb = tmp_path / "m.glb"
+    glb.write_bytes(TINY_GLB)
+    emu = Trify3DEmulator(glb, api_key=request.module.KEY, rate_limit=100_000).start()
+    yield emu
+    emu.stop()
+
+
 @pytest.fixture(scope="session")
 def built_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import ext

@@ -23,6 +23,9 @@ CREATE_PATHS = {
 COST = 5
 
 
+TINY_GLB = b"glTF\x02\x00\x00\x00" + b"\x00" * 64  # enough for the engine: GLB by its bytes
+
+
 def tiny_png(rgb: tuple[int, int, int] = (200, 80, 40)) -> bytes:
     """A real 2x2 PNG, so thumbnails pass magic-byte checks and image loaders."""
     raw = b"".join(b"\x00" + bytes(rgb) * 2 for _ in range(2))

@@ -34,20 +34,10 @@ from conjure_src.providers.base import (
     TaskState,
     TaskStatus,
 )
-from emulators.trify3d import Trify3DEmulator, tiny_png
+from emulators.trify3d import tiny_png
 
 KEY = "trf_live_ENGINE-secret-77"
-GLB = b"glTF\x02\x00\x00\x00" + b"\x00" * 64
 CREATE = "/api/v1/generations/"
-
-
-@pytest.fixture
-def trify(tmp_path: Path):
-    glb = tmp_path / "m.glb"
-    glb.write_bytes(GLB)
-    emu = Trify3DEmulator(glb, api_key=KEY, rate_limit=100_000).start()
-    yield emu
-    emu.stop()
 
 
 class Harness(EngineHarness):

@@ -20,10 +20,10 @@ from conjure_src.providers.http import HttpClient, normalize_proxy, redact
 from emulators.base import Emulator, json_reply
 from emulators.proxy import ForwardProxy
 from emulators.tls import make_cert, serve_tls
-from emulators.trify3d import Trify3DEmulator, tiny_png
+from emulators.trify3d import TINY_GLB, tiny_png
 
 KEY = "trf_live_PURE-test-secret-99"
-GLB = b"glTF\x02\x00\x00\x00" + b"\x00" * 64
+GLB = TINY_GLB
 
 
 class Files(Emulator):
@@ -42,15 +42,6 @@ class Files(Emulator):
         if path == "/json":
             return json_reply(200, {"ok": True})
         return 404, {}, b""
-
-
-@pytest.fixture
-def trify(tmp_path: Path):
-    glb = tmp_path / "m.glb"
-    glb.write_bytes(GLB)
-    emu = Trify3DEmulator(glb, api_key=KEY, rate_limit=100_000).start()
-    yield emu
-    emu.stop()
 
 
 def _client(url: str, **kw):

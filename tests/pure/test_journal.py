@@ -21,20 +21,9 @@ from conjure_src.jobs.journal import HOST, Journal, owner_alive
 from conjure_src.jobs.model import Job, JobState
 from conjure_src.providers import get_provider, make_http
 from conjure_src.providers.base import Provider
-from emulators.trify3d import Trify3DEmulator
 
 KEY = "trf_live_JOURNAL-secret-31"
-GLB = b"glTF\x02\x00\x00\x00" + b"\x00" * 64
 ELSEWHERE = "Running in another Blender"
-
-
-@pytest.fixture
-def trify(tmp_path: Path):
-    glb = tmp_path / "m.glb"
-    glb.write_bytes(GLB)
-    emu = Trify3DEmulator(glb, api_key=KEY, rate_limit=100_000).start()
-    yield emu
-    emu.stop()
 
 
 class Harness(EngineHarness):

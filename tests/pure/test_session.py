@@ -22,10 +22,8 @@ from conjure_src.jobs.session import (
     refinable,
 )
 from conjure_src.providers.base import GenerationRequest
-from emulators.trify3d import Trify3DEmulator
 
 KEY = "trf_live_SESSION-secret-5"
-GLB = b"glTF\x02\x00\x00\x00" + b"\x00" * 64
 
 
 class Host:
@@ -49,15 +47,6 @@ class Host:
 
     def open_file(self) -> str:
         return self.file
-
-
-@pytest.fixture
-def trify(tmp_path: Path):
-    glb = tmp_path / "m.glb"
-    glb.write_bytes(GLB)
-    emu = Trify3DEmulator(glb, api_key=KEY, rate_limit=100_000).start()
-    yield emu
-    emu.stop()
 
 
 @pytest.fixture

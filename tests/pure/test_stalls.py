@@ -25,17 +25,7 @@ from conjure_src.providers.base import Provider
 from emulators.trify3d import Trify3DEmulator
 
 KEY = "trf_live_STALLS-secret-31"
-GLB = b"glTF\x02\x00\x00\x00" + b"\x00" * 64
 POLL = "/api/v1/generations/"
-
-
-@pytest.fixture
-def trify(tmp_path: Path):
-    glb = tmp_path / "m.glb"
-    glb.write_bytes(GLB)
-    emu = Trify3DEmulator(glb, api_key=KEY, rate_limit=100_000).start()
-    yield emu
-    emu.stop()
 
 
 class Harness(EngineHarness):
