@@ -48,27 +48,16 @@ def kill_and_resume(
     """Run `start` (one Python statement) in a first Blender; SIGKILL it as soon as the
     journal query `killed_when` returns a row; run `before_resume`; resume in a second
     Blender. Returns the second run (its stdout has a `RESULT {'FINISHED'} [names]` line)."""
-    user = tmp_path / "user"
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(user), "CONJURE_POLL_SECONDS": "0.05",
-           **env}  # fmt: skip
-    script = tmp_path / "child.py"
-    script.write_text(_child(start))
-    first = subprocess.Popen(
-        [sys.executable, str(script), "start", str(built_zip)],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    first, resume = _blenders(built_zip, tmp_path, env, start)
     deadline, reached = time.monotonic() + 60, False
     while not reached and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.05)
-        reached = _has_row(journal_of(user), killed_when)
+        reached = _has_row(journal_of(tmp_path / "user"), killed_when)
     first.kill()
     first.wait(10)
-    assert reached, first.stdout.read().decode()[-2000:] if first.stdout else "no output"
+    assert reached, first.stdout.read()[-2000:] if first.stdout else "no output"
     before_resume()
-    return subprocess.run(
-        [sys.executable, str(script), "resume"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return resume()
 
 
 def end_and_resume(
@@ -81,15 +70,7 @@ def end_and_resume(
     """Run `start` (Python statements; they print LEAVING when the script is about to end)
     in a first Blender, which then exits as a script's end makes it; resume in a second.
     Returns the seconds from LEAVING to the first one's exit, and the second run."""
-    user = tmp_path / "user"
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(user), "CONJURE_POLL_SECONDS": "0.05",
-           **env}  # fmt: skip
-    script = tmp_path / "child.py"
-    script.write_text(_child(start))
-    first = subprocess.Popen(
-        [sys.executable, str(script), "start", str(built_zip)],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    first, resume = _blenders(built_zip, tmp_path, env, start)
     assert first.stdout is not None
     output = []
     for line in first.stdout:  # until LEAVING, then the time to exit
@@ -101,16 +82,31 @@ def end_and_resume(
     took = time.monotonic() - left
     assert any(x.startswith("LEAVING") for x in output), "".join(output)[-2000:]
     before_resume()
-    second = subprocess.run(
-        [sys.executable, str(script), "resume"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    return took, resume()
+
+
+def _blenders(
+    built_zip: Path, tmp_path: Path, env: dict[str, str], start: str
+) -> tuple[subprocess.Popen[str], Callable[[], subprocess.CompletedProcess[str]]]:
+    """The first Blender, running `start`, and how to run the second (Resume), both on one
+    throwaway user folder."""
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user"),
+           "CONJURE_POLL_SECONDS": "0.05", **env}  # fmt: skip
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.replace("{start}", start.strip().replace("\n", "\n    ")).replace(
+        "{addon}", ADDON_ID))  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, str(script), "start", str(built_zip)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    return took, second
 
+    def resume() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), "resume"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
 
-def _child(start: str) -> str:
-    body = start.strip().replace("\n", "\n    ")  # inside the child's `if` block
-    return CHILD.replace("{start}", body).replace("{addon}", ADDON_ID)
+    return first, resume
 
 
 def _has_row(journal: Path, query: str) -> bool:
