@@ -170,6 +170,10 @@ class Scheduler:
             self.journal.release(self.owner)
         with self._lock:
             self._live.clear()
+        # A worker stuck in a request keeps this engine alive past Python's end; it must not
+        # keep the session (and through it bpy) too: bpy 4.5 hangs at exit when it outlives
+        # the interpreter's teardown.
+        self.provider_for = _stopped
 
     # -- what the job machine (the Engine) fills in -------------------------------------
 
@@ -367,3 +371,7 @@ def _drain(commands: queue.SimpleQueue[Command]) -> list[Command]:
             taken.append(commands.get_nowait())
         except queue.Empty:
             return taken
+
+
+def _stopped(job: Job, on_rate: Callable[[RateNote], None]) -> Provider:
+    raise RuntimeError("the job engine has stopped")

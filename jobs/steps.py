@@ -196,13 +196,21 @@ _Work = tuple[Future[Any], Callable[..., Any], tuple[object, ...]]
 
 
 def _serve(work: queue.SimpleQueue[_Work | None]) -> None:
-    while (item := work.get()) is not None:
-        future, fn, args = item
-        if not future.set_running_or_notify_cancel():
-            continue
+    while _run(work.get()):
+        pass
+
+
+def _run(item: _Work | None) -> bool:
+    """One step; False for the sign to end. Nothing of it stays referenced while the
+    thread waits for the next (a step's result can reach the whole session)."""
+    if item is None:
+        return False
+    future, fn, args = item
+    if future.set_running_or_notify_cancel():
         try:
             result = fn(*args)
         except BaseException as exc:  # handed to the scheduler, which owns every outcome
             future.set_exception(exc)
         else:
             future.set_result(result)
+    return True

@@ -6,7 +6,9 @@ would show, and the concurrency a batch needs."""
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -304,3 +306,21 @@ def test_submit_refuses_in_one_line_while_the_journal_cannot_be_written(session,
     assert "journal" in str(refused.value) and "\n" not in str(refused.value)
     assert job.job_id not in s.jobs and changes[-1].gone  # not shown as if it were running
     assert trify.count("POST") == 1
+
+
+def test_a_request_left_hanging_at_close_keeps_nothing_of_the_session(tmp_path, host, trify):
+    """A worker stuck in a request outlives Python's teardown. bpy 4.5 hangs at exit when it
+    outlives it too, and a session reaches bpy through its host: so once closed, nothing a
+    worker holds (stuck or idle) may reach the session."""
+    trify.inject(delay=5.0, passthrough=True, method="GET")
+    s = Session(tmp_path / "conjure", host, poll_interval=0.02)
+    s.submit(s.new_job("trify3d", _text("a stuck lamp")))
+    deadline = time.monotonic() + 10
+    while trify.count("GET") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    s.close()
+    gone = weakref.ref(s)
+    del s
+    gc.collect()
+    assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]
