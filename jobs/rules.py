@@ -5,7 +5,8 @@ a table of cases the engine applies (docs/jobs.md says the same in words).
 - A create that may have made a task (a timeout, a 5xx, an unreadable answer) goes again
   only where that is safe — a free stage, or a service whose page documents an idempotency
   key — at most MAX_CREATE_SENDS times; otherwise the job is `unsure`: maybe charged.
-- Once paid, trouble only stalls a job; the service's own answer ends it.
+- Once paid, trouble only stalls a job; the service's own answer ends it. Files that expired
+  or came back wrong are asked for again (fresh URLs from a poll) a few times first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..providers.errors import ErrorKind, ProviderError
 from .model import Answer, Job
 
 MAX_CREATE_SENDS = 5  # a create that may have arrived goes at most this often, even when safe
-MAX_REFETCHES = 3  # asset URLs asked for again when they expired
+MAX_REFETCHES = 3  # asset URLs asked for again when they expired or gave no model
 # Besides timeouts and transient errors, the answers to a create after which a task may
 # exist (and be charged) although none came back.
 MAYBE_MADE = frozenset({ErrorKind.SERVER, ErrorKind.BAD_RESPONSE})
@@ -62,8 +63,10 @@ def after_error(
     expired = exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.AUTH)
     if step == Step.DOWNLOAD and expired and refetches < MAX_REFETCHES:
         return Verdict(Act.REFETCH, "Refreshing")
-    if step == Step.DOWNLOAD and exc.kind == ErrorKind.BAD_RESPONSE:
-        return Verdict(Act.FAIL, str(exc))
+    if step == Step.DOWNLOAD and exc.kind == ErrorKind.BAD_RESPONSE:  # an HTML page, a bad hop
+        if refetches < MAX_REFETCHES:  # a CDN's bad moment must not lose a paid task
+            return Verdict(Act.REFETCH, "Fetching the files again")
+        return Verdict(Act.FAIL, f"{exc} ({MAX_REFETCHES + 1} tries)")
     return Verdict(Act.STALL)
 
 

@@ -13,18 +13,21 @@
   exception, a log line, the journal or the UI.
 - A JSON answer is read up to `max_answer_bytes` (8 MiB unless the service's answers carry
   files inline): a longer one is refused before it is read whole.
-- Downloads stream to `<dest>.part` and are renamed when complete, with a size cap, http(s)
-  only, redirects followed by hand so the key is sent only to the service's own origin and
-  never from https down to http. Each is bounded by `Deadlines` (no progress for a minute, or
-  slower than 64 KiB/s over its size): a watchdog thread shuts the socket down when one
-  passes or `cancelled()` turns true, so even a read blocked on a trickling server ends at
-  once. A download raises ProviderError for the network and OSError for the local file only.
+- Downloads stream to `<dest>.part` and are renamed when complete, with a size cap. Redirects
+  are followed by hand: the key goes only to the service's own origin, and `hop_refusal`
+  keeps an asset off other schemes, off https-to-http, off link-local addresses (a cloud's
+  metadata service) and out of this machine's network when the URL came from outside it.
+  Each download is bounded by `Deadlines` (no progress for a minute, or slower than 64 KiB/s
+  over its size): a watchdog thread shuts the socket down when one passes or `cancelled()`
+  turns true, so even a read blocked on a trickling server ends at once. A download raises
+  ProviderError for the network and OSError for the local file only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
+import ipaddress
 import json
 import logging
 import math
@@ -176,6 +179,41 @@ def _detail(status: int, body: bytes) -> str:
                 if isinstance(value, dict) and isinstance(value.get("message"), str):
                     return f"HTTP {status} {value['message'][:200]}"
     return f"HTTP {status}"
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if host == "localhost":
+        return ipaddress.ip_address("127.0.0.1")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name: where it resolves is not judged here
+
+
+def _inside(host: str) -> bool:
+    """A literal address (or localhost) that is not public: this machine or its network."""
+    address = _address(host)
+    return address is not None and not address.is_global
+
+
+def hop_refusal(source: str, target: str, redirect: bool = True) -> str:
+    """Why an asset may not be fetched from `target` when `source` (the service, or the URL
+    that redirected) sent us there; "" when it may. Never a scheme other than http(s), never
+    a link-local address (a cloud's metadata service), never into this machine's network
+    (loopback, private ranges) from a host outside it, and no redirect from https down to
+    http. Names are not resolved: only a literal address is judged."""
+    what = "a redirect" if redirect else "an asset URL"
+    now, then = urlsplit(source), urlsplit(target)
+    if then.scheme not in ("http", "https"):
+        return f"refusing {what} to a non-http(s) URL ({then.scheme or 'no'} scheme)"
+    if redirect and now.scheme == "https" and then.scheme == "http":
+        return "refusing a redirect from https to http for an asset"
+    address = _address(then.hostname or "")
+    if address is not None and address.is_link_local:
+        return f"refusing {what} to the link-local address {address}"
+    if _inside(then.hostname or "") and not _inside(now.hostname or ""):
+        return f"refusing {what} from {now.hostname} into a local network ({address})"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -504,11 +542,10 @@ class HttpClient:
             yield block
 
     def _open_download(self, url: str) -> requests.Response:
+        refusal = hop_refusal(self.base_url, url, redirect=False)  # the service's answer
+        if refusal:
+            raise self.error(ErrorKind.BAD_RESPONSE, refusal)
         for _ in range(MAX_REDIRECTS + 1):
-            if urlsplit(url).scheme not in ("http", "https"):
-                raise self.error(
-                    ErrorKind.BAD_RESPONSE, f"refusing non-http(s) asset URL {url[:60]!r}"
-                )
             try:
                 response = self.session.get(
                     url,
@@ -525,11 +562,9 @@ class HttpClient:
             if response.is_redirect and response.headers.get("Location"):
                 target = urljoin(url, response.headers["Location"])
                 response.close()
-                if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http":
-                    raise self.error(
-                        ErrorKind.BAD_RESPONSE,
-                        "refusing a redirect from https to http for an asset",
-                    )
+                refusal = hop_refusal(url, target)
+                if refusal:
+                    raise self.error(ErrorKind.BAD_RESPONSE, refusal)
                 url = target
                 continue
             status = response.status_code

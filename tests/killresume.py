@@ -78,7 +78,10 @@ def end_and_resume(
         if line.startswith("LEAVING"):
             break
     left = time.monotonic()
-    first.wait(60)
+    try:
+        first.wait(60)
+    finally:  # a Blender that hangs at exit must not outlive the test
+        first.kill()
     took = time.monotonic() - left
     assert any(x.startswith("LEAVING") for x in output), "".join(output)[-2000:]
     before_resume()

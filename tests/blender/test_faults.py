@@ -27,253 +27,20 @@ test_voxelai_blender.py; what only one service has stays in its own file.
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from faultrows import BY_SERVICE, PROMPT, SERVICES, Case, Service
 from killresume import end_and_resume, journal_of, kill_and_resume, result_line
 from services import api, service, service_env
 
 from conftest import ADDON_ID
-from emulators import ravenra, siray, trify3d, triverse, voxelai
-from emulators.base import Emulator
-from emulators.glb import triangle_glb
-
-PROMPT = "a patient lamp"  # no "fail" in it: Trify3D's emulator fails those
-HOLD = 10**9  # polls a task takes while a test keeps it running
-Setup = Callable[[Any], object]
-
-
-@dataclass(frozen=True)
-class Case:
-    """One way a service refuses or fails a job, and the words the user must read."""
-
-    id: str
-    setup: Setup
-    expected: str
-    after: Callable[[Any], bool] = lambda emu: True  # a service-specific outcome to check
-
-
-@dataclass(frozen=True)
-class Service:
-    """What the fault tests need to know about one service and its emulator."""
-
-    name: str
-    key: str
-    make: Callable[[Path], Emulator]  # built (not started) with `key`; may write into the path
-    creates: tuple[str, ...]  # the POSTs that start a job's work, in order (labels of `sent`)
-    paid: frozenset[str]  # which of those spend credits
-    sent: Callable[[Any], list[str]]  # the labels of the creates the emulator received
-    create_path: str  # where the first create goes
-    poll_path: str  # prefix of the task polls
-    refusals: tuple[Case, ...]
-    not_found: object  # the body of the service's 404 for a task it does not know
-    hold: Setup  # keep the tasks running (for the kill)
-    release: Setup  # let them finish
-    path: str = ""  # base URL suffix
-    args: Mapping[str, object] = field(default_factory=dict)  # more operator arguments
-    failures: tuple[Case, ...] = ()
-    trouble_bodies: Mapping[int, object] = field(default_factory=dict)  # its own 5xx bodies
-    extra_trouble: tuple[tuple[str, dict[str, Any]], ...] = ()
-    killed_when: str = "SELECT 1 FROM jobs WHERE task_id != ''"
-    prepare: Callable[[Any], None] = lambda emu: None  # in this Blender, before a job
-    paid_path: str = ""  # where the first paid create goes, when not `create_path`
-
-    @property
-    def charges(self) -> int:
-        """What one whole job costs: one charge per paid create."""
-        return sum(1 for c in self.creates if c in self.paid)
-
-    def operator_call(self) -> str:
-        """The generate operator as a statement (for the kill test's child Blender)."""
-        args = "".join(f", {k}={v!r}" for k, v in self.args.items())
-        return f"bpy.ops.conjure.generate(provider={self.name!r}, prompt={PROMPT!r}{args})"
-
-
-def posts(emu: Emulator, labels: Mapping[str, str]) -> list[str]:
-    """The label of each POST to one of `labels`' paths, in the order they arrived."""
-    return [labels[r.path] for r in list(emu.requests) if r.method == "POST" and r.path in labels]
-
-
-def key_refused(emu: Any) -> None:
-    emu.api_key = "another"
-
-
-def out_of_credits(emu: Any) -> None:
-    emu.credits = 0
-
-
-def credits_403(emu: Any) -> None:
-    emu.credits, emu.credit_status = 0, 403
-
-
-def trify_emulator(tmp_path: Path) -> Emulator:
-    model = tmp_path / "model.glb"
-    model.write_bytes(triangle_glb("Trify3DTriangle"))
-    return trify3d.Trify3DEmulator(model, api_key=TRIFY_KEY, rate_limit=100_000)
-
-
-def voxel_limiter(emu: Any) -> None:
-    """The add-on's images window (15 s, one request) shortened to 1 s for the tests; the
-    emulator's is shorter still, so the add-on's own pacing is what keeps it from a 429."""
-    runtime = importlib.import_module(f"{ADDON_ID}.runtime").get()
-    base = importlib.import_module(f"{ADDON_ID}.providers.base")
-    runtime.engine.limiter("voxelai").rules = [base.RateRule(1, 1.0, "create:images")]
-
-
-TRIFY_KEY = "trf_live_S3CRET-planted-key-0042"
-TRIFY_TEXT = "/api/v1/generations/text-to-3d"
-RAVENRA_KEY = "rvn_live_S3CRET-raven-key"
-SIRAY_KEY = "sk-siray-S3CRET-planted-77"
-TRIVERSE_KEY = "tvs_live_S3CRET-planted-31"
-VOXEL_KEY = "vxl_live_S3CRET-voxel-key"
-
-SERVICES = (
-    Service(
-        name="trify3d",
-        key=TRIFY_KEY,
-        make=trify_emulator,
-        creates=("create",),
-        paid=frozenset({"create"}),
-        sent=lambda emu: posts(emu, {TRIFY_TEXT: "create"}),
-        create_path=TRIFY_TEXT,
-        poll_path="/api/v1/generations/",
-        refusals=(
-            Case("401", key_refused, "rejected the API key"),
-            Case("402", out_of_credits, "Not enough credits"),
-            Case(
-                "bad-request",
-                lambda e: e.inject(status=400, body={"error": "prompt too long"}, method="POST"),
-                "prompt too long",
-            ),
-        ),
-        not_found={"error": "Task not found"},
-        hold=lambda e: setattr(e, "polls_to_complete", HOLD),
-        release=lambda e: setattr(e, "polls_to_complete", 1),
-        extra_trouble=(("bad-status", {"status": 200, "body": {"status": "teleporting"}}),),
-    ),
-    Service(
-        name="ravenra",
-        key=RAVENRA_KEY,
-        make=lambda _: ravenra.RavenraEmulator(api_key=RAVENRA_KEY),
-        creates=("preview", "refine"),  # a text job buys a preview, then refines it
-        paid=frozenset({"preview", "refine"}),
-        sent=lambda emu: [b["mode"] for b in emu.bodies("/task/create-task")],
-        create_path="/task/create-task",
-        poll_path="/task/result/",
-        refusals=(
-            Case("401", key_refused, "rejected the API key"),
-            Case("402", out_of_credits, "Not enough credits"),
-            Case("403-credits", credits_403, "Not enough credits"),
-        ),
-        failures=(
-            Case(
-                "failure-word",
-                lambda e: setattr(e, "fail", ("GENERATION_FAILED", "mesh exploded")),
-                "mesh exploded",
-            ),
-        ),
-        not_found={"message": "Task not found"},
-        hold=lambda e: setattr(e, "never_ready", True),
-        release=lambda e: setattr(e, "never_ready", False),
-    ),
-    Service(
-        name="siray",
-        key=SIRAY_KEY,
-        make=lambda _: siray.SirayEmulator(api_key=SIRAY_KEY),
-        creates=("create",),
-        paid=frozenset({"create"}),
-        sent=lambda emu: posts(emu, {siray.GENERATIONS_PATH: "create"}),
-        create_path=siray.GENERATIONS_PATH,
-        poll_path=siray.GENERATIONS_PATH + "/",
-        refusals=(
-            Case("401", key_refused, "rejected the API key"),
-            Case("402", out_of_credits, "Not enough credits"),
-            Case("403-credits", credits_403, "Not enough credits"),
-            Case(
-                "code-not-success",
-                lambda e: e.refuse("invalid_request", "prompt rejected by moderation"),
-                "moderation",
-            ),
-        ),
-        failures=(
-            Case(
-                "failure",
-                lambda e: setattr(e, "fail", ("FAILURE", "mesh generation crashed")),
-                "crashed",
-            ),
-        ),
-        not_found=siray.envelope(None, "task_not_exist", "task_not_exist"),
-        hold=lambda e: setattr(e, "steps", (("IN_PROGRESS", "10%"),)),
-        release=lambda e: setattr(e, "steps", (("SUCCESS", "100%"),)),
-    ),
-    Service(
-        name="triverse",
-        key=TRIVERSE_KEY,
-        make=lambda _: triverse.TriverseEmulator(api_key=TRIVERSE_KEY),
-        path="/api/v1",  # as the real base URL
-        creates=("create",),
-        paid=frozenset({"create"}),
-        sent=lambda emu: posts(emu, {triverse.TEXT_PATH: "create"}),
-        create_path=triverse.TEXT_PATH,
-        poll_path=triverse.TASKS_PATH,
-        refusals=(
-            Case("401", key_refused, "rejected the API key"),
-            Case("402", out_of_credits, "Not enough credits"),
-            Case("403-credits", credits_403, "Not enough credits"),
-            Case(
-                "code-not-zero",
-                lambda e: e.inject_code(1001, "prompt violates the content policy", method="POST"),
-                "content policy",
-            ),
-        ),
-        not_found={"code": 404, "message": "Task not found", "data": None},
-        hold=lambda e: setattr(e, "polls_per_stage", HOLD),
-        release=lambda e: setattr(e, "polls_per_stage", 1),
-    ),
-    Service(
-        name="voxelai",
-        key=VOXEL_KEY,
-        make=lambda _: voxelai.VoxelAIEmulator(
-            api_key=VOXEL_KEY, images_window=0.5, polls_to_complete=2
-        ),
-        args={"candidate": 0},  # picked up front: the job does not wait for a person
-        creates=("images", "voxelize"),  # three candidates (free), then the paid voxelize
-        paid=frozenset({"voxelize"}),
-        sent=lambda emu: posts(
-            emu, {voxelai.IMAGES_PATH: "images", voxelai.VOXELIZE_PATH: "voxelize"}
-        ),
-        create_path=voxelai.IMAGES_PATH,
-        poll_path=voxelai.STATUS_PATH,
-        refusals=(
-            Case("401", lambda e: e.users.clear(), "rejected the API key"),
-            Case("402", lambda e: e.balances.update(alice=0), "Not enough credits"),
-            Case("403-credits", lambda e: e.balances.update(alice=None), "Not enough credits"),
-        ),
-        failures=(
-            Case(
-                "failed-voxelize",
-                lambda e: setattr(e, "fail_voxelize", True),
-                "refunded",
-                after=lambda e: e.balance() == 5,  # the token came back, once
-            ),
-        ),
-        not_found={"error": "Job not found"},
-        trouble_bodies={502: {"error": "Upstream status check failed", "transient": True}},
-        hold=lambda e: setattr(e, "held", {"voxelize"}),
-        release=lambda e: e.held.clear(),
-        killed_when="SELECT 1 FROM jobs WHERE step >= 4",  # the voxelize job is made
-        prepare=voxel_limiter,
-        paid_path=voxelai.VOXELIZE_PATH,
-    ),
-)
 
 # Trouble on the polls of a paid job: (id, fault). The 429 waits the service's Retry-After.
 TROUBLE: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -303,9 +70,6 @@ def _trouble() -> list[Any]:
                 fault = {**fault, "body": svc.trouble_bodies[status]}
             rows.append(pytest.param(svc, kind, fault, id=_ids(svc, kind)))
     return rows
-
-
-BY_SERVICE = [pytest.param(s, id=s.name) for s in SERVICES]
 
 
 @contextmanager
@@ -432,6 +196,58 @@ def test_a_429_on_the_create_is_sent_again_and_paid_once(
         assert svc.sent(emu) == [svc.creates[0], *svc.creates]
         assert emu.charges == svc.charges
         assert newest_job(svc)["state"] == "imported" and imported()
+
+
+# ---------------------------------------------------------------- the model's download
+
+# What can go wrong with the model's file once the task is done: (id, where, fault, the
+# failure's words or "" when the job must still import). "link" is the URL the service
+# hands out, "file" where that redirects (see Service.model_link / model_file).
+DOWNLOAD_TROUBLE: tuple[tuple[str, str, dict[str, Any], str], ...] = (
+    ("reset-mid-body", "file", {"passthrough": True, "cut": 40}, ""),
+    ("503", "file", {"status": 503, "body": "<html>busy</html>", "times": 2}, ""),
+    ("html-200-once", "file", {"status": 200, "body": "<html>Access denied</html>",
+                               "headers": {"Content-Type": "text/html"}}, ""),
+    ("html-200", "file", {"status": 200, "body": "<html>Access denied</html>", "times": 9,
+                          "headers": {"Content-Type": "text/html"}}, "got an HTML page (4 tries)"),
+    ("zip-that-is-not", "file", {"status": 200, "body": "PK\x03\x04 not a zip", "times": 9,
+                                 "headers": {"Content-Type": "application/zip"}}, "not a zip file"),
+    ("to-file-scheme", "link", {"status": 302, "body": "", "times": 9,
+                                "headers": {"Location": "file:///etc/passwd"}}, "file scheme"),
+    ("to-link-local", "link", {"status": 302, "body": "", "times": 9,
+                               "headers": {"Location": "http://169.254.169.254/m.glb"}}, "link-local"),
+)  # fmt: skip
+
+
+def _download_trouble() -> list[Any]:
+    return [
+        pytest.param(s, where, fault, words, id=_ids(s, kind))
+        for s in SERVICES
+        if s.model_file is not None
+        for kind, where, fault, words in DOWNLOAD_TROUBLE
+    ]
+
+
+@pytest.mark.parametrize(("svc", "where", "fault", "words"), _download_trouble())
+def test_trouble_with_the_model_file(
+    scene, monkeypatch, tmp_path, svc: Service, where: str, fault: dict[str, Any], words: str
+) -> None:
+    """A paid task's file: a dropped connection or a busy CDN stall the job, an HTML page
+    has its files asked for again, and then it imports. A file that stays no model, or a
+    link to another scheme or to a link-local address, ends it in one line with nothing
+    imported, after a few fresh links. Paid once either way."""
+    prefix, part = svc.model_link if where == "link" else svc.model_file
+    with running(svc, monkeypatch, tmp_path) as emu:
+        emu.inject(method="GET", path=prefix, within=part, **fault)
+        if words:
+            with pytest.raises(RuntimeError) as info:
+                generate(svc)
+            assert_failed_in_one_line(svc, info.value, words)
+        else:
+            assert generate(svc) == {"FINISHED"}
+            assert_imported_once(svc, emu)
+        assert svc.sent(emu) == list(svc.creates) and emu.charges == svc.charges
+        assert not emu.faults or emu.faults[0].times < 9  # the trouble did happen
 
 
 # ---------------------------------------------------------------- crash and resume

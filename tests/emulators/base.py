@@ -46,12 +46,18 @@ class Fault:
     delay: float = 0.0
     method: str | None = None
     path: str | None = None  # prefix
+    within: str = ""  # and this in the path (a file among a task's files)
     times: int = 1
     passthrough: bool = False  # delay only, then answer normally
     trickle: float = 0.0  # seconds between the body's bytes: headers at once, then a drip
+    cut: int = -1  # send only this many bytes of the body (its full length announced), then hang up
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method in (None, method)) and (self.path is None or path.startswith(self.path))
+        return (
+            self.method in (None, method)
+            and (self.path is None or path.startswith(self.path))
+            and self.within in path
+        )
 
 
 @dataclass
@@ -98,7 +104,8 @@ class Emulator:
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    emulator._send_body(self.wfile, payload)
+                    if not emulator._send_body(self.wfile, payload):
+                        self.close_connection = True  # mid-body: the connection drops
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -163,6 +170,7 @@ class Emulator:
                 if fault.times <= 0:
                     self.faults.remove(fault)
         self._pace.trickle = fault.trickle if fault else 0.0
+        self._pace.cut = fault.cut if fault else -1
         if fault:
             if fault.delay:
                 time.sleep(fault.delay)
@@ -174,18 +182,24 @@ class Emulator:
                 )
         return self.route(method, path, headers, body)
 
-    def _send_body(self, out: Any, payload: bytes) -> None:
-        """The whole body, or with a trickle fault one byte at a time until the client
-        hangs up or the emulator stops (a server that is slow, not one that is down)."""
-        pause = getattr(self._pace, "trickle", 0.0)
+    def _send_body(self, out: Any, payload: bytes) -> bool:
+        """The whole body (True); with a cut fault only its start (False: the connection is
+        then dropped); with a trickle fault one byte at a time until the client hangs up or
+        the emulator stops (a server that is slow, not one that is down)."""
+        cut, pause = getattr(self._pace, "cut", -1), getattr(self._pace, "trickle", 0.0)
+        if 0 <= cut < len(payload):
+            out.write(payload[:cut])
+            out.flush()
+            return False
         if not pause:
             out.write(payload)
-            return
+            return True
         for index in range(len(payload)):
             if self._server is None:
-                return
+                return True
             out.write(payload[index : index + 1])
             time.sleep(pause)
+        return True
 
     def route(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         raise NotImplementedError

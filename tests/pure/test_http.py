@@ -16,7 +16,7 @@ from conjure_src.providers import get_provider, make_http
 from conjure_src.providers.common import progress_fraction
 from conjure_src.providers.errors import ErrorKind, ProviderError, RateNote
 from conjure_src.providers.filekind import describe, kind_of, kind_of_name
-from conjure_src.providers.http import HttpClient, normalize_proxy, redact
+from conjure_src.providers.http import HttpClient, hop_refusal, normalize_proxy, redact
 from emulators.base import Emulator, json_reply
 from emulators.proxy import ForwardProxy
 from emulators.tls import make_cert, serve_tls
@@ -253,6 +253,46 @@ def test_https_asset_redirect_down_to_http_is_refused(tmp_path, cert, serve) -> 
     assert info.value.kind == ErrorKind.BAD_RESPONSE
     assert "refusing a redirect from https to http for an asset" in _one_line(info.value)
     assert len(origin.requests) == 1 and plain.requests == []  # nothing asked over plain http
+    assert not dest.exists() and not Path(f"{dest}.part").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "refused"),
+    [
+        ("https://cdn.example.com/a", "https://other.example.net/b", ""),
+        ("http://cdn.example.com/a", "https://other.example.net/b", ""),
+        ("https://cdn.example.com/a", "http://other.example.net/b", "from https to http"),
+        ("https://cdn.example.com/a", "file:///etc/passwd", "non-http(s) URL (file scheme)"),
+        ("https://cdn.example.com/a", "ftp://cdn.example.com/m.glb", "(ftp scheme)"),
+        ("http://cdn.example.com/a", "http://169.254.169.254/latest/", "link-local"),
+        ("http://127.0.0.1:8000/a", "http://169.254.169.254/latest/", "link-local"),
+        ("https://cdn.example.com/a", "https://[fe80::1]/m.glb", "link-local"),
+        ("https://cdn.example.com/a", "https://10.0.0.5/m.glb", "into a local network"),
+        ("https://cdn.example.com/a", "https://192.168.1.2/m.glb", "into a local network"),
+        ("https://cdn.example.com/a", "https://127.0.0.1/m.glb", "into a local network"),
+        ("https://cdn.example.com/a", "https://localhost/m.glb", "into a local network"),
+        ("https://cdn.example.com/a", "https://[::1]/m.glb", "into a local network"),
+        ("https://8.8.8.8/a", "https://10.0.0.5/m.glb", "into a local network"),
+        ("http://127.0.0.1:8000/a", "http://127.0.0.1:8001/m.glb", ""),  # a local service
+        ("http://10.0.0.2/a", "http://10.0.0.5/m.glb", ""),  # a studio's own mirror
+    ],
+)
+def test_where_an_asset_may_be_fetched_from(source: str, target: str, refused: str) -> None:
+    why = hop_refusal(source, target)
+    assert (refused in why and why) if refused else why == "", why
+
+
+def test_a_redirect_to_a_link_local_address_is_refused_unasked(tmp_path, serve) -> None:
+    """The metadata service of a cloud machine (169.254.169.254) is never asked."""
+    origin = Files()
+    origin_url = serve(origin)
+    origin.elsewhere = "http://169.254.169.254"
+    http = HttpClient(KEY, origin_url)
+    dest = tmp_path / "asset.glb"
+    with pytest.raises(ProviderError) as info:
+        http.download(f"{origin_url}/hop", str(dest))
+    assert info.value.kind == ErrorKind.BAD_RESPONSE
+    assert "link-local address 169.254.169.254" in _one_line(info.value)
     assert not dest.exists() and not Path(f"{dest}.part").exists()
 
 

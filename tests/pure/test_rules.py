@@ -39,7 +39,7 @@ def _error(kind: ErrorKind) -> ProviderError:
         (Step.POLL, ErrorKind.AUTH, PAID, PLAIN, "", Act.STALL),  # a key fixed later resumes
         (Step.POLL, ErrorKind.NOT_FOUND, PAID, PLAIN, "", Act.FAIL),  # the service's word
         (Step.DOWNLOAD, ErrorKind.NOT_FOUND, PAID, PLAIN, "", Act.REFETCH),  # expired URL
-        (Step.DOWNLOAD, ErrorKind.BAD_RESPONSE, PAID, PLAIN, "", Act.FAIL),  # not a model
+        (Step.DOWNLOAD, ErrorKind.BAD_RESPONSE, PAID, PLAIN, "", Act.REFETCH),  # not a model
         (Step.DOWNLOAD, ErrorKind.NETWORK, PAID, PLAIN, "", Act.STALL),
     ],
 )
@@ -66,6 +66,8 @@ def test_a_safe_resend_stops_at_the_cap() -> None:
 def test_expired_urls_are_asked_for_again_a_few_times_only() -> None:
     gone = _error(ErrorKind.NOT_FOUND)
     assert after_error(Step.DOWNLOAD, gone, PAID, "", PLAIN, refetches=3).act == Act.STALL
+    wrong = after_error(Step.DOWNLOAD, _error(ErrorKind.BAD_RESPONSE), PAID, "", PLAIN, 3)
+    assert wrong.act == Act.FAIL and "(4 tries)" in wrong.message
 
 
 @pytest.mark.parametrize(
