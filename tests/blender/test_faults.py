@@ -27,6 +27,7 @@ test_voxelai_blender.py; what only one service has stays in its own file.
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 import threading
 import time
@@ -49,6 +50,8 @@ TROUBLE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("502", {"status": 502, "body": "<html>Bad Gateway</html>", "times": 3}),
     ("503", {"status": 503, "times": 2}),
     ("not-json", {"status": 200, "body": "{not json"}),
+    ("html-200", {"status": 200, "body": "<html>Maintenance</html>", "times": 2,
+                  "headers": {"Content-Type": "text/html"}}),  # fmt: skip
     ("slow", {"delay": 1.0, "passthrough": True, "times": 2}),
 )
 
@@ -181,6 +184,32 @@ def test_trouble_after_the_create_waits_and_imports(
         assert_imported_once(svc, emu)
         if "Retry-After" in fault.get("headers", {}):
             assert time.monotonic() - started >= 1.0  # the service's pace was honoured
+
+
+@pytest.mark.parametrize("svc", BY_SERVICE)
+def test_a_paid_create_whose_answer_is_lost_is_not_sent_again(
+    scene, monkeypatch, tmp_path, svc: Service
+) -> None:
+    """A read timeout on the paid create: it reached the service, which made and billed the
+    task. No service's page documents an idempotency key, so the create is not sent again:
+    the job ends `unsure` in one line that says so, and the service billed one task."""
+    session = importlib.import_module(f"{ADDON_ID}.jobs.session")
+    made = session.make_http
+    monkeypatch.setattr(session, "make_http", lambda *a, **kw: made(*a, read_timeout=1.0, **kw))
+    paid_path = svc.paid_path or svc.create_path
+    with running(svc, monkeypatch, tmp_path) as emu:
+        emu.inject(delay=2.0, passthrough=True, method="POST", path=paid_path)
+        with pytest.raises(RuntimeError) as info:
+            generate(svc)
+        text = str(info.value).strip()
+        assert "may be charged" in text and "dashboard" in text and "\n" not in text, text
+        assert svc.key not in text and not imported()
+        assert newest_job(svc)["state"] == "unsure"
+        assert emu.count("POST", paid_path) == 1
+        deadline = time.monotonic() + 5
+        while emu.charges < 1 and time.monotonic() < deadline:  # the late answer's task
+            time.sleep(0.05)
+        assert emu.charges == 1
 
 
 @pytest.mark.parametrize("svc", BY_SERVICE)
