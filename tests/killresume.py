@@ -26,10 +26,14 @@ if sys.argv[1] == "start":
     {start}
 else:
     addon_utils.enable("{addon}", default_set=True)
-    result = bpy.ops.conjure.resume_jobs()
+    try:
+        result = bpy.ops.conjure.resume_jobs()
+    except RuntimeError as exc:  # a job that ended in error: its one line, as a script sees it
+        result = "ERROR " + str(exc).strip()
     names = sorted(o.name for o in bpy.data.objects if o.get("conjure_prompt"))
     names += sorted(i.name for i in bpy.data.images if i.get("conjure_prompt"))
     print("RESULT", result, names, flush=True)
+    {then}
 """
 
 
@@ -42,20 +46,31 @@ def kill_and_resume(
     tmp_path: Path,
     env: dict[str, str],
     start: str,
-    killed_when: str,
+    killed_when: str | Callable[[], bool] | None,
     before_resume: Callable[[], None] = lambda: None,
+    then: str = "",
 ) -> subprocess.CompletedProcess[str]:
-    """Run `start` (one Python statement) in a first Blender; SIGKILL it as soon as the
-    journal query `killed_when` returns a row; run `before_resume`; resume in a second
-    Blender. Returns the second run (its stdout has a `RESULT {'FINISHED'} [names]` line)."""
-    first, resume = _blenders(built_zip, tmp_path, env, start)
-    deadline, reached = time.monotonic() + 60, False
-    while not reached and time.monotonic() < deadline and first.poll() is None:
+    """Run `start` (Python statements) in a first Blender; SIGKILL it as soon as
+    `killed_when` holds (a journal query that returns a row, or a test of the emulator), or
+    with None wait for it to kill itself (`start` set that up); run `before_resume`; resume
+    in a second Blender, which then runs `then`. Returns the second run (its stdout has a
+    `RESULT {'FINISHED'} [names]` line)."""
+    first, resume = _blenders(built_zip, tmp_path, env, start, then)
+    journal = journal_of(tmp_path / "user")
+    if killed_when is None:
+        reached = lambda: False  # noqa: E731
+    elif isinstance(killed_when, str):
+        reached = lambda: _has_row(journal, killed_when)  # noqa: E731
+    else:
+        reached = killed_when
+    deadline, hit = time.monotonic() + 60, False
+    while not hit and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.05)
-        reached = _has_row(journal_of(tmp_path / "user"), killed_when)
+        hit = reached()
     first.kill()
     first.wait(10)
-    assert reached, first.stdout.read()[-2000:] if first.stdout else "no output"
+    output = first.stdout.read()[-2000:] if first.stdout else "no output"
+    assert hit or (killed_when is None and first.returncode == -9), output
     before_resume()
     return resume()
 
@@ -70,7 +85,7 @@ def end_and_resume(
     """Run `start` (Python statements; they print LEAVING when the script is about to end)
     in a first Blender, which then exits as a script's end makes it; resume in a second.
     Returns the seconds from LEAVING to the first one's exit, and the second run."""
-    first, resume = _blenders(built_zip, tmp_path, env, start)
+    first, resume = _blenders(built_zip, tmp_path, env, start, "")
     assert first.stdout is not None
     output = []
     for line in first.stdout:  # until LEAVING, then the time to exit
@@ -89,15 +104,18 @@ def end_and_resume(
 
 
 def _blenders(
-    built_zip: Path, tmp_path: Path, env: dict[str, str], start: str
+    built_zip: Path, tmp_path: Path, env: dict[str, str], start: str, then: str
 ) -> tuple[subprocess.Popen[str], Callable[[], subprocess.CompletedProcess[str]]]:
-    """The first Blender, running `start`, and how to run the second (Resume), both on one
-    throwaway user folder."""
+    """The first Blender, running `start`, and how to run the second (Resume, then `then`),
+    both on one throwaway user folder."""
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user"),
            "CONJURE_POLL_SECONDS": "0.05", **env}  # fmt: skip
     script = tmp_path / "child.py"
-    script.write_text(CHILD.replace("{start}", start.strip().replace("\n", "\n    ")).replace(
-        "{addon}", ADDON_ID))  # fmt: skip
+    script.write_text(
+        CHILD.replace("{start}", _indented(start))
+        .replace("{then}", _indented(then) or "pass")
+        .replace("{addon}", ADDON_ID)
+    )
     first = subprocess.Popen(
         [sys.executable, str(script), "start", str(built_zip)],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -110,6 +128,10 @@ def _blenders(
         )  # fmt: skip
 
     return first, resume
+
+
+def _indented(code: str) -> str:
+    return code.strip().replace("\n", "\n    ")
 
 
 def _has_row(journal: Path, query: str) -> bool:

@@ -51,9 +51,9 @@ TROUBLE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("503", {"status": 503, "times": 2}),
     ("not-json", {"status": 200, "body": "{not json"}),
     ("html-200", {"status": 200, "body": "<html>Maintenance</html>", "times": 2,
-                  "headers": {"Content-Type": "text/html"}}),  # fmt: skip
+                  "headers": {"Content-Type": "text/html"}}),
     ("slow", {"delay": 1.0, "passthrough": True, "times": 2}),
-)
+)  # fmt: skip
 
 
 def _ids(svc: Service, case: str = "") -> str:
