@@ -279,6 +279,41 @@ def test_trouble_with_the_model_file(
         assert not emu.faults or emu.faults[0].times < 9  # the trouble did happen
 
 
+# ---------------------------------------------------------------- secrets
+
+
+@pytest.mark.parametrize("svc", BY_SERVICE)
+def test_the_key_never_leaves(scene, monkeypatch, tmp_path, capfd, svc: Service) -> None:
+    """A hostile service echoes the key in an error; then a job succeeds, `jobs --json` runs
+    and the file is saved with the key in the preferences too. The key is in no message,
+    no output, nothing under the add-on's folder (journal, job files) and not in the .blend."""
+    import bpy
+
+    runtime = importlib.import_module(f"{ADDON_ID}.runtime")
+    cli = importlib.import_module(f"{ADDON_ID}.cli")
+    echo = f"bad header Authorization: Bearer {svc.key}"
+    with running(svc, monkeypatch, tmp_path) as emu:
+        body = {"error": echo, "message": echo, "msg": echo, "code": 400}
+        emu.inject(status=400, body=body, method="POST", path=svc.create_path)
+        with pytest.raises(RuntimeError) as info:
+            generate(svc)
+        assert svc.key not in str(info.value)
+        assert generate(svc) == {"FINISHED"}
+        assert cli.main(["jobs", "--json"]) == 0
+        prefs = bpy.context.preferences.addons[ADDON_ID].preferences
+        setattr(prefs, f"{svc.name}_api_key", svc.key)
+        try:
+            blend = tmp_path / "scene.blend"
+            bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+        finally:
+            setattr(prefs, f"{svc.name}_api_key", "")
+    files = [p for p in runtime.get().root.rglob("*") if p.is_file()]
+    assert files and not [p for p in files if svc.key.encode() in p.read_bytes()]
+    assert svc.key.encode() not in blend.read_bytes()
+    out, err = capfd.readouterr()
+    assert svc.key not in out + err and '"job_id"' in out
+
+
 # ---------------------------------------------------------------- crash and resume
 
 
