@@ -1,28 +1,27 @@
 """The fault matrix: every fault test run against every service's emulator, in real Blender.
 
-One table row per service (`Service` below) says how to start its emulator, what a job
-sends, which creates are paid, and how to make it refuse. Each test is parametrized over
-the rows, so a fault the add-on survives on one service is checked on all five:
+One row per service (`tests/faultrows.py`) says how to start its emulator, what a job sends,
+which creates are paid, how to make it refuse, and where its model file comes from. Each test
+is parametrized over the rows, so a fault the add-on survives on one service is checked on
+all five (docs/RELIABILITY.md has the table):
 
-- `test_refusal_is_one_line[<service>-<case>]`: 401 (key refused), 402 (no credits), a
-  403 for credits where the service sends one, and the service's own refusals (Trify3D's
-  400, Siray's `code != "success"`, Triverse's `code != 0` at HTTP 200) end the job in one
-  line without the key, nothing imported, nothing charged, no create sent twice.
-- `test_failed_task_is_one_line[<service>-<case>]`: a task the service took, then failed
-  (Ravenra's failure word, Siray's FAILURE, Voxel-AI's failed voxelize and its refund).
-- `test_trouble_after_the_create_waits_and_imports[<service>-<kind>]`: 429 + Retry-After,
-  500 (an HTML page), 502, 503, a 200 that is not JSON and slow answers on the polls stall
-  the paid job, which then imports; every create sent once, charged once. Trify3D's status
-  word it does not know is an extra row.
-- `test_a_429_on_the_create_is_sent_again_and_paid_once[<service>]`: refused, so not made.
-- `test_an_unknown_task_fails_in_one_line[<service>]`: a 404 on the poll.
-- `test_killed_after_submit_resumes_with_one_create[<service>]`: SIGKILL once the journal
-  has the paid task, resume in a second Blender: one create per stage in all (Voxel-AI's
-  kill during its free images job stays in test_voxelai_blender.py).
-
-They replace the per-service copies that were in test_generate.py (Trify3D),
-test_ravenra_blender.py, test_siray_blender.py, test_triverse_blender.py and
-test_voxelai_blender.py; what only one service has stays in its own file.
+- `test_refusal_is_one_line`: 401, 402, a 403 for credits where the service sends one, and
+  the service's own refusals end the job in one line without the key, nothing imported,
+  nothing charged, no create sent twice.
+- `test_failed_task_is_one_line`: a task the service took, then failed.
+- `test_an_unknown_task_fails_in_one_line`: a 404 on the poll.
+- `test_trouble_after_the_create_waits_and_imports`: 429 + Retry-After, 500 (an HTML page),
+  502, 503, a 200 that is not JSON, an HTML page at 200 and slow answers on the polls stall
+  the paid job, which then imports; every create sent once, charged once.
+- `test_a_429_on_the_create_is_sent_again_and_paid_once`: refused, so not made.
+- `test_a_paid_create_whose_answer_is_lost_is_not_sent_again`: a read timeout on the paid
+  create ends the job `unsure`, billed once.
+- `test_trouble_with_the_model_file`: a connection dropped mid-body, a busy CDN, HTML pages,
+  a zip that is not one, links to another scheme or to a link-local address.
+- `test_the_key_never_leaves`: a key echoed by a hostile service reaches no output or file.
+- Crash and resume: SIGKILL while a paid task runs; disabling the add-on or ending a script
+  while a paid create is on the wire; a script ending while a poll hangs. The other crash
+  points are in test_crashes.py.
 """
 
 from __future__ import annotations
