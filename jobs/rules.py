@@ -1,7 +1,8 @@
 """The money rules for a step that went wrong: what becomes of the job. No bpy, no threads:
 a table of cases the engine applies (docs/jobs.md says the same in words).
 
-- A create or upload that certainly made nothing (429, never connected) goes again later.
+- A create or upload that certainly made nothing (429, never connected) goes again later; so
+  does an upload after a timeout or a 5xx (an upload starts no task).
 - A create that may have made a task (a timeout, a 5xx, an unreadable answer) goes again
   only where that is safe — a free stage, or a service whose page documents an idempotency
   key — at most MAX_CREATE_SENDS times; otherwise the job is `unsure`: maybe charged.
@@ -90,8 +91,8 @@ def _before_paying(
                 return Verdict(Act.FAIL, f"{tries}; nothing was charged")
             return Verdict(Act.UNSURE, unsure(tries, info.name))
         return Verdict(Act.CONFIRM)
-    if step == Step.UPLOAD and exc.retryable:
-        return Verdict(Act.RETRY)
+    if step == Step.UPLOAD and (exc.retryable or exc.kind in MAYBE_MADE):
+        return Verdict(Act.RETRY)  # an upload starts no task: another one costs nothing
     return Verdict(Act.FAIL, str(exc))
 
 

@@ -8,7 +8,7 @@ from services import api as _api
 from services import service
 
 from emulators.trify3d import tiny_png
-from emulators.triverse import IMAGE_PATH, TEXT_PATH, TriverseEmulator
+from emulators.triverse import IMAGE_PATH, TEXT_PATH, UPLOAD_PATH, TriverseEmulator
 
 KEY = "tvs_live_S3CRET-planted-31"
 
@@ -46,6 +46,27 @@ def test_a_local_image_is_uploaded_then_used(scene, triverse, tmp_path) -> None:
     assert any(p.data == image.read_bytes() for p in parts)
     (body,) = triverse.bodies(IMAGE_PATH)
     assert body["image_file"] in triverse.files and body["texture_size"] == 2048
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 429, "headers": {"Retry-After": "1"}},
+        {"status": 429},
+        {"status": 500, "body": "<html>oops</html>"},
+        {"status": 503},
+    ],
+    ids=["429-retry-after", "429", "500", "503"],
+)
+def test_upload_trouble_sends_it_again_and_pays_once(scene, triverse, tmp_path, fault) -> None:
+    """An upload costs nothing and starts no task: after a refusal or a server error it goes
+    again (after Retry-After, or a back-off); the paid create then goes once."""
+    image = tmp_path / "robot.png"
+    image.write_bytes(tiny_png((9, 90, 200)))
+    triverse.inject(method="POST", path=UPLOAD_PATH, **fault)
+    assert _api().generate("triverse", source="IMAGE", image_paths=[str(image)], timeout=60)
+    assert not triverse.faults and len(triverse.uploads()) == 2
+    assert len(triverse.bodies(IMAGE_PATH)) == 1 and triverse.charges == 1
 
 
 def test_an_image_url_is_passed_through_without_upload(scene, triverse) -> None:

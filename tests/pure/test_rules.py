@@ -35,6 +35,7 @@ def _error(kind: ErrorKind) -> ProviderError:
         (Step.CREATE, ErrorKind.RATE_LIMIT, PAID, PLAIN, "refine", Act.STALL),  # paid: stall
         (Step.CREATE, ErrorKind.TIMEOUT, PAID, PLAIN, "refine", Act.UNSURE),
         (Step.UPLOAD, ErrorKind.TIMEOUT, UNPAID, PLAIN, "", Act.RETRY),  # free to send again
+        (Step.UPLOAD, ErrorKind.SERVER, UNPAID, PLAIN, "", Act.RETRY),  # a 500: no task either
         (Step.POLL, ErrorKind.TIMEOUT, PAID, PLAIN, "", Act.STALL),  # paid: never dropped
         (Step.POLL, ErrorKind.AUTH, PAID, PLAIN, "", Act.STALL),  # a key fixed later resumes
         (Step.POLL, ErrorKind.NOT_FOUND, PAID, PLAIN, "", Act.FAIL),  # the service's word
