@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(PY) tools/bench_vox.py
 	$(PY) tools/bench_engine.py
 	$(PY) tools/bench_batch.py
+	$(PY) tools/bench_voxfuzz.py
 
 clean:
 	rm -rf dist .venv-* .pytest_cache .ruff_cache
