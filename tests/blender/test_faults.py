@@ -27,6 +27,7 @@ all five (docs/RELIABILITY.md has the table):
 from __future__ import annotations
 
 import importlib
+import socket
 import sqlite3
 import threading
 import time
@@ -209,6 +210,34 @@ def test_a_paid_create_whose_answer_is_lost_is_not_sent_again(
         while emu.charges < 1 and time.monotonic() < deadline:  # the late answer's task
             time.sleep(0.05)
         assert emu.charges == 1
+
+
+@pytest.mark.parametrize("svc", BY_SERVICE)
+def test_a_service_not_reachable_yet_is_waited_for_and_paid_once(
+    monkeypatch, tmp_path, scene, svc: Service
+) -> None:
+    """Connection refused: the create certainly never arrived, so it goes again after a
+    back-off, with the reason on the job; once the service is up the job imports, paid once."""
+    with socket.socket() as probe:  # a port nothing listens on, until the emulator does
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for var, value in service_env(svc.name, svc.key, f"http://127.0.0.1:{port}{svc.path}").items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("CONJURE_POLL_SECONDS", "0.05")
+    svc.prepare(None)
+    job_id = api().submit(svc.name, prompt=PROMPT, options=dict(svc.args))
+    deadline = time.monotonic() + 10
+    while "retrying" not in str(api().status(job_id)["message"]):
+        assert time.monotonic() < deadline, api().status(job_id)
+        api().wait(job_id, 0.05)
+    message = str(api().status(job_id)["message"])
+    assert "\n" not in message and svc.key not in message
+    emu = svc.make(tmp_path).start(port)
+    try:
+        assert api().wait(job_id, 60)[job_id]["state"] == "imported", api().status(job_id)
+        assert_imported_once(svc, emu)
+    finally:
+        emu.stop()
 
 
 @pytest.mark.parametrize("svc", BY_SERVICE)

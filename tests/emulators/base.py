@@ -79,7 +79,8 @@ class Emulator:
         self._pace = threading.local()  # the trickle of the answer this thread is sending
 
     # -- lifecycle
-    def start(self) -> Emulator:
+    def start(self, port: int = 0) -> Emulator:
+        """Serve on 127.0.0.1 (`port`, or any free one)."""
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -111,7 +112,7 @@ class Emulator:
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True, name="emulator").start()
         return self
