@@ -19,12 +19,13 @@ import bpy
 from . import imports, runtime
 from .jobs.model import FINISHED
 from .jobs.session import ConjureError
+from .jobs.spend import spend as summed_spend
 from .providers.base import GenerationRequest, is_url
 from .settings import online_access_problem
 
 __all__ = [
     "ConjureError", "batch_limits", "cancel", "generate", "import_file", "jobs", "pick",
-    "resume", "reuse", "status", "submit", "wait",
+    "resume", "reuse", "spend", "status", "submit", "wait",
 ]  # fmt: skip
 _ENDED = {s.value for s in FINISHED}
 
@@ -115,6 +116,14 @@ def jobs() -> list[dict[str, object]]:
     """Every job in the journal, newest first (live ones as this session knows them)."""
     rt = runtime.get()
     return [(rt.latest(j.job_id) or j).status() for j in rt.journal.recent(10_000)]
+
+
+def spend(since: float = 0.0) -> list[dict[str, object]]:
+    """What the journal's jobs (created at or after `since`, a Unix time) cost, per service,
+    as each service reported it: paid jobs, charged, held, refunded, stages of unknown cost,
+    and the last balance it reported (with when). Never an estimate."""
+    rt = runtime.get()
+    return [s.to_json() for s in summed_spend(rt.journal.recent(1_000_000), since)]
 
 
 def reuse(job_ids: Iterable[str]) -> None:

@@ -1,4 +1,5 @@
-"""`blender -b --online-mode -c conjure …`: generate, batch, jobs, resume and import headless.
+"""`blender -b --online-mode -c conjure …`: generate, batch, jobs, spend, resume and import
+headless.
 
 A thin door onto `api` (the same code paths as the operators). `main(argv)` returns the exit
 code: 0 all good, 1 a job failed (or did not finish), 2 bad input, refused before anything
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import json
 import os
 import sys
@@ -54,6 +56,14 @@ def _typed(value: str) -> object:
         except ValueError:
             pass
     return value
+
+
+def _date(text: str) -> float:
+    """A day (YYYY-MM-DD, local time) or an ISO date and time, as a Unix time."""
+    try:
+        return datetime.datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2026-12-01, got {text!r}") from None
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -120,6 +130,11 @@ def parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="list the journal's jobs")
     jobs.add_argument("--json", action="store_true", help="one JSON list on stdout")
 
+    spent = sub.add_parser("spend", help="what the jobs cost, per service, as each service said")
+    spent.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    spent.add_argument("--since", type=_date, default=0.0, metavar="DATE",
+                       help="only jobs created on or after DATE (YYYY-MM-DD)")  # fmt: skip
+
     resume = sub.add_parser("resume", help="continue unfinished jobs without paying again")
     resume.add_argument("--output", metavar="FILE.blend", help="save the scene here afterwards")
     resume.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
@@ -163,6 +178,33 @@ def _jobs(args: argparse.Namespace) -> int:
         for row in rows:
             print(_line(row))
     return OK
+
+
+def _spend(args: argparse.Namespace) -> int:
+    rows = api.spend(args.since)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return OK
+    if not rows:
+        print("no job has cost anything yet")
+        return OK
+    print(f"{'service':<10} {'unit':<10} {'jobs':>5} {'charged':>9} {'held':>7} "
+          f"{'refunded':>9}  last balance")  # fmt: skip
+    for row in rows:
+        balance = "—"
+        if row["balance"] is not None:
+            when = datetime.datetime.fromtimestamp(float(row["balance_at"] or 0))  # type: ignore[arg-type]
+            balance = f"{_amount(row['balance'])} at {when:%Y-%m-%d %H:%M}"
+        unknown = f" (+{row['unknown']} unknown)" if row["unknown"] else ""
+        print(f"{row['service']:<10} {row['unit']:<10} {row['paid_jobs']:>5} "
+              f"{_amount(row['charged']):>9} {_amount(row['held']):>7} "
+              f"{_amount(row['refunded']):>9}  {balance}{unknown}")  # fmt: skip
+    return OK
+
+
+def _amount(value: object) -> str:
+    number = float(value)  # type: ignore[arg-type]
+    return f"{number:g}"
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -361,6 +403,7 @@ COMMANDS = {
     "generate": _generate,
     "batch": _batch,
     "jobs": _jobs,
+    "spend": _spend,
     "resume": _resume,
     "import": _import,
 }

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..providers import filekind
-from ..providers.base import Asset, FlowStep, Step, TaskState, TaskStatus
+from ..providers.base import Asset, Charge, Created, FlowStep, Step, TaskState, TaskStatus
 from ..providers.errors import ErrorKind, ProviderError
 from . import rules
 from .journal import JournalWriteError
@@ -141,7 +141,7 @@ class Engine(Scheduler):
         info = live.provider.info
         return info.idempotent_create or live.here.stage in info.free_stages
 
-    def _create(self, live: Live, key: str, stage: str) -> str:
+    def _create(self, live: Live, key: str, stage: str) -> Created:
         """Worker: the last check that the job is still wanted, then the paid request."""
         request = live.job.request()
         live.provider.check(request)
@@ -183,11 +183,12 @@ class Engine(Scheduler):
             self._update(
                 live,
                 state=JobState.SUBMITTED,
-                task_id=str(result),
-                creates=live.job.answered(Answer.MADE, str(result)),
+                task_id=result.task_id,
+                creates=live.job.answered(Answer.MADE, result.task_id),
                 paid_at=paid_at,
                 step=live.job.step + 1,
                 message="Submitted",
+                **priced(live.job, live.here.stage, result.charge),
             )
             self._schedule(live, self._poll_delay(live))
         elif kind == Step.UPLOAD:
@@ -202,12 +203,14 @@ class Engine(Scheduler):
             return
         job = self.journal.get(job_id)
         if job is not None and not job.task_id:
-            task_id = str(future.result())
+            created: Created = future.result()
+            stage = job.creates[-1].stage if job.creates else ""
             accepted = job.evolve(
-                task_id=task_id,
-                creates=job.answered(Answer.MADE, task_id),
+                task_id=created.task_id,
+                creates=job.answered(Answer.MADE, created.task_id),
                 paid_at=time.time(),
                 message="Cancelled, but the service had already accepted it",
+                **priced(job, stage, created.charge),
             )
             try:
                 self.journal.save(accepted, self.owner)
@@ -216,6 +219,11 @@ class Engine(Scheduler):
 
     def _on_status(self, live: Live, status: TaskStatus) -> None:
         live.polls += 1
+        costed = priced(live.job, live.here.stage, status.charge)
+        if costed and costed["charges"] != live.job.charges:  # saved with the change below
+            live.job = live.job.evolve(**costed)
+        else:
+            costed = {}
         job = live.job
         if status.state == TaskState.SUCCEEDED:
             live.assets, live.candidates = status.assets, status.candidates
@@ -233,7 +241,8 @@ class Engine(Scheduler):
         if self._outlived(live):
             return
         message = status.message or "Generating"
-        if (job.state, job.progress, job.message) != (JobState.RUNNING, status.progress, message):
+        now = (job.state, job.progress, job.message)
+        if costed or now != (JobState.RUNNING, status.progress, message):
             self._update(live, state=JobState.RUNNING, progress=status.progress, message=message)
         self._schedule(live, status.wait if status.wait is not None else self._poll_delay(live))
 
@@ -413,3 +422,15 @@ class Engine(Scheduler):
         if live.job.state != JobState.READY:
             self._update(live, state=JobState.READY, message="Downloaded")
         self._forget(live)
+
+
+def priced(job: Job, stage: str, charge: Charge | None) -> dict[str, Any]:
+    """The changes that record what the service says `stage` costs (none if it said nothing);
+    an amount it wrote in a shape not understood leaves the cost unknown, with a warning."""
+    if charge is None:
+        return {}
+    changes: dict[str, Any] = {"charges": job.charged(stage, charge)}
+    warning = f"{job.provider}: cost unknown ({charge.note})" if charge.note else ""
+    if warning and warning not in job.warnings:
+        changes["warnings"] = (*job.warnings, warning)
+    return changes

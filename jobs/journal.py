@@ -27,10 +27,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from ..providers.base import FlowStep, Step
-from .model import FINISHED, Answer, CreateSent, ImportPlan, Job, JobState, split_notes
+from ..providers.base import ChargeState, FlowStep, Step
+from .model import (
+    FINISHED,
+    Answer,
+    CreateSent,
+    ImportPlan,
+    Job,
+    JobState,
+    StageCharge,
+    split_notes,
+)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _T = TypeVar("_T")
 
@@ -62,9 +71,11 @@ _V3_COLUMNS = {
     "flow": "TEXT DEFAULT '[]'",
     "creates": "TEXT DEFAULT '[]'",
 }
+_V4_COLUMNS = {"charges": "TEXT DEFAULT '[]'"}  # what each paid stage cost (spend control)
 _LEASE_COLUMNS = ("owner", "lease_until")
 _JOB_COLUMNS = (
-    *_V1_COLUMNS, *(c for c in (*_V2_COLUMNS, *_V3_COLUMNS) if c not in _LEASE_COLUMNS)
+    *_V1_COLUMNS,
+    *(c for c in (*_V2_COLUMNS, *_V3_COLUMNS, *_V4_COLUMNS) if c not in _LEASE_COLUMNS),
 )  # fmt: skip
 _TEXT_COLUMNS = ("prompt", "message", "idempotency_key", "key_fingerprint", "base_url",
                  "blend_file", "upload_ref", "picked_path", "previous_task_id")  # fmt: skip
@@ -233,7 +244,7 @@ class Journal:
             ).fetchone()
             self._db.execute(_V1_TABLE)
             have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-            for name, decl in {**_V2_COLUMNS, **_V3_COLUMNS}.items():
+            for name, decl in {**_V2_COLUMNS, **_V3_COLUMNS, **_V4_COLUMNS}.items():
                 if name not in have:
                     self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
             if version < 1 and existed:  # rows written by version 1 get their meaning
@@ -469,8 +480,8 @@ def _values(job: Job) -> list[object]:
             values[i] = json.dumps(job.plan.to_json())
         elif name == "flow":
             values[i] = json.dumps([[s.step.value, s.stage] for s in job.flow])
-        elif name == "creates":
-            values[i] = json.dumps([asdict(c) for c in job.creates])
+        elif name in ("creates", "charges"):
+            values[i] = json.dumps([asdict(c) for c in getattr(job, name)])
         elif name == "state":
             values[i] = job.state.value
     return values
@@ -488,12 +499,27 @@ def _job(row: tuple[Any, ...]) -> Job:
     v["import_tries"] = int(v["import_tries"] or 0)
     v["flow"] = tuple(FlowStep(Step(a), str(b)) for a, b in json.loads(str(v["flow"] or "[]")))
     v["creates"] = tuple(_create_sent(c) for c in json.loads(str(v["creates"] or "[]")))
+    v["charges"] = tuple(_stage_charge(c) for c in json.loads(str(v["charges"] or "[]")))
     for name in _TEXT_COLUMNS:
         v[name] = str(v[name] or "")
     for name in ("progress", "created", "updated", "paid_at", "next_try"):
         v[name] = float(v[name] or 0)
     v["step"] = int(v["step"] or 0)
     return Job(**v)
+
+
+def _stage_charge(c: dict[str, Any]) -> StageCharge:
+    def number(value: object) -> float | None:
+        return float(value) if isinstance(value, int | float) else None
+
+    return StageCharge(
+        str(c.get("stage", "")),
+        str(c.get("unit", "")),
+        ChargeState(str(c.get("state", ChargeState.CHARGED))),
+        number(c.get("amount")),
+        number(c.get("balance")),
+        number(c.get("at")) or 0.0,
+    )
 
 
 def _create_sent(c: dict[str, object]) -> CreateSent:

@@ -8,11 +8,11 @@ import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
-from ..providers.base import FlowStep, GenerationRequest
+from ..providers.base import Charge, ChargeState, FlowStep, GenerationRequest
 
 
 class JobState(enum.StrEnum):
@@ -56,6 +56,25 @@ class CreateSent:
     sent_at: float
     answer: Answer = Answer.WAITING
     task_id: str = ""
+
+
+@dataclass(frozen=True)
+class StageCharge:
+    """What the service last said one stage of a job costs (see providers.base.Charge), and
+    when: a later answer replaces it, so an answer seen twice (a resume) never counts twice."""
+
+    stage: str
+    unit: str
+    state: ChargeState
+    amount: float | None = None  # None: not said (yet)
+    balance: float | None = None  # what the account had left, when the answer said
+    at: float = field(default=0.0, compare=False)  # wall time of the answer
+
+    def merged(self, charge: Charge, at: float) -> StageCharge:
+        """This stage after a newer answer: what it leaves unsaid stays as it was."""
+        amount = self.amount if charge.amount is None else charge.amount
+        balance = self.balance if charge.balance is None else charge.balance
+        return StageCharge(self.stage, charge.unit, charge.state, amount, balance, at)
 
 
 class VoxMesh(enum.StrEnum):
@@ -186,6 +205,7 @@ class Job:
     # the service's steps never turns a resumed (paid) job into a new create.
     flow: tuple[FlowStep, ...] = ()
     creates: tuple[CreateSent, ...] = ()  # every create request sent for it, in order
+    charges: tuple[StageCharge, ...] = ()  # what the service said each paid stage costs
 
     @classmethod
     def new(
@@ -259,6 +279,35 @@ class Job:
         unsure = (Answer.WAITING, Answer.UNKNOWN)
         return sum(1 for c in self.creates if c.stage == stage and c.answer in unsure)
 
+    def charged(self, stage: str, charge: Charge) -> tuple[StageCharge, ...]:
+        """The charges with `stage`'s replaced by what the service now says."""
+        now = time.time()
+        old = next((c for c in self.charges if c.stage == stage), None)
+        new = (old or StageCharge(stage, charge.unit, charge.state)).merged(charge, now)
+        return (*(c for c in self.charges if c.stage != stage), new)
+
+    @property
+    def credits(self) -> float | None:
+        """What it costs so far in the service's unit: held and spent amounts, refunds not;
+        None when the service said nothing of it (or not how much)."""
+        counted = [c for c in self.charges if c.state != ChargeState.REFUNDED]
+        if not self.charges or any(c.amount is None for c in counted):
+            return None
+        return sum(c.amount or 0.0 for c in counted)
+
+    @property
+    def credit_unit(self) -> str:
+        return self.charges[0].unit if self.charges else ""
+
+    @property
+    def balance(self) -> tuple[float, float] | None:
+        """The account's balance the service last reported for this job, and when."""
+        said = [(c.at, c.balance) for c in self.charges if c.balance is not None]
+        if not said:
+            return None
+        at, balance = max(said)
+        return float(balance or 0.0), at
+
     def warn(self, text: str) -> Job:
         return self.evolve(warnings=(*self.warnings, text))
 
@@ -295,4 +344,7 @@ class Job:
             "plan": self.plan.to_json(),
             "created": self.created,
             "updated": self.updated,
+            "credits": self.credits,
+            "credit_unit": self.credit_unit or None,
+            "charges": [asdict(c) for c in self.charges],
         }

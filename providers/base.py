@@ -48,6 +48,35 @@ class Asset:
     role: str  # "model", "material" (MTL), "texture" (image or zip), "thumbnail", "image", ...
 
 
+class ChargeState(enum.StrEnum):
+    """Where a stage's cost stands, as the service said."""
+
+    FROZEN = "frozen"  # held for the task (Triverse), or counted once it succeeds
+    CHARGED = "charged"  # spent
+    REFUNDED = "refunded"  # given back (Voxel-AI's failed voxelize, Triverse's failed task)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What the service said a stage costs, in its own unit ("credits", "tokens", or
+    "generation" where no price is documented). `amount` None: it said nothing of the
+    amount this time (a later answer may); `balance`: what it said is left, when it did."""
+
+    amount: float | None
+    unit: str
+    state: ChargeState
+    balance: float | None = None
+    note: str = ""  # why the amount is unknown when the answer had one we could not read
+
+
+@dataclass(frozen=True)
+class Created:
+    """A create's answer: the task, and what the service said it costs."""
+
+    task_id: str
+    charge: Charge | None = None
+
+
 @dataclass(frozen=True)
 class TaskStatus:
     state: TaskState
@@ -57,6 +86,7 @@ class TaskStatus:
     wait: float | None = None  # seconds the service suggests before the next poll
     candidates: tuple[Asset, ...] = ()  # images the user picks from (Step.PICK)
     warnings: tuple[str, ...] = ()  # kept on the job: what the result lacks, and why
+    charge: Charge | None = None  # what the service now says the task costs
 
 
 @dataclass(frozen=True)
@@ -240,8 +270,8 @@ class Provider(ABC):
         raise ProviderError(ErrorKind.BAD_REQUEST, f"{self.info.name} cannot refine a model")
 
     @abstractmethod
-    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
-        """Start a task and return its id. May raise ProviderError."""
+    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> Created:
+        """Start a task: its id and what it costs. May raise ProviderError."""
 
     @abstractmethod
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:

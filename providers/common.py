@@ -8,12 +8,13 @@ Each service's own quirks stay in its module; these are the readings that do not
 from __future__ import annotations
 
 import base64
+import math
 import os
 import re
 from typing import Any
 
 from . import filekind
-from .base import is_url
+from .base import Charge, ChargeState, is_url
 from .errors import ErrorKind, ProviderError
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # local images sent as data (Siray, Voxel-AI, Trify3D)
@@ -44,6 +45,45 @@ def credits_if_said(exc: ProviderError) -> ProviderError:
     if exc.kind == ErrorKind.AUTH and exc.status == 403 and speaks_of_credits(exc.detail):
         return ProviderError(ErrorKind.CREDITS, exc.detail, exc.retry_after, status=exc.status)
     return exc
+
+
+# -- money ------------------------------------------------------------------------------------
+
+
+def amount(value: object) -> float | None:
+    """A non-negative number as services write amounts (a number, or one in a string)."""
+    written = isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)
+    if isinstance(value, bool) or not (isinstance(value, int | float) or written):
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if number >= 0 and math.isfinite(number) else None
+
+
+def generation() -> Charge:
+    """Where a service documents no price (nor refunds), a paid generation is the unit: each
+    create that made a task counts one, whatever becomes of the task."""
+    return Charge(1.0, "generation", ChargeState.CHARGED)
+
+
+def reported_charge(
+    data: dict[str, Any],
+    keys: tuple[str, ...],
+    unit: str,
+    state: ChargeState,
+    balance_keys: tuple[str, ...] = (),
+) -> Charge | None:
+    """The charge an answer reports under the first of `keys` it has (None when it has none):
+    an amount in a shape not understood keeps the job going with the amount unknown."""
+    key = next((k for k in keys if data.get(k) is not None), None)
+    balance_key = next((k for k in balance_keys if data.get(k) is not None), None)
+    if key is None and balance_key is None:
+        return None
+    balance = amount(data.get(balance_key)) if balance_key else None
+    if key is None:
+        return Charge(None, unit, state, balance)
+    value = amount(data[key])
+    note = "" if value is not None else f"{key} {one_line(data[key], 40)!r} is not an amount"
+    return Charge(value, unit, state, balance, note)
 
 
 # -- options ----------------------------------------------------------------------------------

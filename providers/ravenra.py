@@ -23,6 +23,7 @@ from urllib.parse import quote
 from .base import (
     Asset,
     Capability,
+    Created,
     FlowStep,
     GenerationRequest,
     OptionSpec,
@@ -36,6 +37,7 @@ from .base import (
 from .common import (
     bad,
     credits_if_said,
+    generation,
     http_url,
     one_line,
     progress_fraction,
@@ -162,12 +164,12 @@ class Ravenra(Provider):
             if not is_url(request.image_paths[0]):
                 raise bad("Ravenra reads images from an http(s) URL, not from a local file")
 
-    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
+    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> Created:
         # No Idempotency-Key is sent: Ravenra documents none, and the engine never re-sends.
         self.check(request)
         path, body = self._create_body(request, stage)
         answer = self._call(lambda: self.http.post_json(path, body))
-        return self._task_id(answer)
+        return Created(self._task_id(answer), generation())
 
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:
         answer = self._call(lambda: self.http.get_json(RESULT_PATH + quote(task_id, safe="")))

@@ -51,6 +51,7 @@ from . import filekind
 from .base import (
     Asset,
     Capability,
+    Created,
     GenerationRequest,
     OptionSpec,
     Provider,
@@ -63,6 +64,7 @@ from .common import (
     bad,
     credits_if_said,
     flag,
+    generation,
     http_url,
     image_reference,
     int_in_range,
@@ -232,7 +234,7 @@ class Siray(Provider):
             if not is_url(request.image_paths[0]):
                 image_reference(request.image_paths[0])  # a real PNG/JPEG/WebP under 20 MB
 
-    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
+    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> Created:
         # No idempotency key: Siray documents none, and the engine never re-sends a create.
         self.check(request)
         model = resolve_model(request)
@@ -253,7 +255,7 @@ class Siray(Provider):
                 ErrorKind.BAD_RESPONSE,
                 f"create answer has no task_id: {self.http.redact(one_line(data, 160))}",
             )
-        return task_id.strip()
+        return Created(task_id.strip(), generation())
 
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:
         path = f"{GENERATIONS_PATH}/{quote(task_id, safe='')}"

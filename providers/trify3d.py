@@ -13,6 +13,9 @@ from urllib.parse import quote
 from .base import (
     Asset,
     Capability,
+    Charge,
+    ChargeState,
+    Created,
     GenerationRequest,
     OptionSpec,
     Provider,
@@ -21,7 +24,14 @@ from .base import (
     TaskState,
     TaskStatus,
 )
-from .common import bad, image_reference, one_line, progress_fraction, unwrapped
+from .common import (
+    bad,
+    image_reference,
+    one_line,
+    progress_fraction,
+    reported_charge,
+    unwrapped,
+)
 from .errors import ErrorKind, ProviderError
 
 INFO = ServiceInfo(
@@ -68,7 +78,7 @@ _STATES = {
 class Trify3D(Provider):
     info = INFO
 
-    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
+    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> Created:
         self.check(request)
         body: dict[str, Any] = {k: v for k, v in request.options.items() if v not in ("", None)}
         if request.source == "TEXT":
@@ -88,7 +98,7 @@ class Trify3D(Provider):
                 ErrorKind.BAD_RESPONSE,
                 f"create answer has no taskId: {self.http.redact(str(data))[:160]}",
             )
-        return task_id
+        return Created(task_id, _charge(data))
 
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:
         data = unwrapped(self.http.get_json(f"/api/v1/generations/{quote(task_id, safe='')}"))
@@ -110,4 +120,11 @@ class Trify3D(Provider):
             code = data.get("errorCode") or data.get("error") or "no reason given"
             message = self.http.redact(f"generation failed ({one_line(code)})")
         progress = 1.0 if state == TaskState.SUCCEEDED else progress_fraction(data.get("progress"))
-        return TaskStatus(state, progress, message, tuple(assets))
+        return TaskStatus(state, progress, message, tuple(assets), charge=_charge(data))
+
+
+def _charge(data: dict[str, Any]) -> Charge | None:
+    """Every answer says the credits the task used; the create also what is left."""
+    return reported_charge(
+        data, ("creditsUsed",), "credits", ChargeState.CHARGED, ("creditsRemaining",)
+    )

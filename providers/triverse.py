@@ -29,6 +29,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +38,9 @@ from .base import (
     STANDARD_FLOW,
     Asset,
     Capability,
+    Charge,
+    ChargeState,
+    Created,
     FlowStep,
     GenerationRequest,
     OptionSpec,
@@ -56,6 +60,7 @@ from .common import (
     int_in_range,
     json_object,
     one_line,
+    reported_charge,
     status_word,
     whole_number,
 )
@@ -267,7 +272,7 @@ class Triverse(Provider):
             raise ProviderError(ErrorKind.BAD_RESPONSE, "upload answer has no file_key")
         return key.strip()
 
-    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
+    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> Created:
         self.check(request)
         body: dict[str, Any]
         if request.source == "TEXT":
@@ -285,10 +290,11 @@ class Triverse(Provider):
             answer = self.http.post_json(CREATE_PATHS[request.source], body)
         except ProviderError as exc:
             raise credits_if_said(exc) from None
-        task_id = _pick(self._data(answer, "create"), "task_uuid", "task_id")
+        data = self._data(answer, "create")
+        task_id = _pick(data, "task_uuid", "task_id")
         if not isinstance(task_id, str) or not task_id.strip():
             raise ProviderError(ErrorKind.BAD_RESPONSE, "create answer has no task_uuid")
-        return task_id.strip()
+        return Created(task_id.strip(), _charge(data, ChargeState.FROZEN))
 
     def poll(self, task_id: str, stage: str = "") -> TaskStatus:
         record = self._data(self._get(TASK_PATH + quote(task_id, safe="")), "status")
@@ -304,14 +310,22 @@ class Triverse(Provider):
             reason = _reason(_pick(record, "error")) or "no reason given"
             message = f"Texturing failed: {reason}; imported the untextured geometry"
             model = (Asset(geometry, "model"),)
-            return TaskStatus(TaskState.SUCCEEDED, 1.0, message, model, warnings=(message,))
+            charged = _charge(record, ChargeState.CHARGED)
+            return TaskStatus(
+                TaskState.SUCCEEDED, 1.0, message, model, warnings=(message,), charge=charged
+            )
         state = _STATES.get(word)
         if state == TaskState.SUCCEEDED:
-            return self._finished(task_id, output, progress)
+            finished = self._finished(task_id, output, progress)
+            if finished.state != TaskState.SUCCEEDED:
+                return finished
+            return replace(finished, charge=_charge(record, ChargeState.CHARGED))
         if state in (TaskState.FAILED, TaskState.CANCELLED):
             reason = _reason(_pick(record, "error", "message")) or "no reason given"
             verb = "failed" if state == TaskState.FAILED else "was cancelled"
-            return TaskStatus(state, progress, self.http.redact(f"Triverse task {verb}: {reason}"))
+            message = self.http.redact(f"Triverse task {verb}: {reason}")
+            refunded = _charge(record, ChargeState.REFUNDED)
+            return TaskStatus(state, progress, message, charge=refunded)
         if state == TaskState.QUEUED:
             return TaskStatus(state, progress, "Queued on Triverse")
         if geometry_word in _DONE or (geometry and texture_word):
@@ -389,3 +403,10 @@ class Triverse(Provider):
         if kind is None:
             kind = ErrorKind.SERVER if during == "status" else ErrorKind.BAD_REQUEST
         return ProviderError(kind, detail)
+
+
+def _charge(data: Mapping[str, Any], state: ChargeState) -> Charge:
+    """Credits are frozen at create (`cost_credits`, older `costCredits`), deducted when the
+    task succeeds and unfrozen when it fails; a later answer may not repeat the amount."""
+    reported = reported_charge(dict(data), ("cost_credits", "costCredits"), "credits", state)
+    return reported or Charge(None, "credits", state)

@@ -27,6 +27,9 @@ from . import filekind
 from .base import (
     Asset,
     Capability,
+    Charge,
+    ChargeState,
+    Created,
     FlowStep,
     GenerationRequest,
     Http,
@@ -38,7 +41,15 @@ from .base import (
     TaskState,
     TaskStatus,
 )
-from .common import bad, flag, image_data_url, int_in_range, json_object, one_line
+from .common import (
+    amount,
+    bad,
+    flag,
+    image_data_url,
+    int_in_range,
+    json_object,
+    one_line,
+)
 from .errors import ErrorKind, ProviderError
 from .http import MAX_DOWNLOAD_BYTES
 
@@ -333,14 +344,14 @@ class VoxelAI(Provider):
         if path:
             image_data_url(path)  # a real PNG/JPEG/WebP under 20 MB
 
-    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> str:
+    def create(self, request: GenerationRequest, idempotency_key: str, stage: str = "") -> Created:
         self.check(request)
         if stage == IMAGES:
             body: dict[str, Any] = {"prompt": request.prompt}
             seed = _int_option(request.options, "seed", 0, MAX_SEED)
             if seed is not None:
                 body["seed"] = seed
-            return _job_id(self._post(IMAGES, body))
+            return Created(_job_id(self._post(IMAGES, body)))  # free
         if stage == VOXELIZE:
             path = _image_path(request)
             if not path:
@@ -349,7 +360,7 @@ class VoxelAI(Provider):
             answer = self._post(VOXELIZE, body)
             job_id = _job_id(answer)
             self._accounts[job_id] = (answer.get("balance"), answer.get("charged"))
-            return job_id
+            return Created(job_id, _tokens(answer, ChargeState.CHARGED))
         raise bad(f"Voxel-AI has no {stage!r} step")
 
     def _post(self, stage: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -370,7 +381,12 @@ class VoxelAI(Provider):
         if state is None:
             raise ProviderError(ErrorKind.BAD_RESPONSE, f"unknown job state {raw[:40]!r}")
         if state == TaskState.FAILED:
-            return TaskStatus(state, message=self._failure(data, stage))
+            refund = None  # "refunded if the job fails", whether or not the answer says so
+            if stage == VOXELIZE:
+                refund = _tokens(data, ChargeState.REFUNDED) or Charge(
+                    None, "tokens", ChargeState.REFUNDED
+                )
+            return TaskStatus(state, message=self._failure(data, stage), charge=refund)
         account = self._account(task_id, data)
         if state == TaskState.SUCCEEDED:
             output = _object(data.get("output") or {}, "the job output")
@@ -380,7 +396,10 @@ class VoxelAI(Provider):
                 seeded = f" (seed {seed})" if isinstance(seed, int) else ""
                 message = f"{len(found)} candidates ready{seeded}"
                 return TaskStatus(state, 1.0, message, candidates=found)
-            return TaskStatus(state, 1.0, f"Voxel model ready{account}", assets=_model(output))
+            spent = _tokens(data, ChargeState.CHARGED)
+            return TaskStatus(
+                state, 1.0, f"Voxel model ready{account}", assets=_model(output), charge=spent
+            )
         label = "Generating candidate images" if stage == IMAGES else "Voxelizing"
         return TaskStatus(state, 0.0, f"{label} — {_timing(state, data)}{account}")
 
@@ -417,3 +436,17 @@ class VoxelAI(Provider):
             if os.path.exists(part):
                 os.remove(part)
         return len(data)
+
+
+def _tokens(data: dict[str, Any], state: ChargeState) -> Charge | None:
+    """A voxelize costs one token, taken up front (`charged`) and given back once if the job
+    fails; answers carry the `balance` after it."""
+    charged, balance = data.get("charged"), amount(data.get("balance"))
+    if charged is None and balance is None:
+        return None
+    if charged is None or isinstance(charged, bool):
+        spent = None if charged is None else float(charged)
+        return Charge(spent, "tokens", state, balance)
+    spent = amount(charged)
+    note = "" if spent is not None else f"charged {one_line(charged, 40)!r} is not an amount"
+    return Charge(spent, "tokens", state, balance, note)

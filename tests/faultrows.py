@@ -5,12 +5,14 @@ fail, and how to hold its tasks running. Used by test_faults.py and test_crashes
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from services import api, service
 
 from conftest import ADDON_ID
 from emulators import ravenra, siray, trify3d, triverse, voxelai
@@ -60,6 +62,11 @@ class Service:
     # redirects to, each as (path prefix, part of the path); None when results come inline.
     model_link: tuple[str, str] | None = None
     model_file: tuple[str, str] | None = None
+    # Money as the service's own ledger has it: the unit the add-on reports it in, what was
+    # spent (held credits and refunds left out), and the balance its answers report, if any.
+    unit: str = "generation"
+    spent: Callable[[Any], float] = lambda emu: float(emu.charges)
+    balance: Callable[[Any], float | None] = lambda emu: None
 
     @property
     def charges(self) -> int:
@@ -113,6 +120,9 @@ VOXEL_KEY = "vxl_live_S3CRET-voxel-key"
 SERVICES = (
     Service(
         name="trify3d",
+        unit="credits",
+        spent=lambda e: float(e.charges * trify3d.COST),
+        balance=lambda e: float(e.credits),
         model_link=("/r/", ""),
         model_file=("/files/", "/model"),
         key=TRIFY_KEY,
@@ -197,6 +207,8 @@ SERVICES = (
     ),
     Service(
         name="triverse",
+        unit="credits",
+        spent=lambda e: float(100 * triverse.COST - e.credits),  # frozen and not returned
         model_link=("/r/", "/model"),
         model_file=("/files/", "/model"),
         key=TRIVERSE_KEY,
@@ -223,6 +235,9 @@ SERVICES = (
     ),
     Service(
         name="voxelai",
+        unit="tokens",
+        spent=lambda e: float(5 - (e.balance() or 0)),  # the emulator's users start with 5
+        balance=lambda e: float(e.balance() or 0),
         key=VOXEL_KEY,
         make=lambda _: voxelai.VoxelAIEmulator(
             api_key=VOXEL_KEY, images_window=0.5, polls_to_complete=2
@@ -259,3 +274,31 @@ SERVICES = (
 )
 
 BY_SERVICE = [pytest.param(s, id=s.name) for s in SERVICES]
+
+
+@contextmanager
+def running(svc: Service, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """The service's emulator, with the add-on in this Blender pointed at it."""
+    emulator = svc.make(tmp_path)
+    with service(monkeypatch, svc.name, emulator, svc.key, path=svc.path, cancel_live=True) as emu:
+        svc.prepare(emu)
+        yield emu
+
+
+def generate(svc: Service) -> set[str]:
+    """The generate operator as a script calls it: it returns once the job has ended."""
+    import bpy
+
+    return bpy.ops.conjure.generate(provider=svc.name, prompt=PROMPT, timeout=120, **svc.args)
+
+
+def imported() -> list[Any]:
+    import bpy
+
+    return [o for o in bpy.data.objects if o.get("conjure_job_id")]
+
+
+def newest_job(svc: Service) -> dict[str, Any]:
+    job = api().jobs()[0]
+    assert job["provider"] == svc.name and job["prompt"] == PROMPT
+    return job

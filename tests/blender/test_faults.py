@@ -31,15 +31,23 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from faultrows import BY_SERVICE, PROMPT, SERVICES, Case, Service
+from faultrows import (
+    BY_SERVICE,
+    PROMPT,
+    SERVICES,
+    Case,
+    Service,
+    generate,
+    imported,
+    newest_job,
+    running,
+)
 from killresume import end_and_resume, journal_of, kill_and_resume, result_line
-from services import api, service, service_env
+from services import api, service_env
 
 from conftest import ADDON_ID
 
@@ -73,34 +81,6 @@ def _trouble() -> list[Any]:
                 fault = {**fault, "body": svc.trouble_bodies[status]}
             rows.append(pytest.param(svc, kind, fault, id=_ids(svc, kind)))
     return rows
-
-
-@contextmanager
-def running(svc: Service, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    """The service's emulator, with the add-on in this Blender pointed at it."""
-    emulator = svc.make(tmp_path)
-    with service(monkeypatch, svc.name, emulator, svc.key, path=svc.path, cancel_live=True) as emu:
-        svc.prepare(emu)
-        yield emu
-
-
-def generate(svc: Service) -> set[str]:
-    """The generate operator as a script calls it: it returns once the job has ended."""
-    import bpy
-
-    return bpy.ops.conjure.generate(provider=svc.name, prompt=PROMPT, timeout=120, **svc.args)
-
-
-def imported() -> list[Any]:
-    import bpy
-
-    return [o for o in bpy.data.objects if o.get("conjure_job_id")]
-
-
-def newest_job(svc: Service) -> dict[str, Any]:
-    job = api().jobs()[0]
-    assert job["provider"] == svc.name and job["prompt"] == PROMPT
-    return job
 
 
 def assert_failed_in_one_line(svc: Service, error: RuntimeError, expected: str) -> None:

@@ -79,6 +79,7 @@ class Trify3DEmulator(Emulator):
         self.wrap = wrap
         self.tasks: dict[str, Task] = {}
         self.charges = 0  # creates that spent credits (as Triverse's emulator counts them)
+        self.credits_used: object = COST  # what answers say in creditsUsed (a test may garble it)
         self._state = threading.Lock()
 
     # -- helpers
@@ -167,7 +168,7 @@ class Trify3DEmulator(Emulator):
             "taskId": task.task_id,
             "provider": "tripo3d",
             "status": "processing",
-            "creditsUsed": COST,
+            "creditsUsed": self.credits_used,
             "creditsRemaining": self.credits,
         }
 
@@ -176,7 +177,8 @@ class Trify3DEmulator(Emulator):
         if task is None:
             return json_reply(404, {"error": "Task not found"}, self._limits())
         task.polls += 1
-        record = {"taskId": task.task_id, "type": task.kind, "creditsUsed": COST, "errorCode": None}
+        record = {"taskId": task.task_id, "type": task.kind, "errorCode": None}
+        record["creditsUsed"] = self.credits_used
         if task.polls < self.polls_to_complete:
             record |= {
                 "status": "processing",

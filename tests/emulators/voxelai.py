@@ -211,7 +211,10 @@ class VoxelAIEmulator(Emulator):
             if job.charged and not job.refunded:  # refunded here, exactly once
                 job.refunded = True
                 self.balances[job.owner] = (self.balances[job.owner] or 0) + 1
-            return json_reply(200, {"state": "failed", "error": "Worker ran out of GPU memory"})
+            failed = {"state": "failed", "error": "Worker ran out of GPU memory"}
+            if job.kind == "voxelize":  # as the page's status answer: the balance after it
+                failed |= {"balance": self.balances[job.owner], "charged": job.charged}
+            return json_reply(200, failed)
         return json_reply(200, {"state": "completed", "executionTime": 38000, **self._result(job)})
 
     def _result(self, job: VoxelJob) -> dict:

@@ -18,13 +18,14 @@ import pytest
 from harness import SETTLED, EngineHarness, harness_fixture
 
 from conftest import ROOT
-from conjure_src.jobs.journal import HOST, Journal
+from conjure_src.jobs.journal import HOST, SCHEMA_VERSION, Journal
 from conjure_src.jobs.model import Answer, ImportPlan, Job, JobState, VoxMesh
 from conjure_src.providers import get_provider, make_http
 from conjure_src.providers.base import (
     STANDARD_FLOW,
     Asset,
     Capability,
+    Created,
     FlowStep,
     GenerationRequest,
     Provider,
@@ -356,7 +357,7 @@ def test_a_version_1_journal_is_migrated_and_its_jobs_resume(tmp_path, trify) ->
         assert [j.state for j in jobs] == [JobState.READY] * 2
         assert trify.count("POST") == 0  # resumed by polling, never by paying again
         version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-        assert version == 3
+        assert version == SCHEMA_VERSION == 4
     finally:
         h.close()
 
@@ -415,8 +416,9 @@ def test_a_version_2_journal_moves_notes_into_typed_fields_and_resumes(tmp_path,
         assert done.state == JobState.READY, done.message
         assert trify.count("POST") == 0  # nothing paid again
         assert h.journal.get("a").plan == a.plan  # the plan survives the engine's saves
+        assert h.journal.get("a").credits == 5  # v4: what the polls said it cost is kept
         version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-        assert version == 3
+        assert version == SCHEMA_VERSION == 4
     finally:
         h.close()
 
@@ -465,7 +467,7 @@ class Staged(Provider):
         self.calls.append(f"create:{stage}:{request.upload_ref}")
         if stage == "model":
             self.calls.append(f"picked:{Path(request.picked_path).stem}")
-        return f"task-{stage}"
+        return Created(f"task-{stage}")
 
     def poll(self, task_id, stage=""):
         self.calls.append(f"poll:{stage}")

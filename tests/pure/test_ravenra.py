@@ -317,7 +317,7 @@ def test_record_shapes() -> None:
     ],
 )
 def test_task_id_from_the_create_answer(answer: dict, task_id: str) -> None:
-    assert _stub(answer).create(GenerationRequest("TEXT", "x"), "k") == task_id
+    assert _stub(answer).create(GenerationRequest("TEXT", "x"), "k").task_id == task_id
 
 
 def test_create_answer_without_an_id_is_a_bad_response() -> None:

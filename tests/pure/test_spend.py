@@ -1,0 +1,84 @@
+"""Money you can see (issue #21), without Blender: how a stage's charge is kept as answers
+arrive, what a job cost, the per-service sums `spend` prints, and amounts as services write
+them. The agreement with each service's own ledger is in tests/blender/test_spend.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conjure_src.jobs.model import Job, StageCharge
+from conjure_src.jobs.spend import spend
+from conjure_src.providers.base import Charge, ChargeState
+from conjure_src.providers.common import amount, reported_charge
+
+FROZEN, CHARGED, REFUNDED = ChargeState.FROZEN, ChargeState.CHARGED, ChargeState.REFUNDED
+
+
+def _job(provider: str = "triverse", created: float = 100.0, *charges: tuple) -> Job:
+    job = Job.new(provider, "TEXT", "a cost").evolve(created=created)
+    for stage, charge in charges:
+        job = job.evolve(charges=job.charged(stage, charge))
+    return job
+
+
+def test_a_later_answer_replaces_a_stage_and_keeps_what_it_leaves_unsaid() -> None:
+    job = _job("triverse", 1.0, ("", Charge(120.0, "credits", FROZEN, 880.0)))
+    assert job.credits == 120 and job.balance is not None and job.balance[0] == 880
+    job = job.evolve(charges=job.charged("", Charge(None, "credits", CHARGED)))
+    (only,) = job.charges
+    assert (only.state, only.amount, only.balance) == (CHARGED, 120.0, 880.0)
+    again = job.evolve(charges=job.charged("", Charge(None, "credits", CHARGED)))
+    assert again.charges == job.charges  # the same answer twice (a resume) changes nothing
+
+
+def test_what_a_job_cost() -> None:
+    assert _job().credits is None  # nothing said: unknown, not free
+    refunded = _job("voxelai", 1.0, ("voxelize", Charge(1.0, "tokens", CHARGED, 4.0)),
+                    ("voxelize", Charge(None, "tokens", REFUNDED, 5.0)))  # fmt: skip
+    assert refunded.credits == 0 and refunded.credit_unit == "tokens"
+    two = _job("ravenra", 1.0, ("preview", Charge(1.0, "generation", CHARGED)),
+               ("refine", Charge(1.0, "generation", CHARGED)))  # fmt: skip
+    assert two.credits == 2 and len(two.charges) == 2
+    unread = _job("trify3d", 1.0, ("", Charge(None, "credits", CHARGED, note="garbled")))
+    assert unread.credits is None
+
+
+def test_spend_sums_each_service_and_keeps_the_latest_balance() -> None:
+    jobs = [
+        _job("triverse", 10.0, ("", Charge(120.0, "credits", CHARGED, 880.0))),
+        _job("triverse", 20.0, ("", Charge(120.0, "credits", FROZEN, 760.0))),
+        _job("triverse", 30.0, ("", Charge(120.0, "credits", REFUNDED))),
+        _job("voxelai", 40.0, ("voxelize", Charge(None, "tokens", CHARGED))),
+        _job("siray", 5.0),  # nothing said: not a paid job here
+    ]
+    triverse, voxel = spend(jobs)
+    assert (triverse.service, triverse.unit, triverse.paid_jobs) == ("triverse", "credits", 3)
+    assert (triverse.charged, triverse.held, triverse.refunded) == (120, 120, 120)
+    assert triverse.balance == 760 and triverse.unknown == 0
+    assert voxel.service == "voxelai" and voxel.unknown == 1 and voxel.charged == 0
+    assert [s.service for s in spend(jobs, since=25.0)] == ["triverse", "voxelai"]
+    assert spend(jobs, since=25.0)[0].paid_jobs == 1
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [(5, 5.0), (2.5, 2.5), ("7", 7.0), (" 0.5 ", 0.5), (0, 0.0), (True, None), (-1, None),
+     ("five", None), (None, None), (math.nan, None), (math.inf, None), ([3], None)],
+)  # fmt: skip
+def test_amounts_as_services_write_them(written: object, read: float | None) -> None:
+    assert amount(written) == read
+
+
+def test_a_charge_not_understood_says_why_and_keeps_the_balance() -> None:
+    charge = reported_charge({"creditsUsed": "lots", "creditsRemaining": 40}, ("creditsUsed",),
+                             "credits", CHARGED, ("creditsRemaining",))  # fmt: skip
+    assert charge == Charge(None, "credits", CHARGED, 40.0, "creditsUsed 'lots' is not an amount")
+    assert reported_charge({}, ("creditsUsed",), "credits", CHARGED) is None
+
+
+def test_stage_charges_compare_without_their_time() -> None:
+    assert StageCharge("", "credits", CHARGED, 1.0, at=1.0) == StageCharge(
+        "", "credits", CHARGED, 1.0, at=2.0
+    )
