@@ -19,13 +19,16 @@ import bpy
 from . import imports, runtime
 from .jobs.model import FINISHED
 from .jobs.session import ConjureError
+from .jobs.spend import Request
+from .jobs.spend import quote as estimate
 from .jobs.spend import spend as summed_spend
+from .providers import SERVICES
 from .providers.base import GenerationRequest, is_url
 from .settings import online_access_problem
 
 __all__ = [
     "ConjureError", "batch_limits", "cancel", "generate", "import_file", "jobs", "pick",
-    "resume", "reuse", "spend", "status", "submit", "wait",
+    "quote", "resume", "reuse", "spend", "status", "submit", "wait",
 ]  # fmt: skip
 _ENDED = {s.value for s in FINISHED}
 
@@ -124,6 +127,33 @@ def spend(since: float = 0.0) -> list[dict[str, object]]:
     and the last balance it reported (with when). Never an estimate."""
     rt = runtime.get()
     return [s.to_json() for s in summed_spend(rt.journal.recent(1_000_000), since)]
+
+
+def quote(requests: Iterable[Mapping[str, object]]) -> dict[str, object]:
+    """An estimate of what `requests` would cost, each given like `submit`'s arguments
+    ({"service": "trify3d", "source": "TEXT", "options": {...}}): per service and in total per
+    unit, from the most recent charge this journal saw for the same service, source and
+    price-changing options. Rows of a kind never charged before are `unknown`. Nothing is
+    sent; there is no price table."""
+    wanted = []
+    for r in requests:
+        service = str(r.get("service") or r.get("provider") or "")
+        if service not in SERVICES:
+            raise ConjureError(f"Unknown service {service!r}: use one of {', '.join(SERVICES)}")
+        options = r.get("options")
+        given = dict(options) if isinstance(options, Mapping) else {}
+        wanted.append(Request(service, str(r.get("source") or "TEXT"), given))
+    estimates = estimate(wanted, runtime.get().journal.recent(1_000_000))
+    total: dict[str, float] = {}
+    for e in estimates:
+        if e.unit:
+            total[e.unit] = total.get(e.unit, 0.0) + e.amount
+    return {
+        "estimate": True,
+        "services": [e.to_json() for e in estimates],
+        "total": total,
+        "unknown": sum(e.unknown for e in estimates),
+    }
 
 
 def reuse(job_ids: Iterable[str]) -> None:

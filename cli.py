@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import bpy
 
@@ -126,6 +127,11 @@ def parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--export", choices=("glb", "obj"), help="one file per job as well")
     batch.add_argument("--timeout", type=float, default=7200.0, help="seconds to wait")
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan and an estimate of its cost; send and journal nothing",
+    )
 
     jobs = sub.add_parser("jobs", help="list the journal's jobs")
     jobs.add_argument("--json", action="store_true", help="one JSON list on stdout")
@@ -181,7 +187,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _spend(args: argparse.Namespace) -> int:
-    rows = api.spend(args.since)
+    rows: list[dict[str, Any]] = api.spend(args.since)
     if args.json:
         print(json.dumps(rows, indent=1))
         return OK
@@ -193,7 +199,7 @@ def _spend(args: argparse.Namespace) -> int:
     for row in rows:
         balance = "—"
         if row["balance"] is not None:
-            when = datetime.datetime.fromtimestamp(float(row["balance_at"] or 0))  # type: ignore[arg-type]
+            when = datetime.datetime.fromtimestamp(row["balance_at"])
             balance = f"{_amount(row['balance'])} at {when:%Y-%m-%d %H:%M}"
         unknown = f" (+{row['unknown']} unknown)" if row["unknown"] else ""
         print(f"{row['service']:<10} {row['unit']:<10} {row['paid_jobs']:>5} "
@@ -202,9 +208,8 @@ def _spend(args: argparse.Namespace) -> int:
     return OK
 
 
-def _amount(value: object) -> str:
-    number = float(value)  # type: ignore[arg-type]
-    return f"{number:g}"
+def _amount(value: float) -> str:
+    return f"{value:g}"
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -289,6 +294,8 @@ def _batch(args: argparse.Namespace) -> int:
     rows = read_batch(args.file, args.service)
     index, count = args.shard or (1, 1)
     rows = [r for r in rows if r.index % count == index - 1]
+    if args.dry_run:
+        return _plan(rows)
     os.makedirs(args.output_dir, exist_ok=True)
     api.batch_limits(len(rows), count)  # every row at once, within (a share of) the budgets
     batch_id = os.path.abspath(args.file)
@@ -324,6 +331,33 @@ def _batch(args: argparse.Namespace) -> int:
     _summary(rows, job_of, statuses, reused)
     failed = len(rows) - len(results)
     return OK if failed == 0 else FAILED
+
+
+def _plan(rows: list[Row]) -> int:
+    """`batch --dry-run`: the rows per service and kind, and the estimate; nothing sent."""
+    if not rows:
+        raise UsageError("--dry-run: no rows in this slice")
+    quoted: dict[str, Any] = api.quote(
+        {"service": r.service, "source": r.source, "options": r.options} for r in rows
+    )
+    kinds: dict[str, dict[str, int]] = {}
+    for row in rows:
+        kind = " ".join([row.source] + [f"{k}={v}" for k, v in sorted(row.options.items())])
+        counts = kinds.setdefault(row.service, {})
+        counts[kind] = counts.get(kind, 0) + 1
+    print(f"dry run: {len(rows)} row(s), nothing sent")
+    print(f"{'service':<10} {'rows':>5}  {'estimate':<22} kinds of job")
+    for e in quoted["services"]:
+        known = f"{_amount(e['amount'])} {e['unit']}" if e["unit"] else ""
+        unknown = f"{e['unknown']} unknown" if e["unknown"] else ""
+        estimate = " + ".join(x for x in (known, unknown) if x)
+        listed = "; ".join(f"{n} x {k}" for k, n in kinds[e["service"]].items())
+        print(f"{e['service']:<10} {e['rows']:>5}  {estimate:<22} {listed}")
+    total = ", ".join(f"{_amount(v)} {u}" for u, v in quoted["total"].items()) or "nothing known"
+    if quoted["unknown"]:
+        total += f"; {quoted['unknown']} row(s) of unknown cost"
+    print(f"total: {total} (an estimate: the last charges this journal saw for each kind of job)")
+    return OK
 
 
 def _watch(job_ids: list[str], timeout: float) -> dict[str, dict[str, object]]:

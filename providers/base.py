@@ -198,6 +198,9 @@ class ServiceInfo:
     max_answer_bytes: int | None = None  # a longer JSON answer is refused (None: 8 MiB)
     options: tuple[OptionSpec, ...] = ()  # what the sidebar offers, in order
     voxel_output: bool = False  # results are MagicaVoxel files: the VOX import choices apply
+    # The options that may change what a job costs: a quote goes by earlier jobs that had the
+    # same source and these options (never by a price written here).
+    price_options: tuple[str, ...] = ()
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -61,6 +61,7 @@ INFO = ServiceInfo(
     idempotent_create=False,  # the page shows no idempotency key
     poll_interval=3.0,  # "Poll every 3-10 seconds", backing off 3 → 5 → 10
     job_lifetime=None,  # none documented
+    price_options=("mode",),
     options=(
         OptionSpec(
             "mode",

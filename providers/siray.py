@@ -87,6 +87,7 @@ INFO = ServiceInfo(
     idempotent_create=False,  # no idempotency key documented
     poll_interval=5.0,  # "Poll every 5-10 seconds"
     job_lifetime=None,  # none documented
+    price_options=("model", "pbr_enable"),
     options=(
         OptionSpec(
             "model",

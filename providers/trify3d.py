@@ -48,6 +48,7 @@ INFO = ServiceInfo(
     idempotent_create=False,
     poll_interval=3.0,
     job_lifetime=600.0,  # "jobs time out server-side after 10 minutes"
+    price_options=("model", "mode"),
     options=(
         OptionSpec("model", "Model", "Model id, e.g. tripo3d/h3.1 (empty: the service's)"),
         OptionSpec("mode", "Mode", "Quality mode, e.g. quality (empty: the service's)"),

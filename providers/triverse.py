@@ -80,6 +80,7 @@ INFO = ServiceInfo(
     idempotent_create=False,
     poll_interval=5.0,  # the page documents none
     job_lifetime=None,  # none documented
+    price_options=("turbo", "texture_size", "polygon_limit"),
     options=(
         OptionSpec(
             "polygon_limit",

@@ -5,10 +5,12 @@ every job cost, as the service said it, agrees with the service's own ledger —
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import sqlite3
 import time
+from contextlib import ExitStack
 
 import pytest
 from faultrows import BY_SERVICE, SERVICES, Case, Service, generate, running
@@ -114,3 +116,50 @@ def test_a_kill_and_resume_never_counts_a_charge_twice(built_zip, tmp_path, svc:
         assert {c["unit"] for c in counted} == {svc.unit}
     finally:
         emu.stop()
+
+
+def test_a_dry_run_quotes_from_the_last_charges_and_sends_nothing(
+    scene, monkeypatch, tmp_path, capsys
+) -> None:
+    """After one job on each service, a batch of two rows per service (and one of a Trify3D
+    model never charged) is quoted at twice each service's last charge, with one row unknown;
+    nothing is sent and nothing journaled."""
+    with ExitStack() as running_all:
+        for svc in SERVICES:
+            (tmp_path / svc.name).mkdir()
+        emus = {s.name: running_all.enter_context(running(s, monkeypatch, tmp_path / s.name))
+                for s in SERVICES}  # fmt: skip
+        for svc in SERVICES:
+            assert generate(svc) == {"FINISHED"}
+        last = {j["provider"]: j["credits"] for j in reversed(api().jobs())}
+        rows = [{"service": s.name, "prompt": f"a {s.name} lamp", **s.args}
+                for s in SERVICES for _ in range(2)]  # fmt: skip
+        rows.append({"service": "trify3d", "prompt": "a new model", "model": "never/charged"})
+        batch = tmp_path / "plan.csv"
+        with batch.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
+            writer.writeheader()
+            writer.writerows(rows)
+        sent = {name: len(emu.requests) for name, emu in emus.items()}
+        journaled = len(api().jobs())
+        out = _cli(capsys, "batch", str(batch), "--dry-run")
+        assert {name: len(emu.requests) for name, emu in emus.items()} == sent
+        assert len(api().jobs()) == journaled
+    quoted = api().quote({"service": r["service"], "options": r} for r in rows)
+    by_service = {e["service"]: e for e in quoted["services"]}
+    for svc in SERVICES:
+        assert by_service[svc.name]["amount"] == 2 * float(last[svc.name]), svc.name
+        assert by_service[svc.name]["unit"] == svc.unit
+    assert by_service["trify3d"]["unknown"] == 1 and quoted["unknown"] == 1
+    assert out.startswith("dry run: 11 row(s), nothing sent")
+    trify_line = next(x for x in out.splitlines() if x.startswith("trify3d"))
+    assert f"{2 * float(last['trify3d']):g} credits + 1 unknown" in trify_line
+    assert "1 row(s) of unknown cost" in out.splitlines()[-1]
+
+
+def test_a_dry_run_with_no_rows_is_bad_input(scene, tmp_path, capsys) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    cli = importlib.import_module(f"{ADDON_ID}.cli")
+    assert cli.main(["batch", str(empty), "--service", "trify3d", "--dry-run"]) == 2
+    assert "has no rows" in capsys.readouterr().err

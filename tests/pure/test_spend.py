@@ -9,7 +9,7 @@ import math
 import pytest
 
 from conjure_src.jobs.model import Job, StageCharge
-from conjure_src.jobs.spend import spend
+from conjure_src.jobs.spend import Request, quote, spend
 from conjure_src.providers.base import Charge, ChargeState
 from conjure_src.providers.common import amount, reported_charge
 
@@ -82,3 +82,25 @@ def test_stage_charges_compare_without_their_time() -> None:
     assert StageCharge("", "credits", CHARGED, 1.0, at=1.0) == StageCharge(
         "", "credits", CHARGED, 1.0, at=2.0
     )
+
+
+def test_a_quote_is_the_sum_of_the_last_charges_for_each_kind_of_job() -> None:
+    def job(created: float, cost: float, state: ChargeState = CHARGED, **options: object) -> Job:
+        made = Job.new("trify3d", "TEXT", "q", options=options).evolve(created=created)
+        return made.evolve(charges=made.charged("", Charge(cost, "credits", state)))
+
+    jobs = [
+        job(1.0, 4.0),
+        job(2.0, 5.0),  # the newest of its kind wins
+        job(3.0, 9.0, REFUNDED),  # a refund says nothing of the price
+        job(4.0, 30.0, model="big"),
+        _job("voxelai", 5.0, ("voxelize", Charge(1.0, "tokens", CHARGED))),
+    ]
+    requests = [
+        Request("trify3d"), Request("trify3d", "TEXT", {"prompt_extra": 1}),  # not a price option
+        Request("trify3d", "TEXT", {"model": "big"}), Request("trify3d", "IMAGE"),
+        Request("voxelai"), Request("siray"),
+    ]  # fmt: skip
+    trify, voxel, siray = quote(requests, jobs)
+    assert (trify.rows, trify.amount, trify.unknown, trify.unit) == (4, 40.0, 1, "credits")
+    assert (voxel.amount, voxel.unit, siray.unknown, siray.unit) == (1.0, "tokens", 1, "")
