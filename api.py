@@ -28,7 +28,7 @@ from .settings import online_access_problem
 
 __all__ = [
     "ConjureError", "batch_limits", "cancel", "generate", "import_file", "jobs", "pick",
-    "quote", "resume", "reuse", "spend", "status", "submit", "wait",
+    "quote", "resume", "reuse", "spend", "spend_limit", "status", "submit", "wait",
 ]  # fmt: skip
 _ENDED = {s.value for s in FINISHED}
 
@@ -154,6 +154,18 @@ def quote(requests: Iterable[Mapping[str, object]]) -> dict[str, object]:
         "total": total,
         "unknown": sum(e.unknown for e in estimates),
     }
+
+
+def spend_limit(limit: float | None) -> None:
+    """Hold what every job this Blender submits from now on may cost, summed in each
+    service's own unit (credits, tokens, generations), under `limit`; None lifts it. Each
+    paid create is checked first against what the limited jobs committed (their charges, or
+    the last charge of their kind while theirs are unknown): one that could cross the limit
+    is not sent, and its job ends "Not sent: credit limit". Free stages never count."""
+    number = isinstance(limit, int | float) and not isinstance(limit, bool)
+    if limit is not None and not (number and limit > 0):
+        raise ConjureError(f"the spending limit must be a positive number, got {limit!r}")
+    runtime.get().engine.set_spend_limit(None if limit is None else float(limit))
 
 
 def reuse(job_ids: Iterable[str]) -> None:

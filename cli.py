@@ -67,6 +67,16 @@ def _date(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a date like 2026-12-01, got {text!r}") from None
 
 
+def _credits(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _shard(text: str) -> tuple[int, int]:
     index, sep, count = text.partition("/")
     if sep and index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count):
@@ -127,6 +137,13 @@ def parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--export", choices=("glb", "obj"), help="one file per job as well")
     batch.add_argument("--timeout", type=float, default=7200.0, help="seconds to wait")
+    batch.add_argument(
+        "--max-credits",
+        type=_credits,
+        metavar="N",
+        help="send no create that could take what this batch costs over N (each service's "
+        "unit: credits, tokens, generations); over N by the estimate: nothing is sent",
+    )
     batch.add_argument(
         "--dry-run",
         action="store_true",
@@ -306,20 +323,31 @@ def _batch(args: argparse.Namespace) -> int:
     }
     job_of: dict[int, str] = {}
     reused: set[int] = set()
+    fresh = []
     for row in rows:
         earlier = known.get(row.key)
         if earlier and earlier["state"] not in UNDONE:
             job_of[row.index] = str(earlier["job_id"])
             if earlier["state"] != UNSURE:  # shown as it ended, never sent again
                 reused.add(row.index)
-            continue
-        options = {**row.options, "_batch": batch_id, "_batch_row": row.key}  # its plan
-        try:
-            job_of[row.index] = api.submit(row.service, row.source, row.prompt, row.images, options)
-        except api.ConjureError as exc:
-            print(f"row {row.index + 1}: {exc}", file=sys.stderr)
-    api.reuse(job_of[i] for i in reused)  # imported: from its files; else resumed
-    statuses = _watch(list(job_of.values()), args.timeout)
+        else:
+            fresh.append(row)
+    if args.max_credits is not None:
+        _hold_to(args.max_credits, fresh)
+    try:
+        for row in fresh:
+            options = {**row.options, "_batch": batch_id, "_batch_row": row.key}  # its plan
+            try:
+                job_of[row.index] = api.submit(
+                    row.service, row.source, row.prompt, row.images, options
+                )
+            except api.ConjureError as exc:
+                print(f"row {row.index + 1}: {exc}", file=sys.stderr)
+        api.reuse(job_of[i] for i in reused)  # imported: from its files; else resumed
+        statuses = _watch(list(job_of.values()), args.timeout)
+    finally:
+        if args.max_credits is not None:
+            api.spend_limit(None)
     results = [statuses[j] for j in job_of.values() if statuses[j]["state"] == IMPORTED]
     stem = os.path.splitext(os.path.basename(args.file))[0]
     shard = f"-{args.shard[0]}of{args.shard[1]}" if args.shard else ""
@@ -333,13 +361,25 @@ def _batch(args: argparse.Namespace) -> int:
     return OK if failed == 0 else FAILED
 
 
+def _hold_to(limit: float, rows: list[Row]) -> None:
+    """`--max-credits`: refuse up front when the estimate of the rows to send is over the
+    limit; else hold every create of theirs under it."""
+    total = _quote(rows)["total"]
+    if sum(total.values()) > limit:
+        units = ", ".join(f"{_amount(v)} {u}" for u, v in total.items())
+        raise UsageError(f"the estimate, {units}, is over --max-credits {limit:g}: nothing sent")
+    api.spend_limit(limit)
+
+
+def _quote(rows: list[Row]) -> dict[str, Any]:
+    return api.quote({"service": r.service, "source": r.source, "options": r.options} for r in rows)
+
+
 def _plan(rows: list[Row]) -> int:
     """`batch --dry-run`: the rows per service and kind, and the estimate; nothing sent."""
     if not rows:
         raise UsageError("--dry-run: no rows in this slice")
-    quoted: dict[str, Any] = api.quote(
-        {"service": r.service, "source": r.source, "options": r.options} for r in rows
-    )
+    quoted = _quote(rows)
     kinds: dict[str, dict[str, int]] = {}
     for row in rows:
         kind = " ".join([row.source] + [f"{k}={v}" for k, v in sorted(row.options.items())])

@@ -30,6 +30,7 @@ from .journal import JournalWriteError
 from .model import Answer, CreateSent, ImportPlan, Job, JobState, files_exist
 from .rules import Act
 from .scheduler import HELD_ELSEWHERE, LEASE_SECONDS, Scheduler
+from .spend import Admit
 from .steps import CancelledError, DiskError, Done, Live, StoppingError, fetch, last_poll
 
 MAX_STALL_DELAY = 300.0
@@ -123,6 +124,8 @@ class Engine(Scheduler):
             unsure = rules.unsure("its answer never came", live.provider.info.name)
             self._finish(live, JobState.UNSURE, unsure)
             return
+        if not self._within_spend_limit(live):
+            return
         key = job.idempotency_key + (f"-{here.stage}" if job.step else "")
         # A later stage builds on the earlier task (e.g. refine a preview).
         previous = job.task_id or job.previous_task_id
@@ -135,6 +138,21 @@ class Engine(Scheduler):
             creates=(*job.creates, sent),
         )
         self._dispatch(live, Step.CREATE, self._create, live, key, here.stage)
+
+    def _within_spend_limit(self, live: Live) -> bool:
+        """A paid create goes only if the spending limit (if any) lets it: else the job waits
+        to learn a price, or ends unsent."""
+        limit, job = self.spend_limit, live.job
+        if limit is None or live.here.stage in live.provider.info.free_stages:
+            return True
+        verdict, why = limit.admit(job)
+        if verdict == Admit.WAIT:
+            if job.message != why:
+                self._update(live, message=why)
+            self._schedule(live, 0.5)
+        elif verdict == Admit.REFUSE:
+            self._finish(live, JobState.FAILED, why)
+        return verdict == Admit.GO
 
     def _resendable(self, live: Live) -> bool:
         """A create that may have arrived can go again: the service dedupes it, or it is free."""

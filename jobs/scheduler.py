@@ -33,7 +33,8 @@ from ..providers.errors import RateNote
 from .journal import Journal, JournalWriteError
 from .model import ImportPlan, Job, JobState
 from .ratelimit import Budgets, ServiceLimiter
-from .steps import Cancel, Command, Done, Limit, Live, Pick, Start, Workers
+from .spend import SpendLimit, last_charges
+from .steps import Cancel, Cap, Command, Done, Limit, Live, Pick, Start, Workers
 
 LEASE_SECONDS = 30.0
 CREATE_GRACE = 1.8  # how long a quit waits for the answer of a create on the wire
@@ -81,6 +82,7 @@ class Scheduler:
         self._lock = threading.Lock()  # guards _live's key set for readers on other threads
         self._next_renew = 0.0
         self._journal_trouble = ""  # why the journal took no write lately ("" when it does)
+        self.spend_limit: SpendLimit | None = None  # the scheduler thread's; set by Cap
 
     # -- public: any thread --------------------------------------------------------------
 
@@ -129,6 +131,10 @@ class Scheduler:
 
     def set_max_in_flight(self, count: int) -> None:
         self._post(Limit(max(1, int(count))))
+
+    def set_spend_limit(self, limit: float | None) -> None:
+        """Hold what the jobs submitted from now on may cost under `limit` (None: no limit)."""
+        self._post(Cap(limit, time.time()))
 
     def share_budgets(self, fraction: float) -> None:
         """Use `fraction` of every service's documented budget (farm shards split it)."""
@@ -276,6 +282,9 @@ class Scheduler:
             case Limit(count):
                 self.max_in_flight = count
                 self._release_waiting()
+            case Cap(limit, since):
+                known = last_charges(self.journal.recent(1_000_000)) if limit is not None else {}
+                self.spend_limit = SpendLimit(limit, since, known) if limit is not None else None
             case Done():
                 self._on_done(command)
 
@@ -332,6 +341,8 @@ class Scheduler:
             self._drop(job, theirs.evolve(message=HELD_ELSEWHERE))
             return
         self._journal_trouble = ""
+        if self.spend_limit is not None:
+            self.spend_limit.observe(job)
         self.events.put(job)
 
     def _drop(self, job: Job, shown: Job) -> None:

@@ -4,12 +4,16 @@ table: Conjure never writes a price down). docs/jobs.md, "Money you can see"."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 
 from ..providers import SERVICES
 from ..providers.base import ChargeState
-from .model import Job
+from .model import FINISHED, Job, JobState
+
+# A job in these states sends no more creates: what it cost is what it will cost.
+PAID_UP = FINISHED | {JobState.DOWNLOADING, JobState.READY, JobState.IMPORTING}
 
 # A service, a source and the values of the options that may change its price.
 PriceKey = tuple[str, str, tuple[tuple[str, str], ...]]
@@ -122,3 +126,71 @@ def quote(requests: Iterable[Request], jobs: Iterable[Job]) -> list[Estimate]:
             now = replace(now, unit=known[1], rows=now.rows + 1, amount=now.amount + known[0])
         estimates[request.service] = now
     return list(estimates.values())
+
+
+class Admit(enum.Enum):
+    GO = "go"
+    WAIT = "wait"  # the cost of the job before it is being learned: ask again soon
+    REFUSE = "refuse"  # it could take the total over the limit: never sent
+
+
+@dataclass
+class _Reserved:
+    key: PriceKey
+    estimate: float | None  # None: no job of its kind was charged before
+    cost: float | None = None  # what its charges say so far
+    unreadable: bool = False  # the service gave an amount Conjure could not read
+    finished: bool = False  # no more creates: its cost is final
+
+    def counted(self, limit: float) -> float:
+        if self.unreadable:
+            return limit  # unknown spending holds every further create
+        cost = self.cost or 0.0
+        return cost if self.finished else max(cost, self.estimate or 0.0)
+
+
+class SpendLimit:
+    """A limit on what the jobs created from `since` on may cost, in each service's unit
+    (summed as they come), held before each job's first paid create; the scheduler thread
+    owns it. A job counts its estimate (the last charge of its kind) until its own charges
+    say more; a kind never charged here goes one job at a time until one has ended, so its
+    price is learned before a second one could cross the limit."""
+
+    def __init__(self, limit: float, since: float, last: dict[PriceKey, tuple[float, str]]):
+        self.limit, self.since, self.last = limit, since, last
+        self._jobs: dict[str, _Reserved] = {}
+
+    def committed(self) -> float:
+        return sum(r.counted(self.limit) for r in self._jobs.values())
+
+    def admit(self, job: Job) -> tuple[Admit, str]:
+        """Whether `job`'s paid create may go now, and why not."""
+        if job.created < self.since or job.job_id in self._jobs:
+            return Admit.GO, ""  # not under this limit, or already counted (a later stage)
+        key = price_key(job.provider, job.source, job.options)
+        known = self.last.get(key)
+        spent = self.committed()
+        limit = f"{self.limit:g}"
+        if known is None:
+            if any(r.estimate is None and not r.finished for r in self._jobs.values()):
+                return Admit.WAIT, "Waiting to learn what a job costs (credit limit)"
+            if spent >= self.limit:
+                return Admit.REFUSE, f"Not sent: credit limit ({spent:g} of {limit} committed)"
+        elif spent + known[0] > self.limit:
+            about = f"about {known[0]:g} {known[1]}"
+            return Admit.REFUSE, f"Not sent: credit limit ({spent:g} of {limit} committed, {about})"
+        self._jobs[job.job_id] = _Reserved(key, known[0] if known else None)
+        return Admit.GO, ""
+
+    def observe(self, job: Job) -> None:
+        """A job changed: what its charges say replaces the estimate reserved for it."""
+        reserved = self._jobs.get(job.job_id)
+        if reserved is None:
+            return
+        if job.charges:
+            reserved.cost = job.credits
+            reserved.unreadable = job.credits is None
+        reserved.finished = job.state in PAID_UP
+        spent = any(c.state != ChargeState.REFUNDED for c in job.charges)
+        if reserved.finished and job.credits is not None and spent:  # the whole job's price
+            self.last[reserved.key] = (job.credits, job.credit_unit)

@@ -77,7 +77,15 @@ class Done:
     future: Future[Any]
 
 
-Command = Start | Cancel | Pick | Limit | Done
+@dataclass(frozen=True)
+class Cap:
+    """A spending limit for the jobs created from `since` on (None lifts it)."""
+
+    limit: float | None
+    since: float
+
+
+Command = Start | Cancel | Pick | Limit | Cap | Done
 
 
 @dataclass

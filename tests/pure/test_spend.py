@@ -1,6 +1,6 @@
 """Money you can see (issue #21), without Blender: how a stage's charge is kept as answers
 arrive, what a job cost, the per-service sums `spend` prints, and amounts as services write
-them. The agreement with each service's own ledger is in tests/blender/test_spend.py."""
+them. The agreement with each service's own ledger is in tests/blender/test_spend_blender.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from conjure_src.jobs.model import Job, StageCharge
-from conjure_src.jobs.spend import Request, quote, spend
+from conjure_src.jobs.model import Job, JobState, StageCharge
+from conjure_src.jobs.spend import Admit, Request, SpendLimit, price_key, quote, spend
 from conjure_src.providers.base import Charge, ChargeState
 from conjure_src.providers.common import amount, reported_charge
 
@@ -104,3 +104,50 @@ def test_a_quote_is_the_sum_of_the_last_charges_for_each_kind_of_job() -> None:
     trify, voxel, siray = quote(requests, jobs)
     assert (trify.rows, trify.amount, trify.unknown, trify.unit) == (4, 40.0, 1, "credits")
     assert (voxel.amount, voxel.unit, siray.unknown, siray.unit) == (1.0, "tokens", 1, "")
+
+
+def _limited(limit: float, last: dict | None = None) -> SpendLimit:
+    return SpendLimit(limit, since=0.0, last=dict(last or {}))
+
+
+def _charged(job: Job, cost: float | None, paid: ChargeState = CHARGED, **changes) -> Job:
+    return job.evolve(charges=job.charged("", Charge(cost, "credits", paid)), **changes)
+
+
+def test_a_limit_sends_what_fits_by_the_last_charges_and_refuses_the_rest() -> None:
+    key = price_key("trify3d", "TEXT", {})
+    limit = _limited(12, {key: (5.0, "credits")})
+    jobs = [Job.new("trify3d", "TEXT", f"row {i}") for i in range(3)]
+    assert [limit.admit(j)[0] for j in jobs[:2]] == [Admit.GO, Admit.GO]
+    verdict, why = limit.admit(jobs[2])
+    assert verdict == Admit.REFUSE and why == (
+        "Not sent: credit limit (10 of 12 committed, about 5 credits)"
+    )
+    assert limit.admit(jobs[0])[0] == Admit.GO  # a later stage of a counted job
+    limit.observe(_charged(jobs[0], 5.0, REFUNDED, state=JobState.FAILED))  # refunded: room
+    assert limit.admit(jobs[2])[0] == Admit.GO and limit.committed() == 10
+
+
+def test_a_kind_never_charged_goes_one_job_at_a_time_until_its_price_is_known() -> None:
+    limit = _limited(12)
+    first, second, third = (Job.new("trify3d", "TEXT", f"row {i}") for i in range(3))
+    assert limit.admit(first)[0] == Admit.GO
+    assert limit.admit(second)[0] == Admit.WAIT  # might cost anything: not two at once
+    limit.observe(_charged(first, 5.0))
+    assert limit.admit(second)[0] == Admit.WAIT  # charged, but its job has not ended yet
+    limit.observe(_charged(first, 5.0, state=JobState.IMPORTED))
+    assert limit.admit(second)[0] == Admit.GO and limit.committed() == 10
+    assert limit.admit(third)[0] == Admit.REFUSE
+
+
+def test_an_amount_that_cannot_be_read_holds_every_further_create() -> None:
+    limit = _limited(100, {price_key("trify3d", "TEXT", {}): (5.0, "credits")})
+    first, second = Job.new("trify3d", "TEXT", "a"), Job.new("trify3d", "TEXT", "b")
+    assert limit.admit(first)[0] == Admit.GO
+    limit.observe(_charged(first, None))
+    assert limit.admit(second)[0] == Admit.REFUSE
+
+
+def test_jobs_from_before_the_limit_are_not_under_it() -> None:
+    limit = SpendLimit(1, since=1e12, last={})
+    assert limit.admit(Job.new("trify3d", "TEXT", "older"))[0] == Admit.GO

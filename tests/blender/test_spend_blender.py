@@ -163,3 +163,55 @@ def test_a_dry_run_with_no_rows_is_bad_input(scene, tmp_path, capsys) -> None:
     cli = importlib.import_module(f"{ADDON_ID}.cli")
     assert cli.main(["batch", str(empty), "--service", "trify3d", "--dry-run"]) == 2
     assert "has no rows" in capsys.readouterr().err
+
+
+def _rows(path, *rows: dict) -> str:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
+def test_a_batch_whose_estimate_is_over_the_limit_sends_nothing(
+    scene, monkeypatch, tmp_path, capsys
+) -> None:
+    svc = SERVICES[0]  # Trify3D: 5 credits a job
+    with running(svc, monkeypatch, tmp_path) as emu:
+        model = f"kind/{time.time_ns()}"  # a kind of job of its own, charged once below
+        assert bpy_generate(svc, model) == {"FINISHED"}
+        posts = emu.count("POST")
+        batch = _rows(tmp_path / "b.csv", *({"service": "trify3d", "prompt": f"row {i}",
+                                             "model": model} for i in range(3)))  # fmt: skip
+        cli = importlib.import_module(f"{ADDON_ID}.cli")
+        capsys.readouterr()
+        assert cli.main(["batch", batch, "--max-credits", "12"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == "conjure: the estimate, 15 credits, is over --max-credits 12: nothing sent"
+        assert emu.count("POST") == posts
+
+
+def test_a_batch_of_unknown_cost_stops_at_the_limit(scene, monkeypatch, tmp_path, capsys):
+    """No job of this kind was charged before: one goes alone and shows the price (5), the
+    next fits (10 of 12), the rest would cross the limit and are never sent; exit 1."""
+    svc = SERVICES[0]
+    with running(svc, monkeypatch, tmp_path) as emu:
+        model = f"kind/{time.time_ns()}"
+        batch = _rows(tmp_path / "b.csv", *({"service": "trify3d", "prompt": f"row {i}",
+                                             "model": model} for i in range(5)))  # fmt: skip
+        cli = importlib.import_module(f"{ADDON_ID}.cli")
+        code = cli.main(["batch", batch, "--max-credits", "12", "--output-dir", str(tmp_path)])
+        out = capsys.readouterr().out
+        assert code == 1
+        assert emu.count("POST") == 2 and emu.charges == 2
+        assert out.count("Not sent: credit limit") >= 3 and "2 of 5 imported" in out
+    assert api().spend_limit(None) is None  # lifted after the batch; lifting twice is fine
+    with pytest.raises(api().ConjureError, match="positive number"):
+        api().spend_limit(0)
+
+
+def bpy_generate(svc: Service, model: str) -> set[str]:
+    import bpy
+
+    return bpy.ops.conjure.generate(provider=svc.name, prompt="a priced lamp", model=model,
+                                    timeout=60)  # fmt: skip
