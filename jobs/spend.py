@@ -27,7 +27,7 @@ class ServiceSpend:
     unit: str  # "credits", "tokens", or "generation" where no price is documented
     paid_jobs: int  # jobs with a charge, held or spent, or refunded
     charged: float  # spent
-    held: float  # frozen for tasks still running (Triverse), or counted when they succeed
+    held: float  # frozen for tasks not ended yet (Triverse)
     refunded: float  # given back
     unknown: int  # stages whose amount the service did not say (or not readably)
     balance: float | None  # what the account had left, the last time the service said
