@@ -27,6 +27,7 @@ all five (docs/RELIABILITY.md has the table):
 from __future__ import annotations
 
 import importlib
+import json
 import socket
 import sqlite3
 import threading
@@ -327,7 +328,8 @@ def test_the_key_never_leaves(scene, monkeypatch, tmp_path, capfd, svc: Service)
 
 @pytest.mark.parametrize("svc", BY_SERVICE)
 def test_killed_after_submit_resumes_with_one_create(built_zip, tmp_path, svc: Service) -> None:
-    """Blender killed while a paid task runs: the next one resumes it, never buys again."""
+    """Blender killed while a paid task runs: the next one resumes it, never buys again, and
+    counts what the task cost once."""
     emu = svc.make(tmp_path).start()
     try:
         svc.hold(emu)
@@ -343,7 +345,10 @@ def test_killed_after_submit_resumes_with_one_create(built_zip, tmp_path, svc: S
         assert svc.sent(emu) == list(svc.creates)
         assert emu.charges == svc.charges
         with sqlite3.connect(journal_of(tmp_path / "user")) as db:
-            assert db.execute("SELECT state FROM jobs").fetchall() == [("imported",)]
+            ((state, charges),) = db.execute("SELECT state, charges FROM jobs").fetchall()
+        assert state == "imported"
+        counted = [c for c in json.loads(charges) if c["state"] != "refunded"]  # never twice
+        assert sum(c["amount"] for c in counted) == svc.spent(emu) > 0
         assert svc.key not in second.stdout + second.stderr
     finally:
         emu.stop()

@@ -1,6 +1,7 @@
 """Money you can see (issue #21), in real Blender against each service's emulator: what
 every job cost, as the service said it, agrees with the service's own ledger — in `jobs
---json`, in `spend` (JSON and table), after a failure or refund, and after a kill and resume.
+--json`, in `spend` (JSON and table), after a failure or refund (after a kill and resume:
+test_faults.py's kill test); quotes and `--dry-run`; a spending limit that holds.
 """
 
 from __future__ import annotations
@@ -8,14 +9,12 @@ from __future__ import annotations
 import csv
 import importlib
 import json
-import sqlite3
 import time
 from contextlib import ExitStack
 
 import pytest
 from faultrows import BY_SERVICE, SERVICES, Case, Service, generate, running
-from killresume import journal_of, kill_and_resume, result_line
-from services import api, service_env
+from services import api
 
 from conftest import ADDON_ID
 
@@ -93,29 +92,6 @@ def test_an_answer_with_a_charge_not_understood_leaves_the_cost_unknown(
     ]
     (row,) = [r for r in api().spend(since) if r["service"] == svc.name]
     assert row["unknown"] >= 1
-
-
-@pytest.mark.parametrize("svc", BY_SERVICE)
-def test_a_kill_and_resume_never_counts_a_charge_twice(built_zip, tmp_path, svc: Service):
-    emu = svc.make(tmp_path).start()
-    try:
-        svc.hold(emu)
-        second = kill_and_resume(
-            built_zip,
-            tmp_path,
-            service_env(svc.name, svc.key, f"{emu.url}{svc.path}"),
-            svc.operator_call(),
-            svc.killed_when,
-            before_resume=lambda: svc.release(emu),
-        )
-        result_line(second)
-        with sqlite3.connect(journal_of(tmp_path / "user")) as db:
-            (charges,) = db.execute("SELECT charges FROM jobs").fetchone()
-        counted = [c for c in json.loads(charges) if c["state"] != "refunded"]
-        assert sum(c["amount"] for c in counted) == svc.spent(emu) > 0
-        assert {c["unit"] for c in counted} == {svc.unit}
-    finally:
-        emu.stop()
 
 
 def test_a_dry_run_quotes_from_the_last_charges_and_sends_nothing(
