@@ -102,6 +102,8 @@ class Engine(Scheduler):
             if job.job_id not in self._waiting:
                 self._waiting.append(job.job_id)
             return
+        if here.step == Step.CREATE and not self._within_spend_limit(live):
+            return  # before the rate budget: a create held back spends none of it
         wait = self.limiter(job.provider).reserve(here.bucket)
         if wait > 0:
             if here.step == Step.CREATE and job.state == JobState.QUEUED:
@@ -123,8 +125,6 @@ class Engine(Scheduler):
         if job.state == JobState.SUBMITTING and not self._resendable(live):
             unsure = rules.unsure("its answer never came", live.provider.info.name)
             self._finish(live, JobState.UNSURE, unsure)
-            return
-        if not self._within_spend_limit(live):
             return
         key = job.idempotency_key + (f"-{here.stage}" if job.step else "")
         # A later stage builds on the earlier task (e.g. refine a preview).
