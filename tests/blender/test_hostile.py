@@ -154,8 +154,11 @@ def _relatime_works(folder: Path) -> bool:
     return probe.stat().st_atime > 0
 
 
-def _canaries(root: Path, tmp_path: Path) -> dict[str, Path]:
-    """Files beside and above the jobs folder that no job may read or change."""
+@pytest.fixture
+def canaries(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    """Files beside and above the jobs folder that no job may read or change (taken away
+    afterwards: the add-on's folder is shared by the tests)."""
+    root = Path(importlib.import_module(f"{ADDON_ID}.runtime").get().root)
     places = {
         "jobs": root / "jobs" / "canary.png",  # ../canary.png from a job folder
         "root": root / "canary.png",  # ../../canary.png
@@ -165,7 +168,9 @@ def _canaries(root: Path, tmp_path: Path) -> dict[str, Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(PNG)
         os.utime(path, (0, path.stat().st_mtime))
-    return places
+    yield places
+    for path in places.values():
+        path.unlink(missing_ok=True)
 
 
 def _files(*folders: Path) -> set[Path]:
@@ -174,13 +179,14 @@ def _files(*folders: Path) -> set[Path]:
 
 @pytest.mark.parametrize(("served", "failure", "warned"), [c[1:] for c in CORPUS],
                          ids=[c[0] for c in CORPUS])  # fmt: skip
-def test_a_hostile_model(scene, trify, tmp_path, served: Corpus, failure: str, warned: str) -> None:
+def test_a_hostile_model(
+    scene, trify, canaries, tmp_path, served: Corpus, failure: str, warned: str
+) -> None:
     import bpy
 
     root = Path(importlib.import_module(f"{ADDON_ID}.runtime").get().root)
     if not _relatime_works(tmp_path):
         pytest.skip("this file system does not record reads (noatime): canaries cannot tell")
-    canaries = _canaries(root, tmp_path)
     trify.model_bytes = served(canaries)
     before = _files(root, tmp_path)
     objects = set(bpy.data.objects)
