@@ -238,10 +238,9 @@ class Engine(Scheduler):
     def _on_status(self, live: Live, status: TaskStatus) -> None:
         live.polls += 1
         costed = priced(live.job, live.here.stage, status.charge)
-        if costed and costed["charges"] != live.job.charges:  # saved with the change below
+        recosted = bool(costed) and costed["charges"] != live.job.charges
+        if recosted:  # saved with the change below
             live.job = live.job.evolve(**costed)
-        else:
-            costed = {}
         job = live.job
         if status.state == TaskState.SUCCEEDED:
             live.assets, live.candidates = status.assets, status.candidates
@@ -260,7 +259,7 @@ class Engine(Scheduler):
             return
         message = status.message or "Generating"
         now = (job.state, job.progress, job.message)
-        if costed or now != (JobState.RUNNING, status.progress, message):
+        if recosted or now != (JobState.RUNNING, status.progress, message):
             self._update(live, state=JobState.RUNNING, progress=status.progress, message=message)
         self._schedule(live, status.wait if status.wait is not None else self._poll_delay(live))
 

@@ -296,6 +296,13 @@ class Job:
         return sum(c.amount or 0.0 for c in counted)
 
     @property
+    def price(self) -> float | None:
+        """What this job says a job of its kind costs: its cost once known, unless all of
+        it was given back (a refund says nothing of a price)."""
+        kept = any(c.state != ChargeState.REFUNDED for c in self.charges)
+        return self.credits if kept else None
+
+    @property
     def credit_unit(self) -> str:
         return self.charges[0].unit if self.charges else ""
 

@@ -107,9 +107,8 @@ def last_charges(jobs: Iterable[Job]) -> dict[PriceKey, tuple[float, str]]:
     of a price), with its unit."""
     last: dict[PriceKey, tuple[float, str]] = {}
     for job in sorted(jobs, key=lambda j: j.created):  # oldest first: the newest wins
-        cost = job.credits
-        if cost is not None and any(c.state != ChargeState.REFUNDED for c in job.charges):
-            last[price_key(job.provider, job.source, job.options)] = (cost, job.credit_unit)
+        if job.price is not None:
+            last[price_key(job.provider, job.source, job.options)] = (job.price, job.credit_unit)
     return last
 
 
@@ -191,6 +190,5 @@ class SpendLimit:
             reserved.cost = job.credits
             reserved.unreadable = job.credits is None
         reserved.finished = job.state in PAID_UP
-        spent = any(c.state != ChargeState.REFUNDED for c in job.charges)
-        if reserved.finished and job.credits is not None and spent:  # the whole job's price
-            self.last[reserved.key] = (job.credits, job.credit_unit)
+        if reserved.finished and job.price is not None:  # the whole job's price
+            self.last[reserved.key] = (job.price, job.credit_unit)

@@ -51,7 +51,7 @@ class Asset:
 class ChargeState(enum.StrEnum):
     """Where a stage's cost stands, as the service said."""
 
-    FROZEN = "frozen"  # held for the task (Triverse), or counted once it succeeds
+    FROZEN = "frozen"  # held for the task until it ends (Triverse)
     CHARGED = "charged"  # spent
     REFUNDED = "refunded"  # given back (Voxel-AI's failed voxelize, Triverse's failed task)
 

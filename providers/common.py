@@ -11,6 +11,7 @@ import base64
 import math
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from . import filekind
@@ -66,7 +67,7 @@ def generation() -> Charge:
 
 
 def reported_charge(
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     keys: tuple[str, ...],
     unit: str,
     state: ChargeState,

@@ -409,5 +409,5 @@ class Triverse(Provider):
 def _charge(data: Mapping[str, Any], state: ChargeState) -> Charge:
     """Credits are frozen at create (`cost_credits`, older `costCredits`), deducted when the
     task succeeds and unfrozen when it fails; a later answer may not repeat the amount."""
-    reported = reported_charge(dict(data), ("cost_credits", "costCredits"), "credits", state)
+    reported = reported_charge(data, ("cost_credits", "costCredits"), "credits", state)
     return reported or Charge(None, "credits", state)

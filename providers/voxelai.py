@@ -42,13 +42,13 @@ from .base import (
     TaskStatus,
 )
 from .common import (
-    amount,
     bad,
     flag,
     image_data_url,
     int_in_range,
     json_object,
     one_line,
+    reported_charge,
 )
 from .errors import ErrorKind, ProviderError
 from .http import MAX_DOWNLOAD_BYTES
@@ -441,12 +441,6 @@ class VoxelAI(Provider):
 def _tokens(data: dict[str, Any], state: ChargeState) -> Charge | None:
     """A voxelize costs one token, taken up front (`charged`) and given back once if the job
     fails; answers carry the `balance` after it."""
-    charged, balance = data.get("charged"), amount(data.get("balance"))
-    if charged is None and balance is None:
-        return None
-    if charged is None or isinstance(charged, bool):
-        spent = None if charged is None else float(charged)
-        return Charge(spent, "tokens", state, balance)
-    spent = amount(charged)
-    note = "" if spent is not None else f"charged {one_line(charged, 40)!r} is not an amount"
-    return Charge(spent, "tokens", state, balance, note)
+    if isinstance(data.get("charged"), bool):  # the page's flag: one token taken, or none
+        data = {**data, "charged": float(data["charged"])}
+    return reported_charge(data, ("charged",), "tokens", state, ("balance",))
