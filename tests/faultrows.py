@@ -1,6 +1,7 @@
 """The five services as the fault and crash tests see them: one `Service` row each, saying
 how to start its emulator, what a job sends, which creates are paid, how to make it refuse or
-fail, and how to hold its tasks running. Used by test_faults.py and test_crashes.py."""
+fail, how to hold its tasks running, where its model file comes from and how its ledger
+reads. Used by test_faults.py, test_crashes.py and test_spend_blender.py."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import requests
 _send = requests.Session.send
 def _send_or_die(session, request, **kw):
-    if request.method == "POST" and urlsplit(request.url).path == {path!r}:
+    if request.method == "POST" and urlsplit(request.url).path == {path}:
         os.kill(os.getpid(), signal.SIGKILL)
     return _send(session, request, **kw)
 requests.Session.send = _send_or_die
@@ -93,7 +93,7 @@ def emulator(tmp_path: Path, request: pytest.FixtureRequest):
 @pytest.mark.parametrize("svc", BY_SERVICE)
 def test_a_before_the_paid_create_leaves(built_zip, tmp_path, emulator, svc: Service) -> None:
     """The journal already says the create is going: the resume cannot know it never left."""
-    hook = KILL_AS_THE_CREATE_GOES.replace("{path!r}", repr(_paid_path(svc)))
+    hook = KILL_AS_THE_CREATE_GOES.format(path=repr(_paid_path(svc)))
     second = _crash(built_zip, tmp_path, emulator, svc, hook, None)
     assert "may be charged: check its dashboard" in second.stdout
     assert _states(tmp_path) == ["unsure"]
