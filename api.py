@@ -19,8 +19,7 @@ import bpy
 from . import imports, runtime
 from .jobs.model import FINISHED
 from .jobs.session import ConjureError
-from .jobs.spend import Request
-from .jobs.spend import quote as estimate
+from .jobs.spend import Request, totals
 from .jobs.spend import spend as summed_spend
 from .providers import SERVICES
 from .providers.base import GenerationRequest, is_url
@@ -143,15 +142,11 @@ def quote(requests: Iterable[Mapping[str, object]]) -> dict[str, object]:
         options = r.get("options")
         given = dict(options) if isinstance(options, Mapping) else {}
         wanted.append(Request(service, str(r.get("source") or "TEXT"), given))
-    estimates = estimate(wanted, runtime.get().journal.recent(1_000_000))
-    total: dict[str, float] = {}
-    for e in estimates:
-        if e.unit:
-            total[e.unit] = total.get(e.unit, 0.0) + e.amount
+    estimates = runtime.get().prices.quote(wanted)
     return {
         "estimate": True,
         "services": [e.to_json() for e in estimates],
-        "total": total,
+        "total": totals(estimates),
         "unknown": sum(e.unknown for e in estimates),
     }
 

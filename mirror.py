@@ -15,6 +15,7 @@ import bpy.utils.previews
 from .imports import thumbnail
 from .jobs.model import FINISHED, Job, JobState
 from .jobs.session import KEPT_FINISHED, Change, refinable
+from .jobs.spend import cost_words
 from .providers import SERVICES
 
 MAX_NOTICES = 50  # nobody reads them headless: keep only the latest
@@ -46,6 +47,7 @@ class Mirror:
         item.next_try = int(job.next_try) if job.state == JobState.STALLED else 0
         item.held = change.held
         item.can_refine = refinable(job)
+        item.cost = cost_words(job)
         item.compare = job.plan.compare_group
         item.compare_slot = job.plan.compare_slot
         if not item.thumbnail:

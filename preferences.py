@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import bpy
-from bpy.props import BoolProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 from bpy.types import AddonPreferences
 
 from . import settings
@@ -73,6 +73,15 @@ class ConjurePreferences(AddonPreferences):
             "them (only with online access allowed; nothing is paid again)",
             default=True,
         ),
+        "ask_above": FloatProperty(
+            name="Ask Before Spending More Than",
+            description="Credits (or tokens, or generations) one click may spend without "
+            "asking first, by the estimate from earlier charges; scripts that run the sidebar's "
+            "operators are refused instead unless they pass confirmed=True (0: never ask)",
+            default=0.0,
+            min=0.0,
+            precision=0,
+        ),
         "show_advanced": BoolProperty(name="Advanced", default=False),
     }
 
@@ -96,6 +105,7 @@ class ConjurePreferences(AddonPreferences):
         layout.prop(self, "max_concurrent_jobs")
         layout.prop(self, "keep_days")
         layout.prop(self, "auto_resume")
+        layout.prop(self, "ask_above")
         layout.prop(self, "show_advanced", icon="PREFERENCES")
         if self.show_advanced:
             adv = layout.box()

@@ -166,6 +166,7 @@ class ConjureJobItem(PropertyGroup):
     thumbnail: IntProperty()  # preview icon id, 0 when the service sent none
     held: BoolProperty()  # unfinished in the journal, not running in this Blender
     can_refine: BoolProperty()
+    cost: StringProperty()  # what the service said it cost, in words ("" when it said nothing)
     compare: StringProperty()  # the comparison it belongs to ("" when none)
     compare_slot: IntProperty()
 

@@ -73,6 +73,12 @@ def auto_resume() -> bool:
     return bool(prefs and prefs.auto_resume)
 
 
+def ask_above() -> float:
+    """Credits one click may spend without asking first (0: never ask)."""
+    prefs = addon_preferences()
+    return float(prefs.ask_above) if prefs else 0.0
+
+
 def concurrency_changed() -> None:
     """Concurrent Jobs was edited: the running session applies it at once."""
     if concurrency_listener is not None:

@@ -40,6 +40,10 @@ __all__ = ["HELD_ELSEWHERE", "LEASE_SECONDS", "Engine"]
 
 
 class Engine(Scheduler):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cost_warned: set[str] = set()  # services whose charge was not understood
+
     def _settle_create(self, done: Done) -> None:
         """At shutdown: journal what became of a create (its task id, or that it never went
         out), as the scheduler would have."""
@@ -206,7 +210,7 @@ class Engine(Scheduler):
                 paid_at=paid_at,
                 step=live.job.step + 1,
                 message="Submitted",
-                **priced(live.job, live.here.stage, result.charge),
+                **self._priced(live.job, live.here.stage, result.charge),
             )
             self._schedule(live, self._poll_delay(live))
         elif kind == Step.UPLOAD:
@@ -228,7 +232,7 @@ class Engine(Scheduler):
                 creates=job.answered(Answer.MADE, created.task_id),
                 paid_at=time.time(),
                 message="Cancelled, but the service had already accepted it",
-                **priced(job, stage, created.charge),
+                **self._priced(job, stage, created.charge),
             )
             try:
                 self.journal.save(accepted, self.owner)
@@ -237,7 +241,7 @@ class Engine(Scheduler):
 
     def _on_status(self, live: Live, status: TaskStatus) -> None:
         live.polls += 1
-        costed = priced(live.job, live.here.stage, status.charge)
+        costed = self._priced(live.job, live.here.stage, status.charge)
         recosted = bool(costed) and costed["charges"] != live.job.charges
         if recosted:  # saved with the change below
             live.job = live.job.evolve(**costed)
@@ -440,14 +444,14 @@ class Engine(Scheduler):
             self._update(live, state=JobState.READY, message="Downloaded")
         self._forget(live)
 
-
-def priced(job: Job, stage: str, charge: Charge | None) -> dict[str, Any]:
-    """The changes that record what the service says `stage` costs (none if it said nothing);
-    an amount it wrote in a shape not understood leaves the cost unknown, with a warning."""
-    if charge is None:
-        return {}
-    changes: dict[str, Any] = {"charges": job.charged(stage, charge)}
-    warning = f"{job.provider}: cost unknown ({charge.note})" if charge.note else ""
-    if warning and warning not in job.warnings:
-        changes["warnings"] = (*job.warnings, warning)
-    return changes
+    def _priced(self, job: Job, stage: str, charge: Charge | None) -> dict[str, Any]:
+        """The changes that record what the service says `stage` costs (none if it said
+        nothing); an amount written in a shape not understood leaves the cost unknown, with
+        a warning on the first such job of each service (not on every row of a batch)."""
+        if charge is None:
+            return {}
+        changes: dict[str, Any] = {"charges": job.charged(stage, charge)}
+        if charge.note and job.provider not in self._cost_warned:
+            self._cost_warned.add(job.provider)
+            changes["warnings"] = (*job.warnings, f"{job.provider}: cost unknown ({charge.note})")
+        return changes

@@ -33,7 +33,7 @@ from ..providers.errors import RateNote
 from .journal import Journal, JournalWriteError
 from .model import ImportPlan, Job, JobState
 from .ratelimit import Budgets, ServiceLimiter
-from .spend import SpendLimit, last_charges
+from .spend import PriceBook, SpendLimit
 from .steps import Cancel, Cap, Command, Done, Limit, Live, Pick, Start, Workers
 
 LEASE_SECONDS = 30.0
@@ -283,7 +283,7 @@ class Scheduler:
                 self.max_in_flight = count
                 self._release_waiting()
             case Cap(limit, since):
-                known = last_charges(self.journal.recent(1_000_000)) if limit is not None else {}
+                known = PriceBook(self.journal.recent(1_000_000)).last if limit is not None else {}
                 self.spend_limit = SpendLimit(limit, since, known) if limit is not None else None
             case Done():
                 self._on_done(command)

@@ -31,6 +31,7 @@ from .model import (
     key_fingerprint,
     split_notes,
 )
+from .spend import PriceBook
 
 KEPT_FINISHED = 20  # finished jobs the sidebar keeps showing; the journal keeps them all
 NOT_RUNNING = "Not running — Resume continues it (nothing is paid again)"
@@ -171,6 +172,7 @@ class Session:
         self._born_in: dict[str, int] = {}  # job id → file generation it was started in
         self._access: dict[str, _Access] = {}
         self._clients: dict[tuple[str, str, _Access], HttpClient] = {}
+        self._prices: PriceBook | None = None
         self.engine = Engine(
             self.journal,
             self._provider_for,
@@ -314,6 +316,14 @@ class Session:
             self._notify(Change(shown, held=not job.finished, news=False))
             waiting += 0 if job.finished else 1
         return waiting
+
+    @property
+    def prices(self) -> PriceBook:
+        """The last charge of each kind of job and each service's last balance (read from
+        the journal when first asked, then kept current by every job this session follows)."""
+        if self._prices is None:
+            self._prices = PriceBook(self.journal.recent(1_000_000))
+        return self._prices
 
     # -- while jobs run ------------------------------------------------------------------------
 
@@ -499,6 +509,8 @@ class Session:
     def _store(self, job: Job) -> None:
         """Follow `job`'s newest word; of finished jobs only the latest few stay here."""
         self.jobs[job.job_id] = job
+        if self._prices is not None:
+            self._prices.learn(job)
         if job.finished:
             finished = [i for i, j in self.jobs.items() if j.finished]
             for job_id in finished[:-KEPT_FINISHED]:

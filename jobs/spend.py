@@ -102,29 +102,82 @@ def price_key(service: str, source: str, options: Mapping[str, object] | None) -
     return service, source.upper(), tuple((n, str(given.get(n, ""))) for n in names)
 
 
-def last_charges(jobs: Iterable[Job]) -> dict[PriceKey, tuple[float, str]]:
-    """Each kind of job's most recent known cost (held or spent; refunded jobs say nothing
-    of a price), with its unit."""
-    last: dict[PriceKey, tuple[float, str]] = {}
-    for job in sorted(jobs, key=lambda j: j.created):  # oldest first: the newest wins
+@dataclass(frozen=True)
+class Balance:
+    amount: float
+    unit: str
+    at: float  # when the service said it (wall time)
+
+
+class PriceBook:
+    """What this journal knows of prices and accounts: each kind of job's most recent known
+    cost (held or spent; refunded jobs say nothing of a price), and each service's last
+    reported balance. Built from the journal once, then told of every job that changes."""
+
+    def __init__(self, jobs: Iterable[Job] = ()) -> None:
+        self.last: dict[PriceKey, tuple[float, str]] = {}
+        self.balances: dict[str, Balance] = {}
+        for job in sorted(jobs, key=lambda j: j.created):  # oldest first: the newest wins
+            self.learn(job)
+
+    def learn(self, job: Job) -> None:
         if job.price is not None:
-            last[price_key(job.provider, job.source, job.options)] = (job.price, job.credit_unit)
-    return last
+            key = price_key(job.provider, job.source, job.options)
+            self.last[key] = (job.price, job.credit_unit)
+        said = job.balance
+        seen = self.balances.get(job.provider)
+        if said is not None and (seen is None or said[1] >= seen.at):
+            self.balances[job.provider] = Balance(said[0], job.credit_unit, said[1])
+
+    def quote(self, requests: Iterable[Request]) -> list[Estimate]:
+        """Per service (in the order they first appear), the estimate of `requests`."""
+        estimates: dict[str, Estimate] = {}
+        for request in requests:
+            now = estimates.get(request.service) or Estimate(request.service, "", 0, 0.0, 0)
+            known = self.last.get(price_key(request.service, request.source, request.options))
+            if known is None:
+                now = replace(now, rows=now.rows + 1, unknown=now.unknown + 1)
+            else:
+                now = replace(now, unit=known[1], rows=now.rows + 1, amount=now.amount + known[0])
+            estimates[request.service] = now
+        return list(estimates.values())
 
 
-def quote(requests: Iterable[Request], jobs: Iterable[Job]) -> list[Estimate]:
-    """Per service (in the order they first appear), the estimate of `requests`."""
-    last = last_charges(jobs)
-    estimates: dict[str, Estimate] = {}
-    for request in requests:
-        now = estimates.get(request.service) or Estimate(request.service, "", 0, 0.0, 0)
-        known = last.get(price_key(request.service, request.source, request.options))
-        if known is None:
-            now = replace(now, rows=now.rows + 1, unknown=now.unknown + 1)
-        else:
-            now = replace(now, unit=known[1], rows=now.rows + 1, amount=now.amount + known[0])
-        estimates[request.service] = now
-    return list(estimates.values())
+def totals(estimates: Iterable[Estimate]) -> dict[str, float]:
+    """The known part of some estimates, per unit."""
+    summed: dict[str, float] = {}
+    for e in estimates:
+        if e.unit:
+            summed[e.unit] = summed.get(e.unit, 0.0) + e.amount
+    return summed
+
+
+def amount_words(amount: float, unit: str) -> str:
+    """'12 credits', '1 generation', '3 generations'."""
+    plural = unit == "generation" and amount != 1
+    return f"{amount:g} {unit}{'s' if plural else ''}"
+
+
+def estimate_words(estimates: list[Estimate]) -> str:
+    """'about 30 credits + 1 generation, 1 unknown'; '' when nothing is known."""
+    known = " + ".join(amount_words(v, u) for u, v in totals(estimates).items())
+    if not known:
+        return ""
+    unknown = sum(e.unknown for e in estimates)
+    return f"about {known}" + (f", {unknown} unknown" if unknown else "")
+
+
+def cost_words(job: Job) -> str:
+    """A job's cost as the service said it, in a few words ('' when it said nothing)."""
+    if not job.charges:
+        return ""
+    unit = job.credit_unit
+    if all(c.state == ChargeState.REFUNDED for c in job.charges):
+        return f"{amount_words(0, unit)} (refunded)"
+    if job.credits is None:
+        return "cost unknown"
+    held = any(c.state == ChargeState.FROZEN for c in job.charges)
+    return amount_words(job.credits, unit) + (" (held)" if held else "")
 
 
 class Admit(enum.Enum):

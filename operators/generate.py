@@ -10,22 +10,93 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import bpy
-from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    StringProperty,
+)
 from bpy.types import Operator
 
 from .. import props, runtime, settings
 from ..jobs.model import Job, JobState
 from ..jobs.session import ConjureError, request_problem
+from ..jobs.spend import Estimate, PriceBook, Request, estimate_words, totals
 from ..providers import PROVIDER_IDS, SERVICES
 from ..providers.base import GenerationRequest, is_url
 from .monitor import ensure_monitor
 
 TIMEOUT = 1800.0
 SOURCE_WORDS = {"TEXT": "text", "IMAGE": "an image", "MULTIVIEW": "several views"}
+
+
+def price_book() -> PriceBook | None:
+    """The running session's prices and balances (None before it runs: panels never start it)."""
+    rt = runtime.current()
+    return rt.prices if rt is not None else None
+
+
+def sidebar_estimate(
+    context, book: PriceBook | None, providers: Iterable[str], source: str = ""
+) -> list[Estimate]:
+    """What the sidebar's request would cost on each of `providers`: the last charges of
+    the same kind of job in `book` (an estimate; [] while nothing is known)."""
+    if book is None:
+        return []
+    sidebar = context.scene.conjure
+    source = source or sidebar.source
+    wanted = [Request(p, source, props.service_options(sidebar, p, source)) for p in providers]
+    return book.quote(wanted)
+
+
+def spend_question(estimates: list[Estimate]) -> str:
+    """Why to ask before sending: the known estimate is over the "Ask Before Spending More
+    Than" preference ('' when it is not, or the preference is 0)."""
+    limit = settings.ask_above()
+    if limit <= 0 or sum(totals(estimates).values()) <= limit:
+        return ""
+    return f"This may spend {estimate_words(estimates)}, more than {limit:g} at once"
+
+
+class _AsksFirst:
+    """Spends over the "Ask Before Spending More Than" preference only when agreed to: from
+    the UI it asks first; run by a script it refuses in one line unless confirmed=True."""
+
+    confirmed: BoolProperty(
+        name="Confirmed",
+        description="Send even when the estimate is over the 'Ask Before Spending More Than' "
+        "preference (scripts)",
+        options={"HIDDEN", "SKIP_SAVE"},
+    )
+
+    def estimate(self, context) -> list[Estimate]:
+        raise NotImplementedError
+
+    def question(self, context) -> str:
+        return "" if self.confirmed else spend_question(self.estimate(context))
+
+    def ask_first(self, context, event, title: str):
+        question = self.question(context)
+        if context.window is None or not question:
+            return self.execute(context)  # nobody to ask (background): refused as for a script
+        self.confirmed = True  # the answer is the confirmation
+        return context.window_manager.invoke_confirm(
+            self, event, title=title, message=question, confirm_text="Send", icon="WARNING"
+        )
+
+    def refused(self, context) -> bool:
+        """Executed over the preference without a confirmation: one line, nothing sent."""
+        question = self.question(context)
+        if question:
+            self.report({"ERROR"}, f"Not sent: {question} (confirm it, or pass confirmed=True)")
+        return bool(question)
+
 
 def _report_outcome(op: Operator, jobs: list[Job], timeout: float) -> set[str]:
     """FINISHED only if every job was imported; one line for each that was not."""
@@ -87,7 +158,7 @@ def request_images(holder, source: str) -> tuple[str, ...]:
     return tuple(p if is_url(p) else bpy.path.abspath(p) for p in paths)
 
 
-class CONJURE_OT_generate(Operator):
+class CONJURE_OT_generate(_AsksFirst, Operator):
     """Generate a 3D asset from a prompt or images with a cloud service"""
 
     bl_idname = "conjure.generate"
@@ -132,10 +203,15 @@ class CONJURE_OT_generate(Operator):
         # The sidebar's service options and placement too; model/mode given here win.
         self._sidebar = props.service_options(sidebar, self.provider, self.source)
         self._plan = props.import_plan(sidebar, self.provider)
-        return self.execute(context)
+        return self.ask_first(context, event, "Generate?")
 
     def execute(self, context):
+        if self.refused(context):
+            return {"CANCELLED"}
         return start_job(self, context, self._job, self.timeout)
+
+    def estimate(self, context) -> list[Estimate]:
+        return runtime.get().prices.quote([Request(self.provider, self.source, self._options())])
 
     def _job(self) -> Job:
         problem = settings.online_access_problem()
@@ -176,17 +252,22 @@ def sidebar_problem(context, source: str = "") -> str:
 
 
 def compare_problem(context) -> str:
-    sidebar = context.scene.conjure
-    chosen = [pid for pid in PROVIDER_IDS if pid in sidebar.compare_services]
-    if len(chosen) < 2:
+    if len(context.scene.conjure.compare_services) < 2:
         return "Choose at least two services to compare"
     problem = settings.online_access_problem()
     if problem:
         return problem
-    problems = [service_problem(context, pid, sidebar.source) for pid in chosen]
-    if all(problems):
-        return problems[0]
-    return ""
+    ready, problems = compare_services(context)
+    return "" if ready else problems[0]
+
+
+def compare_services(context) -> tuple[list[str], list[str]]:
+    """The services chosen to compare that can take the sidebar's request, and why the
+    others cannot."""
+    sidebar = context.scene.conjure
+    chosen = [pid for pid in PROVIDER_IDS if pid in sidebar.compare_services]
+    problems = {pid: service_problem(context, pid, sidebar.source) for pid in chosen}
+    return [p for p in chosen if not problems[p]], [w for w in problems.values() if w]
 
 
 def _sidebar_job(context, provider: str, source: str, **compare: object) -> Job:
@@ -199,7 +280,7 @@ def _sidebar_job(context, provider: str, source: str, **compare: object) -> Job:
     return runtime.get().new_job(provider, request, plan)
 
 
-class _FromSidebar:
+class _FromSidebar(_AsksFirst):
     """Generate from the sidebar's inputs; subclasses fix the source for F3 and menus."""
 
     bl_options = {"REGISTER"}
@@ -219,11 +300,20 @@ class _FromSidebar:
             cls.poll_message_set(problem)
         return not problem
 
+    def invoke(self, context, event):
+        return self.ask_first(context, event, "Generate?")
+
     def execute(self, context):
+        if self.refused(context):
+            return {"CANCELLED"}
         sidebar = context.scene.conjure
         source = self.fixed_source or sidebar.source
         make = functools.partial(_sidebar_job, context, sidebar.provider, source)
         return start_job(self, context, make, self.timeout)
+
+    def estimate(self, context) -> list[Estimate]:
+        provider = context.scene.conjure.provider
+        return sidebar_estimate(context, runtime.get().prices, [provider], self.fixed_source)
 
 
 class CONJURE_OT_sidebar_generate(_FromSidebar, Operator):
@@ -238,6 +328,7 @@ class _Dialog(_FromSidebar):
     """From F3 or Add > Conjure: a small dialog with the service and the input first."""
 
     def invoke(self, context, event):
+        self.confirmed = True  # the dialog shows what it may spend: its OK agrees to it
         return context.window_manager.invoke_props_dialog(self, width=420)
 
     def draw(self, context):
@@ -251,6 +342,10 @@ class _Dialog(_FromSidebar):
         problem = sidebar_problem(context, self.fixed_source)
         if problem:
             layout.label(text=problem, icon="ERROR")
+        asked = sidebar_estimate(context, price_book(), [sidebar.provider], self.fixed_source)
+        question = spend_question(asked)
+        if question:
+            layout.label(text=question, icon="ERROR")
 
     @classmethod
     def poll(cls, context):  # the dialog is where the missing input is entered
@@ -280,7 +375,7 @@ class CONJURE_OT_generate_image(_Dialog, Operator):
     fixed_source = "IMAGE"
 
 
-class CONJURE_OT_compare(Operator):
+class CONJURE_OT_compare(_AsksFirst, Operator):
     """Send the same prompt or image to several services at once; the results land side by
     side, each labelled with its service"""
 
@@ -297,12 +392,18 @@ class CONJURE_OT_compare(Operator):
             cls.poll_message_set(problem)
         return not problem
 
+    def invoke(self, context, event):
+        return self.ask_first(context, event, "Compare Services?")
+
+    def estimate(self, context) -> list[Estimate]:
+        return sidebar_estimate(context, runtime.get().prices, compare_services(context)[0])
+
     def execute(self, context):
+        if self.refused(context):
+            return {"CANCELLED"}
         sidebar = context.scene.conjure
-        chosen = [pid for pid in PROVIDER_IDS if pid in sidebar.compare_services]
-        problems = {pid: service_problem(context, pid, sidebar.source) for pid in chosen}
-        ready = [pid for pid in chosen if not problems[pid]]
-        for problem in filter(None, problems.values()):
+        ready, problems = compare_services(context)
+        for problem in problems:
             self.report({"WARNING"}, problem)
         group = uuid.uuid4().hex[:8]
         jobs = []

@@ -9,6 +9,8 @@ import bpy
 from bpy.types import Menu, Panel, UIList
 
 from ..jobs.model import LIVE, JobState
+from ..jobs.spend import amount_words, estimate_words
+from ..operators.generate import compare_services, price_book, sidebar_estimate
 from ..providers import PROVIDER_IDS, SERVICES
 from ..providers.base import Capability
 from ..settings import ADDON_ID, service_settings
@@ -95,6 +97,17 @@ def draw_service(layout, settings) -> None:
         row = col.row(align=True)
         row.label(text=f"No {info.name} API key", icon="ERROR")
         row.operator("preferences.addon_show", text="Add Key", icon="PREFERENCES").module = ADDON_ID
+    book = price_book()
+    balance = book.balances.get(settings.provider) if book is not None else None
+    if balance is not None:
+        seen = elapsed(now() - balance.at)
+        col.label(text=f"Balance {amount_words(balance.amount, balance.unit)}, seen {seen} ago")
+
+
+def with_estimate(label: str, context, providers: list[str]) -> str:
+    """A sending button's label with what it may cost, when earlier charges tell."""
+    words = estimate_words(sidebar_estimate(context, price_book(), providers))
+    return f"{label} ({words})" if words else label
 
 
 def draw_source(layout, settings) -> None:
@@ -167,7 +180,8 @@ class VIEW3D_PT_conjure_generate(_ConjurePanel, Panel):
             options.use_property_split = True
             draw_options(options, settings, settings.provider, settings.source)
         draw_placement(layout, settings)
-        layout.operator("conjure.sidebar_generate", icon="PLAY")
+        label = with_estimate("Generate", context, [settings.provider])
+        layout.operator("conjure.sidebar_generate", text=label, icon="PLAY")
 
 
 class VIEW3D_PT_conjure_compare(_ConjurePanel, Panel):
@@ -182,7 +196,8 @@ class VIEW3D_PT_conjure_compare(_ConjurePanel, Panel):
         for pid in PROVIDER_IDS:
             grid.prop_enum(settings, "compare_services", pid)
         layout.prop(settings, "compare_spacing")
-        layout.operator("conjure.compare", icon="SEQ_SPLITVIEW")
+        label = with_estimate("Compare Services", context, compare_services(context)[0])
+        layout.operator("conjure.compare", text=label, icon="SEQ_SPLITVIEW")
         group = latest_compare(context)
         if group:
             col = layout.column(align=True)
@@ -214,6 +229,8 @@ class CONJURE_UL_jobs(UIList):
             row.label(text="", icon=STATE_ICONS.get(item.state, "SORTTIME"))
         service = SERVICES[item.provider].name if item.provider in SERVICES else item.provider
         row.label(text=f"{service}: {excerpt(item.label)}")
+        if item.cost:
+            row.label(text=item.cost)
         if is_live(item) and item.state not in ("awaiting_pick", "stalled"):
             row.progress(factor=item.progress, type="RING", text="")
         else:
@@ -252,6 +269,8 @@ def draw_job(box, context, job) -> None:
     head.label(text=elapsed(end - job.created), icon="TIME")
     if job.prompt:
         box.label(text=excerpt(job.prompt, 60))
+    if job.cost:
+        box.label(text=f"Cost: {job.cost}, as {service} reported it")
     if job.held:
         box.label(text=job.message, icon="PAUSE")
         row = box.row(align=True)

@@ -78,12 +78,34 @@ def fixed_ui(addon, scene, monkeypatch):
     for var in KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(_module("panels.main"), "now", lambda: NOW)
+    _prices(monkeypatch, _module("jobs.spend").PriceBook())  # none known unless a test says
     bpy.context.preferences.system.use_online_access = True
     jobs = bpy.context.window_manager.conjure.jobs
     jobs.clear()
     yield scene
     jobs.clear()
     bpy.context.preferences.system.use_online_access = True
+
+
+def _prices(monkeypatch, book) -> None:
+    """The prices and balances the panels and dialogs see."""
+    for module in ("panels.main", "operators.generate"):
+        monkeypatch.setattr(_module(module), "price_book", lambda: book)
+
+
+def _book(*charged: tuple[str, float, str, float | None]):
+    """Prices as if jobs of each (service, amount, unit, balance) were charged an hour
+    before the drawing clock."""
+    from dataclasses import replace
+
+    model, base = _module("jobs.model"), _module("providers.base")
+    book = _module("jobs.spend").PriceBook()
+    for provider, amount, unit, balance in charged:
+        job = model.Job.new(provider, "TEXT", "priced")
+        said = base.Charge(amount, unit, base.ChargeState.CHARGED, balance)
+        charges = tuple(replace(c, at=NOW - 3600) for c in job.charged("", said))
+        book.learn(job.evolve(charges=charges))
+    return book
 
 
 def _job(state: str, **fields):
@@ -114,6 +136,9 @@ GENERATE_STATES = {
     "generate-no-image": dict(provider="voxelai", source="IMAGE", key=True),
     "generate-multiview": dict(provider="trify3d", source="MULTIVIEW", key=True),
     "generate-source-not-offered": dict(provider="siray", source="MULTIVIEW", key=True),
+    "generate-priced": dict(
+        provider="trify3d", source="TEXT", prompt="a chair", key=True, priced=True
+    ),
 }
 
 
@@ -133,6 +158,12 @@ def test_generate_panel_snapshot(addon, fixed_ui, monkeypatch, state: str) -> No
             settings.image_paths.add().name = name  # relative: shown as typed, not found
     if spec.get("offline"):
         bpy.context.preferences.system.use_online_access = False
+    if spec.get("priced"):  # the last charges known: estimates on the buttons, the balance
+        for var in KEY_VARS[1:]:
+            monkeypatch.setenv(var, "k")
+        book = _book(("trify3d", 5.0, "credits", 95.0), ("siray", 1.0, "generation", None))
+        _prices(monkeypatch, book)
+        monkeypatch.setattr(_module("settings"), "ask_above", lambda: 3.0)  # the dialogs ask
     _compare_snapshot(state, _draw_all(addon))
 
 
@@ -149,11 +180,18 @@ JOB_STATES = {
         candidates=(11, 12, 13),
     ),
     "job-ready": dict(state="ready", message="Ready — Import"),
-    "job-imported": dict(state="imported", message="Imported 2 object(s)", thumbnail=7),
+    "job-imported": dict(
+        state="imported", message="Imported 2 object(s)", thumbnail=7, cost="12 credits"
+    ),
     "job-imported-preview": dict(
         state="imported", provider="ravenra", message="Imported 1 object(s)", can_refine=True
     ),
-    "job-failed": dict(state="failed", message="Trify3D: not enough credits"),
+    "job-failed": dict(
+        state="failed",
+        provider="voxelai",
+        message="Voxel-AI: the job failed",
+        cost="0 tokens (refunded)",
+    ),
     "job-cancelled": dict(state="cancelled", message="Cancelled"),
     "job-unsure": dict(
         state="unsure",

@@ -5,11 +5,22 @@ them. The agreement with each service's own ledger is in tests/blender/test_spen
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from conjure_src.jobs.model import Job, JobState, StageCharge
-from conjure_src.jobs.spend import Admit, Request, SpendLimit, price_key, quote, spend
+from conjure_src.jobs.spend import (
+    Admit,
+    Balance,
+    PriceBook,
+    Request,
+    SpendLimit,
+    cost_words,
+    estimate_words,
+    price_key,
+    spend,
+)
 from conjure_src.providers.base import Charge, ChargeState
 from conjure_src.providers.common import amount, reported_charge
 
@@ -101,9 +112,42 @@ def test_a_quote_is_the_sum_of_the_last_charges_for_each_kind_of_job() -> None:
         Request("trify3d", "TEXT", {"model": "big"}), Request("trify3d", "IMAGE"),
         Request("voxelai"), Request("siray"),
     ]  # fmt: skip
-    trify, voxel, siray = quote(requests, jobs)
+    trify, voxel, siray = PriceBook(jobs).quote(requests)
     assert (trify.rows, trify.amount, trify.unknown, trify.unit) == (4, 40.0, 1, "credits")
     assert (voxel.amount, voxel.unit, siray.unknown, siray.unit) == (1.0, "tokens", 1, "")
+
+
+def test_the_price_book_keeps_learning_and_keeps_the_newest_balance() -> None:
+    book = PriceBook([_job("trify3d", 1.0, ("", Charge(5.0, "credits", CHARGED, 95.0)))])
+    assert book.balances["trify3d"].amount == 95
+    assert estimate_words(book.quote([Request("trify3d")] * 2)) == "about 10 credits"
+    newer = _job("trify3d", 2.0, ("", Charge(7.0, "credits", CHARGED, 88.0)))
+    book.learn(newer)
+    assert estimate_words(book.quote([Request("trify3d"), Request("siray")])) == (
+        "about 7 credits, 1 unknown"
+    )
+    older = tuple(replace(c, balance=50.0, at=c.at - 60) for c in newer.charges)
+    stale = newer.evolve(charges=older)
+    book.learn(stale)  # a balance older than the one seen is not the balance now
+    assert book.balances["trify3d"] == Balance(88.0, "credits", newer.charges[0].at)
+    assert estimate_words(book.quote([Request("siray")])) == ""  # nothing known: no words
+
+
+@pytest.mark.parametrize(
+    ("charges", "words"),
+    [
+        ((), ""),
+        ((("", Charge(12.0, "credits", CHARGED)),), "12 credits"),
+        ((("", Charge(120.0, "credits", FROZEN)),), "120 credits (held)"),
+        ((("v", Charge(1.0, "tokens", CHARGED)), ("v", Charge(None, "tokens", REFUNDED))),
+         "0 tokens (refunded)"),
+        ((("p", Charge(1.0, "generation", CHARGED)), ("r", Charge(1.0, "generation", CHARGED))),
+         "2 generations"),
+        ((("", Charge(None, "credits", CHARGED, note="garbled")),), "cost unknown"),
+    ],
+)  # fmt: skip
+def test_what_a_job_row_says_it_cost(charges: tuple, words: str) -> None:
+    assert cost_words(_job("trify3d", 1.0, *charges)) == words
 
 
 def _limited(limit: float, last: dict | None = None) -> SpendLimit:
