@@ -22,6 +22,7 @@ import bpy
 
 from . import api
 from .jobs.model import FINISHED, JobState
+from .jobs.spend import amount_words
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
 IMPORTED = JobState.IMPORTED.value
@@ -366,7 +367,7 @@ def _hold_to(limit: float, rows: list[Row]) -> None:
     limit; else hold every create of theirs under it."""
     total = _quote(rows)["total"]
     if sum(total.values()) > limit:
-        units = ", ".join(f"{_amount(v)} {u}" for u, v in total.items())
+        units = ", ".join(amount_words(v, u) for u, v in total.items())
         raise UsageError(f"the estimate, {units}, is over --max-credits {limit:g}: nothing sent")
     api.spend_limit(limit)
 
@@ -388,12 +389,12 @@ def _plan(rows: list[Row]) -> int:
     print(f"dry run: {len(rows)} row(s), nothing sent")
     print(f"{'service':<10} {'rows':>5}  {'estimate':<22} kinds of job")
     for e in quoted["services"]:
-        known = f"{_amount(e['amount'])} {e['unit']}" if e["unit"] else ""
+        known = amount_words(e["amount"], e["unit"]) if e["unit"] else ""
         unknown = f"{e['unknown']} unknown" if e["unknown"] else ""
         estimate = " + ".join(x for x in (known, unknown) if x)
         listed = "; ".join(f"{n} x {k}" for k, n in kinds[e["service"]].items())
         print(f"{e['service']:<10} {e['rows']:>5}  {estimate:<22} {listed}")
-    total = ", ".join(f"{_amount(v)} {u}" for u, v in quoted["total"].items()) or "nothing known"
+    total = ", ".join(amount_words(v, u) for u, v in quoted["total"].items()) or "nothing known"
     if quoted["unknown"]:
         total += f"; {quoted['unknown']} row(s) of unknown cost"
     print(f"total: {total} (an estimate: the last charges this journal saw for each kind of job)")

@@ -5,8 +5,9 @@ Builds and installs the extension into a throwaway Blender, starts the five emul
 on 127.0.0.1 (no key, no internet), and generates through each exactly as a `blender -b`
 script would: Trify3D from a prompt and from an image, Ravenra a textured model from a
 prompt, Siray from an image, Triverse from a prompt, Voxel-AI a prompt → three candidates →
-pick → voxelize. It lays the results out in a row, labelled by service, saves
-`<out>/demo.blend` and renders the contact sheet `<out>/demo.png`.
+pick → voxelize. It lays the results out in a row, labelled by service, prints what the run
+cost as each service said it (`conjure spend`) and the estimate of a 13-row batch
+(`--dry-run`), saves `<out>/demo.blend` and renders the contact sheet `<out>/demo.png`.
 """
 
 from __future__ import annotations
@@ -137,6 +138,18 @@ def _points(evaluated) -> list:
     return [v.co.copy() for v in evaluated.original.data.vertices]  # instances' centres
 
 
+def money(out: Path, cli) -> None:
+    """What the run cost, as each service said (`conjure spend`), and what a batch of the
+    same kinds of job would likely cost (`conjure batch --dry-run`: nothing sent)."""
+    plan = out / "demo-batch.csv"
+    rows = [f"a prop no. {i},{s}" for i in range(4) for s in ("trify3d", "ravenra", "triverse")]
+    plan.write_text("\n".join(["prompt,service", *rows, "a new kind,siray"]) + "\n")
+    print("\n$ conjure spend")
+    cli.main(["spend"])
+    print(f"\n$ conjure batch {plan.name} --dry-run")
+    cli.main(["batch", str(plan), "--dry-run"])
+
+
 def render(path: Path, count: int) -> None:
     """A Cycles contact sheet (CPU, a few samples), orthographic from the front."""
     import bpy
@@ -186,6 +199,8 @@ def main() -> None:
     for name, emu in services.items():
         creates = sum(1 for r in emu.requests if r.method == "POST")
         print(f"  {name:<9} saw {creates} create/upload request(s), {len(emu.requests)} in all")
+    money(out, importlib.import_module(f"{addon.__name__}.cli"))
+    for emu in services.values():
         emu.stop()
 
     blend = out / "demo.blend"
