@@ -12,12 +12,13 @@ one line, never a key.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 import bpy
 
-from . import imports, runtime
-from .jobs.model import FINISHED
+from . import imports, placeholders, runtime
+from .jobs.model import FINISHED, ImportPlan, with_mesh
 from .jobs.session import ConjureError
 from .jobs.spend import Request, totals
 from .jobs.spend import spend as summed_spend
@@ -26,8 +27,8 @@ from .providers.base import GenerationRequest, is_url
 from .settings import online_access_problem
 
 __all__ = [
-    "ConjureError", "batch_limits", "cancel", "generate", "import_file", "jobs", "pick",
-    "quote", "resume", "reuse", "spend", "spend_limit", "status", "submit", "wait",
+    "ConjureError", "batch_limits", "cancel", "generate", "generate_for", "import_file", "jobs",
+    "pick", "quote", "resume", "reuse", "spend", "spend_limit", "status", "submit", "wait",
 ]  # fmt: skip
 _ENDED = {s.value for s in FINISHED}
 
@@ -38,16 +39,27 @@ def submit(
     prompt: str = "",
     image_paths: Sequence[str] = (),
     options: Mapping[str, object] | None = None,
+    mesh: Mapping[str, object] | None = None,
 ) -> str:
-    """Start a job and return its id at once; raises ConjureError if it cannot be sent."""
+    """Start a job and return its id at once; raises ConjureError if it cannot be sent.
+    `mesh`: clean-up on import, e.g. {"max_faces": 5000, "lods": 3, "merge_distance": 1e-4,
+    "smooth_angle": 30, "apply_transforms": True} (docs/jobs.md, "Scene-ready results")."""
     problem = online_access_problem()
     if problem:
         raise ConjureError(problem)
     rt = runtime.get()
     paths = [p if is_url(p) else bpy.path.abspath(p) for p in image_paths]
     request = GenerationRequest(source.upper(), prompt, tuple(paths), dict(options or {}))
-    job = rt.new_job(provider, request)
+    job = rt.new_job(provider, request, mesh_plan(mesh))
     return rt.submit(job)
+
+
+def mesh_plan(mesh: Mapping[str, object] | None, plan: ImportPlan | None = None) -> ImportPlan:
+    """`plan` (by default the importer's own placement) with the mesh options of `mesh`."""
+    try:
+        return with_mesh(plan or ImportPlan(), mesh or {})
+    except ValueError as exc:
+        raise ConjureError(str(exc)) from None
 
 
 def status(job_id: str) -> dict[str, object]:
@@ -78,22 +90,74 @@ def generate(
     image_paths: Sequence[str] = (),
     options: Mapping[str, object] | None = None,
     timeout: float = 1800.0,
+    mesh: Mapping[str, object] | None = None,
 ) -> list[bpy.types.Object]:
     """Submit, wait and return the imported objects; raises ConjureError otherwise."""
-    job_id = submit(provider, source, prompt, image_paths, options)
+    job_id = submit(provider, source, prompt, image_paths, options, mesh)
     result = wait(job_id, timeout)[job_id]
-    if result["state"] != "imported":
-        if result["state"] in _ENDED:
-            raise ConjureError(str(result["message"]))
-        if result["state"] == "awaiting_pick":
-            raise ConjureError(
-                f"Job {job_id} waits for a pick: pass options={{'candidate': N}} or api.pick()"
-            )
-        raise ConjureError(
-            f"Job {job_id} is still {result['state']} after {timeout:.0f} s; it goes on "
-            "(api.wait or api.resume continue it)"
-        )
-    return [bpy.data.objects[name] for name in result["objects"] if name in bpy.data.objects]
+    problem = _not_imported(result, timeout)
+    if problem:
+        raise ConjureError(problem)
+    return _objects(result)
+
+
+def generate_for(
+    objects: Iterable[bpy.types.Object],
+    provider: str,
+    options: Mapping[str, object] | None = None,
+    timeout: float = 1800.0,
+    mesh: Mapping[str, object] | None = None,
+) -> dict[str, list[bpy.types.Object]]:
+    """Generate for placeholders: one text job per object (its `conjure_prompt`, else its
+    name made readable), all at once; each result is fitted into its placeholder's box, in
+    its collection, parented like it, and the placeholder is hidden. Blocks like `generate`.
+    Returns each placeholder's name with its result's objects ([] for one skipped or not
+    imported: a line on stderr says why); raises ConjureError when none was imported."""
+    problem = online_access_problem()
+    if problem:
+        raise ConjureError(problem)
+    given = list(objects)
+    kept, skipped = placeholders.usable(given)
+    if not kept:
+        raise ConjureError(skipped[0] if skipped else "no objects given to generate for")
+    rt = runtime.get()
+    jobs = placeholders.new_jobs(rt, provider, kept, options or {}, mesh_plan(mesh))
+    for job in jobs:
+        rt.submit(job)
+    done = wait([j.job_id for j in jobs], timeout)
+    results: dict[str, list[bpy.types.Object]] = {o.name: [] for o in given}
+    problems = list(skipped)
+    for holder, job in zip(kept, jobs, strict=True):
+        problem = _not_imported(done[job.job_id], timeout)
+        if problem:
+            problems.append(f"{holder.name}: {problem}")
+        else:
+            results[holder.name] = _objects(done[job.job_id])
+    for line in problems:
+        print(f"conjure: {line}", file=sys.stderr)
+    if not any(results.values()):
+        raise ConjureError(problems[0])
+    return results
+
+
+def _not_imported(result: Mapping[str, object], timeout: float) -> str:
+    """Why a job waited for did not end imported, in one line ('' when it did)."""
+    state, job_id = result["state"], result["job_id"]
+    if state == "imported":
+        return ""
+    if state in _ENDED:
+        return str(result["message"])
+    if state == "awaiting_pick":
+        return f"Job {job_id} waits for a pick: pass options={{'candidate': N}} or api.pick()"
+    return (
+        f"Job {job_id} is still {state} after {timeout:.0f} s; it goes on "
+        "(api.wait or api.resume continue it)"
+    )
+
+
+def _objects(result: Mapping[str, object]) -> list[bpy.types.Object]:
+    names = result["objects"]
+    return [bpy.data.objects[n] for n in names if n in bpy.data.objects]  # type: ignore[attr-defined]
 
 
 def pick(job_id: str, choice: int | str, options: dict[str, object] | None = None) -> None:

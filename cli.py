@@ -78,6 +78,37 @@ def _credits(text: str) -> float:
     return value
 
 
+def _whole(name: str, low: int, high: int):
+    def read(text: str) -> int:
+        if text.strip().isdigit() and low <= int(text) <= high:
+            return int(text)
+        raise argparse.ArgumentTypeError(f"expected {name} from {low:,} to {high:,}, got {text!r}")
+
+    return read
+
+
+def _mesh_flags(command: argparse.ArgumentParser) -> None:
+    """--max-faces and --lods: the mesh clean-up on import."""
+    command.add_argument(
+        "--max-faces",
+        type=_whole("a face budget", 12, 10_000_000),
+        metavar="N",
+        help="at most N faces per result (the service's own limit where it has one, else "
+        "Blender's Decimate, applied)",
+    )
+    command.add_argument(
+        "--lods",
+        type=_whole("a number of levels", 1, 6),
+        metavar="K",
+        help="K levels of detail, <name>_LOD0..LOD{K-1}, each about half the faces",
+    )
+
+
+def _mesh(args: argparse.Namespace) -> dict[str, object]:
+    given = {"max_faces": args.max_faces, "lods": args.lods}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _shard(text: str) -> tuple[int, int]:
     index, sep, count = text.partition("/")
     if sep and index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count):
@@ -121,6 +152,7 @@ def parser() -> argparse.ArgumentParser:
         help="also write the imported objects as FILE.glb / FILE.obj",
     )
     gen.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")  # fmt: skip
+    _mesh_flags(gen)
 
     batch = sub.add_parser("batch", help="run many prompts: a CSV, a JSON list or one per line")
     batch.add_argument(
@@ -150,6 +182,20 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the plan and an estimate of its cost; send and journal nothing",
     )
+    _mesh_flags(batch)
+
+    fill = sub.add_parser(
+        "fill", help="generate for placeholders: each object with conjure_prompt (or in "
+        "--collection) gets a result fitted into its box, and is hidden"
+    )  # fmt: skip
+    fill.add_argument("--service", required=True, help="ravenra, siray, voxelai, trify3d, triverse")
+    fill.add_argument("--collection", metavar="NAME",
+                      help="every object in this collection is a placeholder")  # fmt: skip
+    fill.add_argument("--option", action="append", default=[], type=_option,
+                      metavar="KEY=VALUE", help="a service option; repeatable")  # fmt: skip
+    fill.add_argument("--output", metavar="FILE.blend", help="save the scene here afterwards")
+    fill.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
+    _mesh_flags(fill)
 
     jobs = sub.add_parser("jobs", help="list the journal's jobs")
     jobs.add_argument("--json", action="store_true", help="one JSON list on stdout")
@@ -185,13 +231,34 @@ def main(argv: Sequence[str]) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     options = dict(args.option)
-    job_id = api.submit(args.service, args.source, args.prompt, args.image, options)
+    job_id = api.submit(args.service, args.source, args.prompt, args.image, options, _mesh(args))
     status = api.wait(job_id, args.timeout)[job_id]
     print(_line(status))
     if status["state"] != IMPORTED:
         return FAILED
     _write_results(args.output, args.export, [status])
     return OK
+
+
+def _fill(args: argparse.Namespace) -> int:
+    if args.collection:
+        collection = bpy.data.collections.get(args.collection)
+        if collection is None:
+            raise UsageError(f"no collection {args.collection!r} in this file")
+        objects = list(collection.all_objects)
+    else:
+        objects = [o for o in bpy.data.objects if o.get("conjure_prompt")]
+    if not objects:
+        where = f"collection {args.collection!r}" if args.collection else "this file"
+        raise UsageError(f"no placeholders in {where} (give objects a conjure_prompt)")
+    results = api.generate_for(
+        objects, args.service, dict(args.option), args.timeout, _mesh(args)
+    )  # fmt: skip
+    for name, made in results.items():
+        print(f"{name}: {len(made)} object(s)" if made else f"{name}: nothing placed")
+    if args.output:
+        _save(args.output)
+    return OK if all(results.values()) else FAILED
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -340,7 +407,7 @@ def _batch(args: argparse.Namespace) -> int:
             options = {**row.options, "_batch": batch_id, "_batch_row": row.key}  # its plan
             try:
                 job_of[row.index] = api.submit(
-                    row.service, row.source, row.prompt, row.images, options
+                    row.service, row.source, row.prompt, row.images, options, _mesh(args)
                 )
             except api.ConjureError as exc:
                 print(f"row {row.index + 1}: {exc}", file=sys.stderr)
@@ -477,6 +544,7 @@ def _export(statuses: list[dict], stem: str, kind: str) -> None:
 COMMANDS = {
     "generate": _generate,
     "batch": _batch,
+    "fill": _fill,
     "jobs": _jobs,
     "spend": _spend,
     "resume": _resume,

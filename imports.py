@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import bpy
 from mathutils import Vector
 
-from .importers import archive, gltf, obj, placement, scene, vox, voxfile
+from .importers import archive, fit, gltf, meshprep, obj, placement, scene, vox, voxfile
 from .jobs.model import Job, VoxMesh
 from .jobs.session import parent_task
 from .providers import SERVICES
@@ -56,6 +56,7 @@ class Built:
     objects: list[bpy.types.Object]
     warnings: list[str]
     pad: float = 0.0  # how far the visible shape reaches past the objects' points
+    notes: tuple[str, ...] = ()  # what was done to it, for the job's one-line summary
 
 
 def _vox(path: str, target: Target) -> Built:
@@ -165,7 +166,8 @@ def import_job(context: bpy.types.Context, job: Job, folder: str) -> Landed:
         roots = [o for o in built.objects if o.parent is None]
         scene.select_only(context, built.objects, roots[0] if roots else built.objects[0])
     names = tuple(o.name for o in built.objects)
-    return Landed(names, built.warnings, f"Imported {len(names)} object(s)")
+    summary = "; ".join((f"Imported {len(names)} object(s)", *built.notes))
+    return Landed(names, built.warnings, summary)
 
 
 def _model_file(files: Iterable[str]) -> str:
@@ -187,12 +189,19 @@ def _vox_options(job: Job) -> vox.VoxOptions:
 
 
 def _arrange(job: Job, built: Built, target: Target) -> Built:
-    """Placement the job's plan asks for (the sidebar's choices; scripts get the importer's
-    own): bottom centre on the cursor, a height, a compare slot with a label, an asset."""
+    """What the job's plan asks for (the sidebar's choices; scripts get the importer's own):
+    the mesh clean-up, then the place: a placeholder's box, or bottom centre on the cursor,
+    a height, a compare slot with a label; an asset."""
+    built = _clean_up(job, built, target.collection)
     plan, objects, warnings = job.plan, built.objects, list(built.warnings)
     offset = (plan.compare_slot - (plan.compare_count - 1) / 2) * plan.compare_spacing
     spot = target.location + Vector((offset, 0.0, 0.0))
-    if plan.origin_bottom or plan.target_height > 0 or plan.compare_count > 1:
+    holder = bpy.data.objects.get(plan.placeholder) if plan.placeholder else None
+    if plan.placeholder and holder is None:
+        warnings.append(f"placeholder {plan.placeholder!r} is gone: placed at the 3D cursor")
+    if holder is not None:
+        _into_placeholder(holder, built, target.collection)
+    elif plan.origin_bottom or plan.target_height > 0 or plan.compare_count > 1:
         where = placement.Placement(spot, plan.origin_bottom, plan.target_height, built.pad)
         objects = placement.place(objects, target.collection, where)
     name = SERVICES[job.provider].name
@@ -204,7 +213,71 @@ def _arrange(job: Job, built: Built, target: Target) -> Built:
         warnings += placement.mark_asset(
             target.collection, service=name, prompt=job.prompt, preview=preview_file(job)
         )
-    return Built(objects, warnings, built.pad)
+    if holder is not None:  # last: nothing after this can fail and leave it hidden
+        _hide_earlier_results(holder, job.job_id)
+        hide(holder)
+        for block in (target.collection, *objects):
+            block["conjure_placeholder"] = holder.name
+    return Built(objects, warnings, built.pad, built.notes)
+
+
+def _clean_up(job: Job, built: Built, collection: bpy.types.Collection) -> Built:
+    """The plan's mesh options (a face budget, LODs, merge, smooth, applied transforms);
+    a budget the service met itself (its own face limit) is said so."""
+    plan = job.plan
+    prep = meshprep.MeshPrep(
+        plan.max_faces, plan.lods, plan.merge_distance, plan.smooth_angle, plan.apply_transforms
+    )
+    if not prep.active:
+        return built
+    done = meshprep.prepare(built.objects, collection, prep)
+    info = SERVICES[job.provider]
+    notes = [done.summary] if done.summary else []
+    if plan.max_faces and job.options.get(info.face_limit_option) == plan.max_faces:
+        faces = meshprep.face_count(done.objects)
+        notes.insert(0, f"{faces:,} faces by {info.name}'s {info.face_limit_option}")
+    return Built(done.objects, [*built.warnings, *done.warnings], built.pad, (*built.notes, *notes))
+
+
+def _into_placeholder(
+    holder: bpy.types.Object, built: Built, collection: bpy.types.Collection
+) -> None:
+    """Fit the result into the placeholder's box (its rotation, unscaled frame, base on the
+    bottom, centred, as large as fits), in its collection and parented like it."""
+    box = fit.placeholder_box(holder, bpy.context.evaluated_depsgraph_get())
+    if box is None:
+        raise ValueError(f"placeholder {holder.name!r} has no size to fit into")
+    fit.fit(built.objects, box, built.pad)
+    home = holder.users_collection[0] if holder.users_collection else None
+    if home is not None and collection.name not in home.children:
+        for parent in [c for c in bpy.data.collections if collection.name in c.children]:
+            parent.children.unlink(collection)
+        for scene_ in bpy.data.scenes:
+            if collection.name in scene_.collection.children:
+                scene_.collection.children.unlink(collection)
+        home.children.link(collection)
+    if holder.parent is not None:
+        for root in [o for o in built.objects if o.parent is None]:
+            world = root.matrix_world.copy()
+            root.parent = holder.parent
+            root.matrix_world = world
+
+
+def hide(obj: bpy.types.Object) -> None:
+    """Out of sight in the viewport and in renders, kept in the file."""
+    obj.hide_render = True
+    if bpy.context.view_layer.objects.get(obj.name) is not None:
+        obj.hide_set(True)
+    else:
+        obj.hide_viewport = True
+
+
+def _hide_earlier_results(holder: bpy.types.Object, job_id: str) -> None:
+    """A placeholder shows one result: the one before (Run Again) is hidden, kept."""
+    for thing in bpy.data.objects:
+        earlier = thing.get("conjure_placeholder") == holder.name
+        if earlier and thing.get("conjure_job_id") != job_id:
+            hide(thing)
 
 
 def thumbnail(job: Job) -> str:

@@ -6,6 +6,8 @@ network) never ends up in a user's file; the journal is the durable record.
 
 from __future__ import annotations
 
+import math
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -91,6 +93,11 @@ def import_plan(settings, provider: str) -> ImportPlan:
         target_height=settings.target_height,
         mark_asset=settings.mark_asset,
         vox_mesh=VoxMesh(getattr(group, "import_as", "INSTANCES").lower()),
+        max_faces=settings.max_faces if settings.use_max_faces else 0,
+        lods=settings.lods if settings.use_lods else 0,
+        merge_distance=settings.merge_distance if settings.use_merge else 0.0,
+        smooth_angle=math.degrees(settings.smooth_angle) if settings.use_smooth else 0.0,
+        apply_transforms=settings.apply_transforms,
     )
 
 
@@ -128,6 +135,48 @@ class ConjureSceneSettings(PropertyGroup):
         default=0.0,
         min=0.0,
         unit="LENGTH",
+    )
+    show_mesh: BoolProperty(name="Mesh", default=False)
+    use_max_faces: BoolProperty(
+        name="Face Budget", description="Decimate results to at most this many faces", default=False
+    )
+    max_faces: IntProperty(
+        name="Max Faces",
+        description="Most faces a result may keep (Blender's Decimate, applied, keeping UVs and "
+        "materials; a service that can limit faces itself is asked to)",
+        default=20_000,
+        min=12,
+        max=10_000_000,
+    )
+    use_lods: BoolProperty(
+        name="Levels of Detail",
+        description="Also make lower-detail copies <name>_LOD1.. beside <name>_LOD0",
+        default=False,
+    )
+    lods: IntProperty(
+        name="Levels", description="Levels of detail, each about half the faces", default=3,
+        min=1, max=6,
+    )  # fmt: skip
+    use_merge: BoolProperty(
+        name="Merge by Distance", description="Merge vertices closer than the distance",
+        default=False,
+    )  # fmt: skip
+    merge_distance: FloatProperty(
+        name="Distance", default=0.0001, min=1e-7, max=1.0, precision=5, unit="LENGTH"
+    )
+    use_smooth: BoolProperty(
+        name="Smooth by Angle",
+        description="Shade smooth, edges sharper than the angle kept sharp",
+        default=False,
+    )
+    smooth_angle: FloatProperty(
+        name="Angle", default=math.radians(30.0), min=math.radians(0.01), max=math.pi,
+        subtype="ANGLE",
+    )  # fmt: skip
+    apply_transforms: BoolProperty(
+        name="Apply Rotation & Scale",
+        description="Bake the importer's rotation and scale into the mesh data",
+        default=False,
     )
     mark_asset: BoolProperty(
         name="Mark as Asset",

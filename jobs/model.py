@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import os
 import time
 import uuid
@@ -101,6 +102,13 @@ class ImportPlan:
     compare_spacing: float = 2.0
     batch_id: str = ""  # `conjure batch`: which batch, and which of its rows
     batch_row: str = ""
+    placeholder: str = ""  # Generate for Selected: the object the result is fitted into
+    # Mesh clean-up on import (see MESH_LIMITS); 0 / False: not done.
+    max_faces: int = 0  # a face budget (Blender's Decimate, applied)
+    lods: int = 0  # levels of detail <name>_LOD0..LOD{lods-1}
+    merge_distance: float = 0.0  # merge vertices closer than this (metres)
+    smooth_angle: float = 0.0  # shade smooth by angle (degrees)
+    apply_transforms: bool = False  # rotation and scale applied to the mesh data
 
     def to_json(self) -> dict[str, object]:
         """The fields that differ from their defaults (most jobs have an empty plan)."""
@@ -146,6 +154,48 @@ _PLAN_NOTES = {
     "_batch": "batch_id",
     "_batch_row": "batch_row",
 }
+
+
+# The mesh options a script, the CLI or the sidebar may set: (lowest, highest) for numbers
+# other than 0 ("not done").
+MESH_LIMITS: dict[str, tuple[float, float]] = {
+    "max_faces": (12, 10_000_000),
+    "lods": (1, 6),
+    "merge_distance": (1e-7, 1.0),
+    "smooth_angle": (0.01, 180.0),
+}
+MESH_OPTIONS = (*MESH_LIMITS, "apply_transforms")
+
+
+def with_mesh(plan: ImportPlan, mesh: Mapping[str, object]) -> ImportPlan:
+    """`plan` with the mesh options of `mesh` (e.g. {"max_faces": 5000, "lods": 3}; text from
+    a CSV row too); raises ValueError with one line for an unknown option or a bad value."""
+    unknown = sorted(set(mesh) - set(MESH_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown mesh option {unknown[0]!r}: use {', '.join(MESH_OPTIONS)}")
+    values: dict[str, object] = {}
+    for name, given in mesh.items():
+        if name == "apply_transforms":
+            values[name] = bool(_coerce(False, given))
+            continue
+        number = _mesh_number(name, given)
+        low, high = MESH_LIMITS[name]
+        if number and not low <= number <= high:
+            raise ValueError(f"{name} must be from {low:g} to {high:g} (0: off), got {given!r}")
+        values[name] = int(number) if name in ("max_faces", "lods") else number
+    return replace(plan, **values)  # type: ignore[arg-type]  # each value has its field's type
+
+
+def _mesh_number(name: str, given: object) -> float:
+    whole = name in ("max_faces", "lods")
+    try:
+        number = float(given) if not isinstance(given, bool) else math.nan  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (whole and not number.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"{name} must be {kind} (0: off), got {given!r}")
+    return number
 
 
 def split_notes(

@@ -122,6 +122,20 @@ def request_problem(settings: ServiceSettings, request: GenerationRequest) -> st
     return ""
 
 
+def server_face_limit(
+    provider: str, options: dict[str, object], plan: ImportPlan | None
+) -> dict[str, object]:
+    """`options`, with the service's own face limit set to the plan's face budget when the
+    service has one that takes it (and the request did not set it): the service makes the
+    model that small, rather than Decimate afterwards."""
+    name = SERVICES[provider].face_limit_option
+    spec = next((s for s in SERVICES[provider].options if s.name == name), None)
+    budget = plan.max_faces if plan is not None else 0
+    if spec is None or not budget or name in options or not spec.lo <= budget <= spec.hi:
+        return options
+    return {**options, name: budget}
+
+
 def refinable(job: Job) -> bool:
     """A finished job whose service can refine it into a better model (a new paid job)."""
     done = job.state == JobState.IMPORTED and bool(job.task_id)
@@ -196,12 +210,13 @@ class Session:
         problem = request_problem(settings, request)
         if problem:
             raise ConjureError(problem)
+        options = {k: v for k, v in request.options.items() if v not in ("", None)}
         job = Job.new(
             provider,
             request.source,
             request.prompt.strip(),
             tuple(request.image_paths),
-            {k: v for k, v in request.options.items() if v not in ("", None)},
+            server_face_limit(provider, options, plan),
             plan,
             key_fingerprint=key_fingerprint(settings.api_key),
             base_url=settings.base_url,

@@ -24,7 +24,7 @@ from bpy.props import (
 )
 from bpy.types import Operator
 
-from .. import props, runtime, settings
+from .. import placeholders, props, runtime, settings
 from ..jobs.model import Job, JobState
 from ..jobs.session import ConjureError, request_problem
 from ..jobs.spend import Estimate, PriceBook, Request, estimate_words, totals
@@ -431,6 +431,74 @@ class CONJURE_OT_compare(_AsksFirst, Operator):
         return run_jobs(self, context, [j.job_id for j in jobs], self.timeout, started)
 
 
+def placeholder_problem(context) -> str:
+    """Why Generate for Selected is greyed out, in one line ('' when it is not)."""
+    provider = context.scene.conjure.provider
+    info = SERVICES[provider]
+    if "TEXT" not in info.sources:
+        return f"{info.name} cannot generate from text"
+    if not context.selected_objects:
+        return "Select the placeholders to generate for"
+    request = GenerationRequest("TEXT", "a placeholder")  # each gives its own prompt
+    return settings.online_access_problem() or request_problem(
+        settings.service_settings(provider), request
+    )
+
+
+class CONJURE_OT_generate_for_selected(_AsksFirst, Operator):
+    """Generate an asset for each selected object (its conjure_prompt, else its name) with the
+    sidebar's service; each result is fitted into its placeholder's box, which is then hidden"""
+
+    bl_idname = "conjure.generate_for_selected"
+    bl_label = "Generate for Selected"
+    bl_options = {"REGISTER"}
+
+    timeout: FloatProperty(
+        name="Timeout",
+        description="When run from a script: seconds to wait for the assets (the jobs go on)",
+        default=TIMEOUT,
+        min=1.0,
+    )
+
+    @classmethod
+    def poll(cls, context):
+        problem = placeholder_problem(context)
+        if problem:
+            cls.poll_message_set(problem)
+        return not problem
+
+    def invoke(self, context, event):
+        return self.ask_first(context, event, "Generate for Selected?")
+
+    def estimate(self, context) -> list[Estimate]:
+        provider = context.scene.conjure.provider
+        count = len(placeholders.usable(context.selected_objects)[0])
+        return sidebar_estimate(context, runtime.get().prices, [provider] * count, "TEXT")
+
+    def execute(self, context):
+        if self.refused(context):
+            return {"CANCELLED"}
+        kept, skipped = placeholders.usable(context.selected_objects)
+        for line in skipped:
+            self.report({"WARNING"}, line)
+        if not kept:
+            self.report({"ERROR"}, "No placeholder to generate for")
+            return {"CANCELLED"}
+        sidebar = context.scene.conjure
+        options = props.service_options(sidebar, sidebar.provider, "TEXT")
+        plan = props.import_plan(sidebar, sidebar.provider)
+        rt = runtime.get()
+        try:
+            jobs = placeholders.new_jobs(rt, sidebar.provider, kept, options, plan)
+            for job in jobs:
+                rt.submit(job)
+        except ConjureError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        started = f"Conjure: generating for {len(jobs)} placeholder(s)"
+        return run_jobs(self, context, [j.job_id for j in jobs], self.timeout, started)
+
+
 class CONJURE_OT_resume_jobs(Operator):
     """Continue every unfinished job from the journal without paying again"""
 
@@ -458,5 +526,6 @@ CLASSES: tuple[type, ...] = (
     CONJURE_OT_generate_text,
     CONJURE_OT_generate_image,
     CONJURE_OT_compare,
+    CONJURE_OT_generate_for_selected,
     CONJURE_OT_resume_jobs,
 )

@@ -157,6 +157,29 @@ def draw_foldout(layout, settings, flag: str, label: str):
     return box.column() if shown else None
 
 
+MESH_SWITCHES = (
+    ("use_max_faces", "max_faces"),
+    ("use_lods", "lods"),
+    ("use_merge", "merge_distance"),
+    ("use_smooth", "smooth_angle"),
+)
+
+
+def draw_mesh(layout, settings) -> None:
+    """The clean-up every result gets on import: a face budget, LODs, merge, smooth."""
+    col = draw_foldout(layout, settings, "show_mesh", "Mesh")
+    if col is None:
+        return
+    col.use_property_split = True
+    for switch, value in MESH_SWITCHES:
+        row = col.row(heading=settings.bl_rna.properties[switch].name)
+        row.prop(settings, switch, text="")
+        sub = row.row()
+        sub.active = getattr(settings, switch)
+        sub.prop(settings, value, text="")
+    col.prop(settings, "apply_transforms")
+
+
 def draw_placement(layout, settings) -> None:
     col = draw_foldout(layout, settings, "show_placement", "Placement")
     if col is None:
@@ -180,8 +203,10 @@ class VIEW3D_PT_conjure_generate(_ConjurePanel, Panel):
             options.use_property_split = True
             draw_options(options, settings, settings.provider, settings.source)
         draw_placement(layout, settings)
+        draw_mesh(layout, settings)
         label = with_estimate("Generate", context, [settings.provider])
         layout.operator("conjure.sidebar_generate", text=label, icon="PLAY")
+        layout.operator("conjure.generate_for_selected", icon="MOD_SHRINKWRAP")
 
 
 class VIEW3D_PT_conjure_compare(_ConjurePanel, Panel):
@@ -349,6 +374,11 @@ def draw_add_menu(self, context: bpy.types.Context) -> None:
     self.layout.menu("VIEW3D_MT_conjure_add", icon="OUTLINER_OB_POINTCLOUD")
 
 
+def draw_object_menu(self, context: bpy.types.Context) -> None:
+    self.layout.separator()
+    self.layout.operator("conjure.generate_for_selected", icon="MOD_SHRINKWRAP")
+
+
 def draw_status(self, context: bpy.types.Context) -> None:
     """Status bar: how many jobs run and how far they are, while any does."""
     state = getattr(context.window_manager, "conjure", None)
@@ -371,9 +401,11 @@ CLASSES: tuple[type, ...] = (
 
 def attach() -> None:
     bpy.types.VIEW3D_MT_add.append(draw_add_menu)
+    bpy.types.VIEW3D_MT_object.append(draw_object_menu)
     bpy.types.STATUSBAR_HT_header.append(draw_status)
 
 
 def detach() -> None:
     bpy.types.STATUSBAR_HT_header.remove(draw_status)
+    bpy.types.VIEW3D_MT_object.remove(draw_object_menu)
     bpy.types.VIEW3D_MT_add.remove(draw_add_menu)

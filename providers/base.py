@@ -201,6 +201,9 @@ class ServiceInfo:
     # The options that may change what a job costs: a quote goes by earlier jobs that had the
     # same source and these options (never by a price written here).
     price_options: tuple[str, ...] = ()
+    # An option that caps the model's faces on the server: a face budget uses it when the
+    # budget is within the option's range (else Blender's Decimate does it on import).
+    face_limit_option: str = ""
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -81,6 +81,7 @@ INFO = ServiceInfo(
     poll_interval=5.0,  # the page documents none
     job_lifetime=None,  # none documented
     price_options=("turbo", "texture_size", "polygon_limit"),
+    face_limit_option="polygon_limit",
     options=(
         OptionSpec(
             "polygon_limit",

@@ -8,6 +8,8 @@ prompt, Siray from an image, Triverse from a prompt, Voxel-AI a prompt → three
 pick → voxelize. It lays the results out in a row, labelled by service, prints what the run
 cost as each service said it (`conjure spend`) and the estimate of a 13-row batch
 (`--dry-run`), saves `<out>/demo.blend` and renders the contact sheet `<out>/demo.png`.
+Then blockout → final: three boxes (one parented to a turned empty) filled by Generate for
+Selected, rendered before and after as `<out>/blockout.png`.
 """
 
 from __future__ import annotations
@@ -150,14 +152,61 @@ def money(out: Path, cli) -> None:
     cli.main(["batch", str(plan), "--dry-run"])
 
 
-def render(path: Path, count: int) -> None:
+def blockout(out: Path, api) -> None:
+    """Blockout to final: boxes placed as a scene is blocked out, rendered; then Generate
+    for Selected (`api.generate_for`) fills each with a generated asset (Siray's emulator
+    serves a duck), rendered again; the two side by side as `<out>/blockout.png`."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    table = bpy.data.objects.new("Table", None)  # a parent, turned: its child follows
+    table.location, table.rotation_euler = (2 * SPACING, 0.0, 0.0), (0.0, 0.0, 0.4)
+    bpy.context.scene.collection.objects.link(table)
+    boxes = []
+    for name, location, size, turn, parent in (
+        ("rubber_duck", (0.0, 0.0, 0.0), (1.6, 1.0, 1.4), 0.5, None),
+        ("Duckling.001", (SPACING, 0.0, 0.0), (0.9, 0.6, 0.8), -0.6, None),
+        ("Bath Duck", (0.0, 0.0, 0.0), (1.2, 1.2, 1.8), 0.0, table),
+    ):
+        bpy.ops.mesh.primitive_cube_add(size=1.0, location=location)
+        box = bpy.context.object
+        box.name, box.scale, box.rotation_euler.z, box.parent = name, size, turn, parent
+        box.location.z = size[2] / 2
+        boxes.append(box)
+    bpy.ops.object.select_all(action="DESELECT")
+    render(out / "blockout-before.png", 3, width=800)
+    api.generate_for(boxes, "siray", timeout=120)
+    render(out / "blockout-after.png", 3, width=800, fresh=False)
+    side_by_side(out / "blockout-before.png", out / "blockout-after.png", out / "blockout.png")
+    bpy.ops.wm.save_as_mainfile(filepath=str(out / "blockout.blend"))
+    print(f"  blockout → final: {out / 'blockout.png'}")
+
+
+def side_by_side(left: Path, right: Path, path: Path) -> None:
+    import bpy
+    import numpy as np
+
+    images = [bpy.data.images.load(str(p)) for p in (left, right)]
+    width, height = images[0].size
+    pixels = [np.array(i.pixels[:]).reshape(height, width, 4) for i in images]
+    both = bpy.data.images.new("Blockout to final", width * 2, height, alpha=True)
+    both.pixels[:] = np.concatenate(pixels, axis=1).ravel()
+    both.filepath_raw, both.file_format = str(path), "PNG"
+    both.save()
+
+
+def render(path: Path, count: int, width: int = 1600, fresh: bool = True) -> None:
     """A Cycles contact sheet (CPU, a few samples), orthographic from the front."""
     import bpy
 
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
     scene.cycles.device, scene.cycles.samples = "CPU", 16
-    scene.render.resolution_x, scene.render.resolution_y = 1600, 420
+    scene.render.resolution_x, scene.render.resolution_y = width, 420
+    scene.render.filepath = str(path)
+    if not fresh:  # the same lights and camera as the render before
+        bpy.ops.render.render(write_still=True)
+        return
     scene.world = bpy.data.worlds.new("Demo World")
     scene.world.color = (0.42, 0.44, 0.48)
     sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
@@ -170,7 +219,6 @@ def render(path: Path, count: int) -> None:
     for obj in (sun, cam):
         scene.collection.objects.link(obj)
     scene.camera = cam
-    scene.render.filepath = str(path)
     bpy.ops.render.render(write_still=True)
 
 
@@ -200,13 +248,14 @@ def main() -> None:
         creates = sum(1 for r in emu.requests if r.method == "POST")
         print(f"  {name:<9} saw {creates} create/upload request(s), {len(emu.requests)} in all")
     money(out, importlib.import_module(f"{addon.__name__}.cli"))
-    for emu in services.values():
-        emu.stop()
 
     blend = out / "demo.blend"
     render(out / "demo.png", len(planned))
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     print(f"  saved {blend} and {out / 'demo.png'}")
+    blockout(out, api)
+    for emu in services.values():
+        emu.stop()
     addon_utils.disable(addon.__name__)  # stops the job engine as closing Blender would
 
 

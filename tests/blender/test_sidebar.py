@@ -150,7 +150,8 @@ def test_generate_panel_snapshot(addon, fixed_ui, monkeypatch, state: str) -> No
     settings = fixed_ui.conjure
     settings.provider, settings.source = spec["provider"], spec["source"]
     settings.prompt = spec.get("prompt", "")
-    settings.show_options = settings.show_placement = True
+    settings.show_options = settings.show_placement = settings.show_mesh = True
+    settings.use_max_faces = bool(spec.get("priced"))  # one switch on, in one snapshot
     if spec.get("key"):
         monkeypatch.setenv(f"CONJURE_{spec['provider'].upper()}_API_KEY", "k")
     if spec["source"] == "MULTIVIEW":

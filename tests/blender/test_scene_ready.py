@@ -1,0 +1,269 @@
+"""Scene-ready results (issue #22) in real Blender against the emulators: generate for
+placeholders (a result fitted into each placeholder's box, in its collection, parented like
+it; the placeholder hidden), and the mesh clean-up on import (a face budget that keeps UVs
+and materials, levels of detail, the service's own face limit where it has one)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from services import api as _api
+from services import service
+
+from conftest import ADDON_ID, FIXTURES
+from emulators.trify3d import Trify3DEmulator
+from emulators.triverse import TEXT_PATH, TriverseEmulator
+
+TRIFY_KEY = "trf_live_scene-S3CRET-22"
+TRIVERSE_KEY = "tvs_live_scene-S3CRET-22"
+
+
+def _module(name: str):
+    return importlib.import_module(f"{ADDON_ID}.{name}")
+
+
+@pytest.fixture(scope="module")
+def dense_glb(tmp_path_factory: pytest.TempPathFactory, addon) -> Path:
+    """A 100,352-triangle grid with a UV layer and two materials, as a service might send."""
+    import bmesh
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    mesh = bpy.data.meshes.new("Dense")
+    bm = bmesh.new()
+    bm.loops.layers.uv.new("UVMap")
+    bmesh.ops.create_grid(bm, x_segments=225, y_segments=225, size=1.0, calc_uvs=True)
+    for face in bm.faces:
+        face.material_index = 1 if face.calc_center_median().x > 0 else 0
+    bm.to_mesh(mesh)
+    bm.free()
+    for name, colour in (("Moss", (0.2, 0.5, 0.1, 1)), ("Stone", (0.5, 0.5, 0.5, 1))):
+        material = bpy.data.materials.new(name)
+        material.diffuse_color = colour
+        mesh.materials.append(material)
+    obj = bpy.data.objects.new("Dense", mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    out = tmp_path_factory.mktemp("dense") / "dense.glb"
+    bpy.ops.export_scene.gltf(filepath=str(out), export_format="GLB")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return out
+
+
+@pytest.fixture
+def box_glb() -> Path:
+    sample = FIXTURES / "gltf" / "BoxTextured.glb"
+    if not sample.exists():
+        pytest.skip(f"fixture {sample} not found")
+    return sample
+
+
+@pytest.fixture
+def trify(box_glb: Path, monkeypatch: pytest.MonkeyPatch):
+    emulator = Trify3DEmulator(box_glb, api_key=TRIFY_KEY, rate_limit=100_000)
+    with service(monkeypatch, "trify3d", emulator, TRIFY_KEY, cancel_live=True) as emu:
+        yield emu
+
+
+# -- placeholders ----------------------------------------------------------------------------
+
+
+def _cube(name: str, location=(0, 0, 0), rotation=(0, 0, 0), scale=(1, 1, 1)):
+    """A 2 m cube mesh object (vertices ±1), linked into the scene."""
+    import bpy
+
+    corners = [(x, y, z) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
+    faces = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(corners, [], faces)
+    obj = bpy.data.objects.new(name, mesh)
+    obj.location, obj.rotation_euler, obj.scale = location, rotation, scale
+    bpy.context.scene.collection.objects.link(obj)
+    return obj
+
+
+def _placeholders() -> list:
+    """Five blockouts: scaled, turned about Z, tilted, parented, in its own collection."""
+    import bpy
+
+    scaled = _cube("Wooden Crate", (0, 0, 1), scale=(1.5, 0.5, 0.25))
+    turned = _cube("fire_hydrant.001", (5, 0, 0), rotation=(0, 0, math.radians(30)),
+                   scale=(0.4, 0.4, 0.8))  # fmt: skip
+    tilted = _cube("Barrel", (0, 5, 0), rotation=(math.radians(20), math.radians(-15), 0))
+    tilted["conjure_prompt"] = "an oak barrel with iron hoops"
+    table = bpy.data.objects.new("Table", None)
+    table.location, table.rotation_euler, table.scale = (-4, 2, 0), (0, 0, 0.5), (2, 2, 2)
+    bpy.context.scene.collection.objects.link(table)
+    lamp = _cube("Lamp", (0.5, 0, 1), scale=(0.2, 0.2, 0.5))
+    lamp.parent = table
+    props = bpy.data.collections.new("Props")
+    bpy.context.scene.collection.children.link(props)
+    sign = _cube("ShopSign", (3, -4, 2), scale=(1, 0.1, 0.5))
+    bpy.context.scene.collection.objects.unlink(sign)
+    props.objects.link(sign)
+    bpy.context.view_layer.update()
+    return [scaled, turned, tilted, lamp, sign]
+
+
+def _in_frame(holder, objects) -> np.ndarray:
+    """The results' world vertices in the placeholder's unscaled frame."""
+    from mathutils import Matrix
+
+    location, rotation, _scale = holder.matrix_world.decompose()
+    frame = (Matrix.Translation(location) @ rotation.to_matrix().to_4x4()).inverted()
+    points = [frame @ (o.matrix_world @ v.co) for o in objects if o.type == "MESH"
+              for v in o.data.vertices]  # fmt: skip
+    return np.array([tuple(p) for p in points])
+
+
+def _half_size(holder) -> np.ndarray:
+    """The placeholder cube's half extents in its frame (vertices ±1 times its scale)."""
+    return np.array(holder.matrix_world.decompose()[2]) * 1.0
+
+
+def test_each_placeholder_gets_one_job_and_its_result_fills_its_box(scene, trify) -> None:
+    import bpy
+
+    holders = _placeholders()
+    names = [h.name for h in holders]
+    results = _api().generate_for(holders, "trify3d", timeout=120)
+    assert trify.count("POST") == 5  # one create per placeholder
+    prompts = sorted(job["prompt"] for job in _api().jobs()[:5])
+    assert prompts == sorted(["wooden crate", "fire hydrant", "an oak barrel with iron hoops",
+                              "lamp", "shop sign"])  # fmt: skip
+    for name in names:
+        holder = bpy.data.objects[name]
+        made = results[name]
+        assert made, f"nothing placed for {name}"
+        points = _in_frame(holder, made)
+        half = _half_size(holder)
+        low, high = points.min(axis=0), points.max(axis=0)
+        assert np.all(high <= half * 1.01 + 1e-6) and np.all(low >= -half * 1.01 - 1e-6), name
+        assert max((high - low) / (2 * half)) >= 0.99, name  # as large as fits
+        assert low[2] == pytest.approx(-half[2], abs=1e-3)  # base on the box's bottom
+        centre = (low + high) / 2
+        assert centre[:2] == pytest.approx([0.0, 0.0], abs=1e-3)
+        assert holder.hide_get() and holder.hide_render  # hidden, kept
+        roots = [o for o in made if o.parent is None or o.parent == holder.parent]
+        assert roots and all(r["conjure_placeholder"] == name for r in roots)
+        assert all(r.parent == holder.parent for r in roots)  # parented like it
+        home = holder.users_collection[0]
+        assert made[0].users_collection[0].name in home.children  # in its collection
+        status = _api().status(made[0]["conjure_job_id"])
+        assert status["plan"]["placeholder"] == name
+
+
+def test_generate_for_selected_runs_again_in_the_same_place(scene, trify) -> None:
+    import bpy
+
+    crate = _cube("Crate.004", (2, 2, 0), scale=(0.5, 0.5, 0.5))
+    light = bpy.data.objects.new("Key Light", bpy.data.lights.new("Key Light", "POINT"))
+    bpy.context.scene.collection.objects.link(light)
+    for obj in (crate, light):
+        obj.select_set(True)
+    bpy.context.scene.conjure.provider = "trify3d"
+    assert bpy.ops.conjure.generate_for_selected() == {"FINISHED"}
+    assert trify.count("POST") == 1  # the light has no size: skipped, nothing sent for it
+    (job,) = _api().jobs()[:1]
+    assert job["prompt"] == "crate" and job["state"] == "imported"
+    first = [bpy.data.objects[n] for n in job["objects"]]
+    assert bpy.ops.conjure.rerun_job(job_id=job["job_id"]) == {"FINISHED"}
+    again = _api().jobs()[0]
+    assert again["job_id"] != job["job_id"] and again["plan"]["placeholder"] == "Crate.004"
+    second = [bpy.data.objects[n] for n in again["objects"]]
+    assert all(o.hide_get() and o.hide_render for o in first)  # the earlier result: hidden
+    assert not any(o.hide_get() for o in second)
+    assert _in_frame(crate, second).min(axis=0)[2] == pytest.approx(-0.5, abs=1e-3)
+
+
+def test_names_become_prompts() -> None:
+    readable = _module("placeholders").readable
+    assert readable("Crate.001") == "crate"
+    assert readable("fire_hydrant") == "fire hydrant"
+    assert readable("FireHydrant-02") == "fire hydrant 02"
+    assert readable("Sci Fi  Door.012") == "sci fi door"
+
+
+def test_fill_from_the_command_line(scene, trify, tmp_path, capsys) -> None:
+    import bpy
+
+    for name, prompt in (("Box A", "a red toolbox"), ("Box B", "a blue toolbox")):
+        _cube(name, scale=(0.3, 0.2, 0.2))["conjure_prompt"] = prompt
+    _cube("Ground", scale=(10, 10, 0.01))  # no conjure_prompt: not a placeholder
+    out = tmp_path / "filled.blend"
+    cli = _module("cli")
+    assert cli.main(["fill", "--service", "trify3d", "--output", str(out)]) == 0
+    assert trify.count("POST") == 2 and out.is_file()
+    printed = capsys.readouterr().out
+    assert "Box A: " in printed and "Box B: " in printed
+    assert bpy.data.objects["Box A"].hide_render
+    assert cli.main(["fill", "--service", "trify3d", "--collection", "Nowhere"]) == 2
+    assert cli.main(["fill", "--service", "trify3d", "--max-faces", "5"]) == 2
+    assert cli.main(["fill", "--service", "trify3d", "--lods", "7"]) == 2
+    assert trify.count("POST") == 2  # refused up front
+
+
+# -- the mesh on import ----------------------------------------------------------------------
+
+
+def _faces(objects) -> int:
+    return sum(len(o.data.polygons) for o in objects if o.type == "MESH")
+
+
+def test_a_face_budget_keeps_uvs_and_materials_and_lods_halve(
+    scene, dense_glb, monkeypatch
+) -> None:
+    emulator = Trify3DEmulator(dense_glb, api_key=TRIFY_KEY, rate_limit=100_000)
+    with service(monkeypatch, "trify3d", emulator, TRIFY_KEY, cancel_live=True):
+        plain = _api().generate("trify3d", prompt="a dense field", timeout=120)
+        assert _faces(plain) >= 100_000
+        assert [uv.name for o in plain if o.type == "MESH" for uv in o.data.uv_layers] == ["UVMap"]
+        budgeted = _api().generate("trify3d", prompt="a light field", timeout=120,
+                                   mesh={"max_faces": 5000})  # fmt: skip
+        (mesh,) = [o for o in budgeted if o.type == "MESH"]
+        assert 4750 <= len(mesh.data.polygons) <= 5000
+        assert [uv.name for uv in mesh.data.uv_layers] == ["UVMap"]
+        assert [m.name.split(".")[0] for m in mesh.data.materials] == ["Moss", "Stone"]
+        used = {p.material_index for p in mesh.data.polygons}
+        assert used == {0, 1} and not mesh.modifiers
+        status = _api().status(mesh["conjure_job_id"])
+        assert "Decimate" in status["message"] and status["plan"]["max_faces"] == 5000
+        lods = _api().generate("trify3d", prompt="a tiered field", timeout=120,
+                               mesh={"max_faces": 8000, "lods": 3})  # fmt: skip
+    levels = sorted((o for o in lods if o.type == "MESH"), key=lambda o: o.name)
+    assert [o.name.rsplit("_", 1)[1] for o in levels] == ["LOD0", "LOD1", "LOD2"]
+    counts = [len(o.data.polygons) for o in levels]
+    assert counts[0] <= 8000 and counts[0] > counts[1] > counts[2]
+    assert counts[1] == pytest.approx(counts[0] / 2, rel=0.15)
+    assert len({o.users_collection[0].name for o in levels}) == 1  # siblings, one collection
+
+
+def test_a_service_with_a_face_limit_is_asked_to_keep_the_budget(scene, monkeypatch) -> None:
+    emulator = TriverseEmulator(api_key=TRIVERSE_KEY)
+    with service(monkeypatch, "triverse", emulator, TRIVERSE_KEY, path="/api/v1") as emu:
+        made = _api().generate("triverse", prompt="a small robot", timeout=120,
+                               mesh={"max_faces": 5000})  # fmt: skip
+        (body,) = emu.bodies(TEXT_PATH)
+    assert body["polygon_limit"] == 5000
+    status = _api().status(made[0]["conjure_job_id"])
+    assert "faces by Triverse's polygon_limit" in status["message"]
+    assert _faces(made) <= 5000
+
+
+@pytest.mark.parametrize(
+    ("mesh", "words"),
+    [
+        ({"max_faces": 5}, "max_faces must be from 12"),
+        ({"max_faces": 20_000_000}, "max_faces must be from 12"),
+        ({"lods": 7}, "lods must be from 1 to 6"),
+        ({"lods": 2.5}, "lods must be a whole number"),
+        ({"smooth": 30}, "unknown mesh option 'smooth'"),
+    ],
+)
+def test_mesh_options_out_of_range_are_refused_up_front(scene, trify, mesh, words) -> None:
+    with pytest.raises(_api().ConjureError, match=words):
+        _api().submit("trify3d", prompt="a refused crate", mesh=mesh)
+    assert trify.count("POST") == 0
