@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import bpy
 
-from . import imports, placeholders, runtime
+from . import imports, placeholders, runtime, settings
+from .jobs.doctor import examine
 from .jobs.model import FINISHED, ImportPlan, with_mesh
 from .jobs.session import ConjureError
 from .jobs.spend import Request, totals
@@ -27,8 +28,8 @@ from .providers.base import GenerationRequest, is_url
 from .settings import online_access_problem
 
 __all__ = [
-    "ConjureError", "batch_limits", "cancel", "generate", "generate_for", "import_file", "jobs",
-    "pick", "quote", "resume", "reuse", "spend", "spend_limit", "status", "submit", "wait",
+    "ConjureError", "batch_limits", "cancel", "doctor", "generate", "generate_for", "import_file",
+    "jobs", "pick", "quote", "resume", "reuse", "spend", "spend_limit", "status", "submit", "wait",
 ]  # fmt: skip
 _ENDED = {s.value for s in FINISHED}
 
@@ -52,6 +53,22 @@ def submit(
     request = GenerationRequest(source.upper(), prompt, tuple(paths), dict(options or {}))
     job = rt.new_job(provider, request, mesh_plan(mesh))
     return rt.submit(job)
+
+
+def doctor(service: str | None = None) -> list[dict[str, object]]:
+    """Whether each service (or `service`) works from here, and why not: where its key and
+    base URL come from, online access, proxy and CA bundle, and a live check that costs
+    nothing (an authenticated read of a task that does not exist). `status`: ok, no_key,
+    key_rejected, unreachable (with `cause`: dns, refused, timeout, tls, proxy), offline,
+    rate_limited (with `retry_after`) or unexpected. Never a create; never a key."""
+    if service is not None and service not in SERVICES:
+        raise ConjureError(f"Unknown service {service!r}: use one of {', '.join(SERVICES)}")
+    network = settings.doctor_network()
+    wanted = [service] if service else list(SERVICES)
+    return [
+        examine(settings.service_settings(s), settings.base_url_source(s), network).to_json()
+        for s in wanted
+    ]
 
 
 def mesh_plan(mesh: Mapping[str, object] | None, plan: ImportPlan | None = None) -> ImportPlan:

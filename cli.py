@@ -23,6 +23,7 @@ import bpy
 from . import api
 from .jobs.model import FINISHED, JobState
 from .jobs.spend import amount_words
+from .providers import SERVICES
 
 OK, FAILED, BAD_INPUT = 0, 1, 2
 IMPORTED = JobState.IMPORTED.value
@@ -209,6 +210,12 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--output", metavar="FILE.blend", help="save the scene here afterwards")
     resume.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
 
+    doctor = sub.add_parser(
+        "doctor", help="check each service from here (keys, URLs, network) without spending"
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    doctor.add_argument("--service", choices=tuple(SERVICES), help="only this service")
+
     imp = sub.add_parser("import", help="import a .vox, .obj, .glb or .zip file")
     imp.add_argument("file", help="the file to import")
     imp.add_argument("--output", metavar="FILE.blend", help="save the scene here afterwards")
@@ -259,6 +266,27 @@ def _fill(args: argparse.Namespace) -> int:
     if args.output:
         _save(args.output)
     return OK if all(results.values()) else FAILED
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when every service with a key is ok, 1 when one needs attention."""
+    rows: list[dict[str, Any]] = api.doctor(args.service)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        first = rows[0]
+        proxy = first["proxy"] or "none"
+        print(f"online access: {'allowed' if first['online_access'] else 'off'} · proxy: "
+              f"{proxy} · CA bundle: {first['ca_bundle'] or 'the usual certificates'}")  # fmt: skip
+        for row in rows:
+            key = f"key from {row['key_from']}" if row["key_from"] else "no key"
+            url = "" if row["base_url_from"] == "default" else (
+                f" · base URL {row['base_url']} (from {row['base_url_from']})"
+            )  # fmt: skip
+            took = f" in {row['seconds']:.2f} s" if row["seconds"] is not None else ""
+            print(f"{row['service']:<9} {row['status']:<13} {key}{url}{took} — {row['detail']}")
+    attention = [r for r in rows if r["status"] not in ("ok", "no_key")]
+    return FAILED if attention else OK
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -545,6 +573,7 @@ COMMANDS = {
     "generate": _generate,
     "batch": _batch,
     "fill": _fill,
+    "doctor": _doctor,
     "jobs": _jobs,
     "spend": _spend,
     "resume": _resume,

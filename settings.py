@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import bpy
 
+from .jobs.doctor import Network
 from .jobs.session import ServiceSettings
 from .providers import SERVICES
 from .providers.http import normalize_proxy
@@ -18,6 +19,7 @@ from .providers.http import normalize_proxy
 ADDON_ID = __package__
 DEFAULT_CONCURRENT_JOBS = 8
 DEFAULT_KEEP_DAYS = 30
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")  # requests reads them
 
 # The running session's reaction to a changed Concurrent Jobs (set by the runtime).
 concurrency_listener: Callable[[], None] | None = None
@@ -56,6 +58,23 @@ def network_settings() -> tuple[str, str]:
         return "", ""
     ca_bundle = prefs.ca_bundle.strip()
     return normalize_proxy(prefs.proxy), bpy.path.abspath(ca_bundle) if ca_bundle else ""
+
+
+def base_url_source(provider: str) -> str:
+    """Where a service's base URL comes from: environment, preferences or default."""
+    info = SERVICES[provider]
+    if os.environ.get(info.env_base_url, "").strip():
+        return "environment"
+    prefs = addon_preferences()
+    chosen = (getattr(prefs, f"{provider}_base_url", "") if prefs else "").strip().rstrip("/")
+    return "preferences" if chosen and chosen != info.default_base_url else "default"
+
+
+def doctor_network() -> Network:
+    """Online access, proxy and CA bundle as every service check sees them."""
+    proxy, ca_bundle = network_settings()
+    system = any(os.environ.get(v) for v in PROXY_VARIABLES)
+    return Network(online_access_problem(), proxy, ca_bundle, system)
 
 
 def max_concurrent_jobs() -> int:

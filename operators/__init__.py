@@ -6,14 +6,15 @@
   again, refine, open folder, remove) and Clear Finished Jobs;
 - `inputs.py`: the sidebar's inputs (an Image Editor's image, multiview images);
 - `monitor.py`: the modal job monitor and Blender's handlers;
-- `import_vox.py`: File > Import > MagicaVoxel.
+- `import_vox.py`: File > Import > MagicaVoxel;
+- `doctor.py`: Check Services (`conjure doctor` in the sidebar).
 """
 
 from __future__ import annotations
 
 import bpy
 
-from . import generate, import_vox, inputs, jobs, monitor
+from . import doctor, generate, import_vox, inputs, jobs, monitor
 
 CLASSES: tuple[type, ...] = (
     *generate.CLASSES,
@@ -21,6 +22,7 @@ CLASSES: tuple[type, ...] = (
     *inputs.CLASSES,
     *monitor.CLASSES,
     *import_vox.CLASSES,
+    *doctor.CLASSES,
 )
 
 

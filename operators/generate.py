@@ -83,8 +83,8 @@ class _AsksFirst:
 
     def ask_first(self, context, event, title: str):
         question = self.question(context)
-        if context.window is None or not question:
-            return self.execute(context)  # nobody to ask (background): refused as for a script
+        if bpy.app.background or not question:
+            return self.execute(context)  # nobody to ask: refused as for a script
         self.confirmed = True  # the answer is the confirmation
         return context.window_manager.invoke_confirm(
             self, event, title=title, message=question, confirm_text="Send", icon="WARNING"

@@ -97,6 +97,7 @@ def draw_service(layout, settings) -> None:
         row = col.row(align=True)
         row.label(text=f"No {info.name} API key", icon="ERROR")
         row.operator("preferences.addon_show", text="Add Key", icon="PREFERENCES").module = ADDON_ID
+    col.operator("conjure.check_services", icon="WORLD")
     book = price_book()
     balance = book.balances.get(settings.provider) if book is not None else None
     if balance is not None:

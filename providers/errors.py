@@ -58,7 +58,9 @@ RETRYABLE = frozenset(
 class ProviderError(Exception):
     """A failure with a kind the engine acts on; str() is one line for the user.
 
-    `status` is the HTTP status the error was read from, when it was read from one."""
+    `status` is the HTTP status the error was read from, when it was read from one; `cause`
+    what kept an answer from coming (dns, refused, timeout, tls, proxy, network), when none
+    did."""
 
     def __init__(
         self,
@@ -67,11 +69,13 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         *,
         status: int | None = None,
+        cause: str = "",
     ) -> None:
         self.kind = kind
         self.detail = " ".join(detail.split())[:300]
         self.retry_after = retry_after
         self.status = status
+        self.cause = cause
         super().__init__(str(self))
 
     @property

@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3.exceptions
 from urllib3.exceptions import NewConnectionError
 
 from .errors import ErrorKind, ProviderError, RateNote
@@ -62,6 +63,15 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',}]+"),
     re.compile(r"(?i)([?&](?:token|key|api_key|apikey)=)[^&\s\"']+"),
 )
+
+
+def _is_name_failure(reason: Exception) -> bool:
+    """The host name could not be resolved (urllib3 2 says so by type, 1.26 in words)."""
+    named = getattr(urllib3.exceptions, "NameResolutionError", None)
+    if named is not None and isinstance(reason, named):
+        return True
+    words = str(reason).lower()
+    return any(w in words for w in ("name or service", "getaddrinfo", "nodename", "resolution"))
 
 
 def normalize_proxy(text: str) -> str:
@@ -347,8 +357,9 @@ class HttpClient:
         retry_after: float | None = None,
         *,
         status: int | None = None,
+        cause: str = "",
     ) -> ProviderError:
-        return ProviderError(kind, self.redact(detail), retry_after, status=status)
+        return ProviderError(kind, self.redact(detail), retry_after, status=status, cause=cause)
 
     def url(self, path: str) -> str:
         return (
@@ -427,22 +438,30 @@ class HttpClient:
     def _transport_error(self, exc: requests.RequestException, host: str) -> ProviderError:
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return self.error(ErrorKind.NOT_SENT, f"connecting to {host} timed out")
+            return self.error(
+                ErrorKind.NOT_SENT, f"connecting to {host} timed out", cause="timeout"
+            )
         if isinstance(exc, requests.exceptions.ProxyError):
             # Raised only while reaching the proxy itself; its URL may hold a password.
-            return self.error(ErrorKind.NOT_SENT, f"cannot reach the proxy for {host}")
+            return self.error(
+                ErrorKind.NOT_SENT, f"cannot reach the proxy for {host}", cause="proxy"
+            )
         if isinstance(exc, requests.exceptions.SSLError) and _is_certificate_failure(exc):
             # Other TLS errors can strike after the request went out: only this is NOT_SENT.
             return self.error(
                 ErrorKind.NOT_SENT,
                 f"certificate check failed for {host}: behind a corporate proxy, set its"
                 " CA bundle in Conjure's preferences (Advanced) or REQUESTS_CA_BUNDLE",
+                cause="tls",
             )
         if isinstance(reason, NewConnectionError):
-            return self.error(ErrorKind.NOT_SENT, f"cannot connect to {host}")
+            if _is_name_failure(reason):
+                return self.error(ErrorKind.NOT_SENT, f"cannot find {host}", cause="dns")
+            return self.error(ErrorKind.NOT_SENT, f"cannot connect to {host}", cause="refused")
         if isinstance(exc, requests.exceptions.Timeout):
-            return self.error(ErrorKind.TIMEOUT, f"no answer from {host}")
-        return self.error(ErrorKind.NETWORK, f"{host}: {type(exc).__name__}")
+            return self.error(ErrorKind.TIMEOUT, f"no answer from {host}", cause="timeout")
+        cause = "tls" if isinstance(exc, requests.exceptions.SSLError) else "network"
+        return self.error(ErrorKind.NETWORK, f"{host}: {type(exc).__name__}", cause=cause)
 
     def _checked(self, answer: tuple[requests.Response, bytes]) -> Any:
         response, body = answer
