@@ -20,8 +20,8 @@ import bpy
 from . import imports, placeholders, runtime, settings
 from .jobs.doctor import examine
 from .jobs.model import FINISHED, ImportPlan, with_mesh
-from .jobs.session import ConjureError
-from .jobs.spend import Request, totals
+from .jobs.session import ConjureError, server_face_limit
+from .jobs.spend import PriceBook, Request, totals
 from .jobs.spend import spend as summed_spend
 from .providers import SERVICES
 from .providers.base import GenerationRequest, is_url
@@ -211,19 +211,22 @@ def spend(since: float = 0.0) -> list[dict[str, object]]:
 
 def quote(requests: Iterable[Mapping[str, object]]) -> dict[str, object]:
     """An estimate of what `requests` would cost, each given like `submit`'s arguments
-    ({"service": "trify3d", "source": "TEXT", "options": {...}}): per service and in total per
-    unit, from the most recent charge this journal saw for the same service, source and
-    price-changing options. Rows of a kind never charged before are `unknown`. Nothing is
-    sent; there is no price table."""
+    ({"service": "trify3d", "source": "TEXT", "options": {...}, "mesh": {...}}): per service
+    and in total per unit, from the most recent charge this journal saw for the same service,
+    source and price-changing options (a face budget a service keeps itself is one). Rows of
+    a kind never charged before are `unknown`. Nothing is sent; there is no price table."""
     wanted = []
     for r in requests:
         service = str(r.get("service") or r.get("provider") or "")
         if service not in SERVICES:
             raise ConjureError(f"Unknown service {service!r}: use one of {', '.join(SERVICES)}")
-        options = r.get("options")
+        options, mesh = r.get("options"), r.get("mesh")
         given = dict(options) if isinstance(options, Mapping) else {}
-        wanted.append(Request(service, str(r.get("source") or "TEXT"), given))
-    estimates = runtime.get().prices.quote(wanted)
+        plan = mesh_plan(mesh if isinstance(mesh, Mapping) else None)
+        sent = server_face_limit(service, given, plan)
+        wanted.append(Request(service, str(r.get("source") or "TEXT"), sent))
+    # Read afresh: other Blenders (farm shards) share the journal.
+    estimates = PriceBook(runtime.get().journal.recent(1_000_000)).quote(wanted)
     return {
         "estimate": True,
         "services": [e.to_json() for e in estimates],

@@ -20,8 +20,8 @@ from typing import Any
 
 import bpy
 
-from . import api
-from .jobs.model import FINISHED, JobState
+from . import api, placeholders
+from .jobs.model import FINISHED, MESH_LIMITS, JobState, plain_number
 from .jobs.spend import amount_words
 from .providers import SERVICES
 
@@ -79,7 +79,10 @@ def _credits(text: str) -> float:
     return value
 
 
-def _whole(name: str, low: int, high: int):
+def _whole(option: str, name: str):
+    """A reader of a whole number within the range MESH_LIMITS gives `option`."""
+    low, high = (int(v) for v in MESH_LIMITS[option])
+
     def read(text: str) -> int:
         if text.strip().isdigit() and low <= int(text) <= high:
             return int(text)
@@ -92,14 +95,14 @@ def _mesh_flags(command: argparse.ArgumentParser) -> None:
     """--max-faces and --lods: the mesh clean-up on import."""
     command.add_argument(
         "--max-faces",
-        type=_whole("a face budget", 12, 10_000_000),
+        type=_whole("max_faces", "a face budget"),
         metavar="N",
         help="at most N faces per result (the service's own limit where it has one, else "
         "Blender's Decimate, applied)",
     )
     command.add_argument(
         "--lods",
-        type=_whole("a number of levels", 1, 6),
+        type=_whole("lods", "a number of levels"),
         metavar="K",
         help="K levels of detail, <name>_LOD0..LOD{K-1}, each about half the faces",
     )
@@ -196,6 +199,8 @@ def parser() -> argparse.ArgumentParser:
                       metavar="KEY=VALUE", help="a service option; repeatable")  # fmt: skip
     fill.add_argument("--output", metavar="FILE.blend", help="save the scene here afterwards")
     fill.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
+    fill.add_argument("--max-credits", type=_credits, metavar="N",
+                      help="send no create that could take what this costs over N")  # fmt: skip
     _mesh_flags(fill)
 
     jobs = sub.add_parser("jobs", help="list the journal's jobs")
@@ -248,19 +253,37 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _fill(args: argparse.Namespace) -> int:
+    """Placeholders that have no result yet; a re-run fills only what is still empty."""
+    in_scene = set(bpy.context.scene.objects)
     if args.collection:
         collection = bpy.data.collections.get(args.collection)
         if collection is None:
             raise UsageError(f"no collection {args.collection!r} in this file")
-        objects = list(collection.all_objects)
+        objects = [o for o in collection.all_objects if o in in_scene]
     else:
-        objects = [o for o in bpy.data.objects if o.get("conjure_prompt")]
-    if not objects:
-        where = f"collection {args.collection!r}" if args.collection else "this file"
+        objects = [o for o in bpy.context.scene.objects if o.get("conjure_prompt")]
+    objects = [o for o in objects if not o.get("conjure_job_id")]  # results name their prompt
+    kept, skipped = placeholders.usable(objects, refill=False)
+    for line in skipped:
+        print(line)
+    if not kept:
+        if skipped:
+            return OK  # every one is filled already, or cannot be: nothing to send
+        where = f"collection {args.collection!r}" if args.collection else "this scene"
         raise UsageError(f"no placeholders in {where} (give objects a conjure_prompt)")
-    results = api.generate_for(
-        objects, args.service, dict(args.option), args.timeout, _mesh(args)
-    )  # fmt: skip
+    if args.max_credits is not None:
+        wanted = [{"service": args.service, "options": dict(args.option), "mesh": _mesh(args)}]
+        wanted *= len(kept)
+        _hold_to(args.max_credits, api.quote(wanted)["total"])
+    try:
+        results = api.generate_for(kept, args.service, dict(args.option), args.timeout,
+                                   _mesh(args))  # fmt: skip
+    except api.ConjureError as exc:  # sent, and none came back imported
+        print(f"conjure: {exc}", file=sys.stderr)
+        return FAILED
+    finally:
+        if args.max_credits is not None:
+            api.spend_limit(None)
     for name, made in results.items():
         print(f"{name}: {len(made)} object(s)" if made else f"{name}: nothing placed")
     if args.output:
@@ -313,16 +336,12 @@ def _spend(args: argparse.Namespace) -> int:
         balance = "—"
         if row["balance"] is not None:
             when = datetime.datetime.fromtimestamp(row["balance_at"])
-            balance = f"{_amount(row['balance'])} at {when:%Y-%m-%d %H:%M}"
+            balance = f"{plain_number(row['balance'])} at {when:%Y-%m-%d %H:%M}"
         unknown = f" (+{row['unknown']} unknown)" if row["unknown"] else ""
         print(f"{row['service']:<10} {row['unit']:<10} {row['paid_jobs']:>5} "
-              f"{_amount(row['charged']):>9} {_amount(row['held']):>7} "
-              f"{_amount(row['refunded']):>9}  {balance}{unknown}")  # fmt: skip
+              f"{plain_number(row['charged']):>9} {plain_number(row['held']):>7} "
+              f"{plain_number(row['refunded']):>9}  {balance}{unknown}")  # fmt: skip
     return OK
-
-
-def _amount(value: float) -> str:
-    return f"{value:g}"
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -408,7 +427,7 @@ def _batch(args: argparse.Namespace) -> int:
     index, count = args.shard or (1, 1)
     rows = [r for r in rows if r.index % count == index - 1]
     if args.dry_run:
-        return _plan(rows)
+        return _plan(rows, _mesh(args))
     os.makedirs(args.output_dir, exist_ok=True)
     api.batch_limits(len(rows), count)  # every row at once, within (a share of) the budgets
     batch_id = os.path.abspath(args.file)
@@ -429,7 +448,7 @@ def _batch(args: argparse.Namespace) -> int:
         else:
             fresh.append(row)
     if args.max_credits is not None:
-        _hold_to(args.max_credits, fresh)
+        _hold_to(args.max_credits, _quote(fresh, _mesh(args))["total"])
     try:
         for row in fresh:
             options = {**row.options, "_batch": batch_id, "_batch_row": row.key}  # its plan
@@ -457,25 +476,27 @@ def _batch(args: argparse.Namespace) -> int:
     return OK if failed == 0 else FAILED
 
 
-def _hold_to(limit: float, rows: list[Row]) -> None:
-    """`--max-credits`: refuse up front when the estimate of the rows to send is over the
-    limit; else hold every create of theirs under it."""
-    total = _quote(rows)["total"]
+def _hold_to(limit: float, total: dict[str, float]) -> None:
+    """`--max-credits`: refuse up front when the estimate (`total` per unit) of what is to
+    be sent is over the limit; else hold every create from now on under it."""
     if sum(total.values()) > limit:
         units = ", ".join(amount_words(v, u) for u, v in total.items())
         raise UsageError(f"the estimate, {units}, is over --max-credits {limit:g}: nothing sent")
     api.spend_limit(limit)
 
 
-def _quote(rows: list[Row]) -> dict[str, Any]:
-    return api.quote({"service": r.service, "source": r.source, "options": r.options} for r in rows)
+def _quote(rows: list[Row], mesh: dict[str, object]) -> dict[str, Any]:
+    return api.quote(
+        {"service": r.service, "source": r.source, "options": r.options, "mesh": mesh}
+        for r in rows
+    )
 
 
-def _plan(rows: list[Row]) -> int:
+def _plan(rows: list[Row], mesh: dict[str, object]) -> int:
     """`batch --dry-run`: the rows per service and kind, and the estimate; nothing sent."""
     if not rows:
         raise UsageError("--dry-run: no rows in this slice")
-    quoted = _quote(rows)
+    quoted = _quote(rows, mesh)
     kinds: dict[str, dict[str, int]] = {}
     for row in rows:
         kind = " ".join([row.source] + [f"{k}={v}" for k, v in sorted(row.options.items())])

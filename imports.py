@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 import bpy
 from mathutils import Vector
 
-from .importers import archive, fit, gltf, meshprep, obj, placement, scene, vox, voxfile
+from . import placeholders
+from .importers import archive, gltf, meshprep, obj, placement, scene, vox, voxfile
 from .jobs.model import Job, VoxMesh
 from .jobs.session import parent_task
 from .providers import SERVICES
@@ -57,6 +58,7 @@ class Built:
     warnings: list[str]
     pad: float = 0.0  # how far the visible shape reaches past the objects' points
     notes: tuple[str, ...] = ()  # what was done to it, for the job's one-line summary
+    covers: tuple[bpy.types.Object, ...] = ()  # hidden once the import has succeeded
 
 
 def _vox(path: str, target: Target) -> Built:
@@ -165,6 +167,8 @@ def import_job(context: bpy.types.Context, job: Job, folder: str) -> Landed:
         _tag(job, [collection, *built.objects])
         roots = [o for o in built.objects if o.parent is None]
         scene.select_only(context, built.objects, roots[0] if roots else built.objects[0])
+        for covered in built.covers:  # last: a failure before leaves them as they were
+            placeholders.hide(covered)
     names = tuple(o.name for o in built.objects)
     summary = "; ".join((f"Imported {len(names)} object(s)", *built.notes))
     return Landed(names, built.warnings, summary)
@@ -196,11 +200,11 @@ def _arrange(job: Job, built: Built, target: Target) -> Built:
     plan, objects, warnings = job.plan, built.objects, list(built.warnings)
     offset = (plan.compare_slot - (plan.compare_count - 1) / 2) * plan.compare_spacing
     spot = target.location + Vector((offset, 0.0, 0.0))
-    holder = bpy.data.objects.get(plan.placeholder) if plan.placeholder else None
-    if plan.placeholder and holder is None:
-        warnings.append(f"placeholder {plan.placeholder!r} is gone: placed at the 3D cursor")
+    holder, problem = placeholders.find(plan) if plan.placeholder else (None, "")
+    if problem:
+        warnings.append(f"{problem}: placed at the 3D cursor")
     if holder is not None:
-        _into_placeholder(holder, built, target.collection)
+        placeholders.fit_into(holder, objects, target.collection, built.pad)
     elif plan.origin_bottom or plan.target_height > 0 or plan.compare_count > 1:
         where = placement.Placement(spot, plan.origin_bottom, plan.target_height, built.pad)
         objects = placement.place(objects, target.collection, where)
@@ -213,12 +217,8 @@ def _arrange(job: Job, built: Built, target: Target) -> Built:
         warnings += placement.mark_asset(
             target.collection, service=name, prompt=job.prompt, preview=preview_file(job)
         )
-    if holder is not None:  # last: nothing after this can fail and leave it hidden
-        _hide_earlier_results(holder, job.job_id)
-        hide(holder)
-        for block in (target.collection, *objects):
-            block["conjure_placeholder"] = holder.name
-    return Built(objects, warnings, built.pad, built.notes)
+    covers = placeholders.covered_by(holder, [target.collection, *objects]) if holder else ()
+    return Built(objects, warnings, built.pad, built.notes, tuple(covers))
 
 
 def _clean_up(job: Job, built: Built, collection: bpy.types.Collection) -> Built:
@@ -230,54 +230,14 @@ def _clean_up(job: Job, built: Built, collection: bpy.types.Collection) -> Built
     )
     if not prep.active:
         return built
+    came = meshprep.face_count(built.objects)
     done = meshprep.prepare(built.objects, collection, prep)
     info = SERVICES[job.provider]
     notes = [done.summary] if done.summary else []
-    if plan.max_faces and job.options.get(info.face_limit_option) == plan.max_faces:
-        faces = meshprep.face_count(done.objects)
-        notes.insert(0, f"{faces:,} faces by {info.name}'s {info.face_limit_option}")
+    asked = plan.max_faces and job.options.get(info.face_limit_option) == plan.max_faces
+    if asked and came <= plan.max_faces:  # the service kept the budget: Decimate had no work
+        notes.insert(0, f"{came:,} faces by {info.name}'s {info.face_limit_option}")
     return Built(done.objects, [*built.warnings, *done.warnings], built.pad, (*built.notes, *notes))
-
-
-def _into_placeholder(
-    holder: bpy.types.Object, built: Built, collection: bpy.types.Collection
-) -> None:
-    """Fit the result into the placeholder's box (its rotation, unscaled frame, base on the
-    bottom, centred, as large as fits), in its collection and parented like it."""
-    box = fit.placeholder_box(holder, bpy.context.evaluated_depsgraph_get())
-    if box is None:
-        raise ValueError(f"placeholder {holder.name!r} has no size to fit into")
-    fit.fit(built.objects, box, built.pad)
-    home = holder.users_collection[0] if holder.users_collection else None
-    if home is not None and collection.name not in home.children:
-        for parent in [c for c in bpy.data.collections if collection.name in c.children]:
-            parent.children.unlink(collection)
-        for scene_ in bpy.data.scenes:
-            if collection.name in scene_.collection.children:
-                scene_.collection.children.unlink(collection)
-        home.children.link(collection)
-    if holder.parent is not None:
-        for root in [o for o in built.objects if o.parent is None]:
-            world = root.matrix_world.copy()
-            root.parent = holder.parent
-            root.matrix_world = world
-
-
-def hide(obj: bpy.types.Object) -> None:
-    """Out of sight in the viewport and in renders, kept in the file."""
-    obj.hide_render = True
-    if bpy.context.view_layer.objects.get(obj.name) is not None:
-        obj.hide_set(True)
-    else:
-        obj.hide_viewport = True
-
-
-def _hide_earlier_results(holder: bpy.types.Object, job_id: str) -> None:
-    """A placeholder shows one result: the one before (Run Again) is hidden, kept."""
-    for thing in bpy.data.objects:
-        earlier = thing.get("conjure_placeholder") == holder.name
-        if earlier and thing.get("conjure_job_id") != job_id:
-            hide(thing)
 
 
 def thumbnail(job: Job) -> str:

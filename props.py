@@ -20,7 +20,7 @@ from bpy.props import (
 )
 from bpy.types import PropertyGroup
 
-from .jobs.model import ImportPlan, VoxMesh
+from .jobs.model import MESH_LIMITS, ImportPlan, VoxMesh
 from .providers import PROVIDER_IDS, SERVICES
 from .providers.base import OptionSpec, chosen_options
 
@@ -145,8 +145,8 @@ class ConjureSceneSettings(PropertyGroup):
         description="Most faces a result may keep (Blender's Decimate, applied, keeping UVs and "
         "materials; a service that can limit faces itself is asked to)",
         default=20_000,
-        min=12,
-        max=10_000_000,
+        min=int(MESH_LIMITS["max_faces"][0]),
+        max=int(MESH_LIMITS["max_faces"][1]),
     )
     use_lods: BoolProperty(
         name="Levels of Detail",
@@ -155,7 +155,7 @@ class ConjureSceneSettings(PropertyGroup):
     )
     lods: IntProperty(
         name="Levels", description="Levels of detail, each about half the faces", default=3,
-        min=1, max=6,
+        min=int(MESH_LIMITS["lods"][0]), max=int(MESH_LIMITS["lods"][1]),
     )  # fmt: skip
     use_merge: BoolProperty(
         name="Merge by Distance", description="Merge vertices closer than the distance",

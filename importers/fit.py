@@ -36,8 +36,7 @@ def placeholder_box(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> Bo
     (a light, a camera, a single point). An empty measures its children's geometry, or its
     display cube when it has none."""
     evaluated = obj.evaluated_get(depsgraph)
-    location, rotation, _scale = evaluated.matrix_world.decompose()
-    frame = Matrix.Translation(location) @ rotation.to_matrix().to_4x4()
+    frame = _frame(evaluated.matrix_world)
     to_frame = frame.inverted()
     bounds = _bounds([evaluated], to_frame)
     if bounds is None:
@@ -48,6 +47,23 @@ def placeholder_box(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> Bo
     if bounds is None or not np.any(bounds[1] - bounds[0] > 0):
         return None
     return Box(frame, Vector(bounds[0]), Vector(bounds[1]))
+
+
+def _frame(matrix: Matrix) -> Matrix:
+    """The placeholder's world location and rotation, scale left out, its local Z still up:
+    a mirrored placeholder (a negative scale) gives a right-handed frame with its x axis
+    turned round, never an upside-down one, as `decompose()` would."""
+    basis = matrix.to_3x3()
+    columns = [basis.col[i].copy() for i in range(3)]
+    if min(c.length for c in columns) < 1e-12:  # an axis scaled to nothing: no direction
+        location, rotation, _scale = matrix.decompose()
+        return Matrix.Translation(location) @ rotation.to_matrix().to_4x4()
+    x, _y, z = (c.normalized() for c in columns)
+    if basis.determinant() < 0:
+        x = -x
+    x = (x - z * x.dot(z)).normalized()  # square to Z (a sheared parent), Z kept
+    rotation = Matrix((x, z.cross(x), z)).transposed()  # the three axes as columns
+    return Matrix.Translation(matrix.translation) @ rotation.to_4x4()
 
 
 def fit(objects: list[bpy.types.Object], box: Box, pad: float = 0.0) -> float:

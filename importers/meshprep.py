@@ -3,7 +3,8 @@ merged, a face budget met with Blender's Decimate, smooth shading by angle, and 
 
 Runs after an importer made the objects and before the import is committed, so an error
 here rolls back like any other import failure. No operators: the data API behaves the same
-in the UI, in `blender -b` and in the `bpy` module, and needs no selection or context.
+in the UI, in `blender -b` and in the `bpy` module, and needs no selection (Decimate runs on
+a scratch object in the scene, evaluated through the depsgraph).
 """
 
 from __future__ import annotations
@@ -311,7 +312,7 @@ def _lods(
                 f"{users[0].name}: {faces} faces, too few to halve: LOD{small[0]} and up copy it"
             )
         for obj in users:
-            base = obj.name.encode()[:NAME_BYTES].decode(errors="ignore")
+            base = _free_base(obj.name, levels)
             homes = list(obj.users_collection) or [collection]
             obj.name = f"{base}_LOD0"
             for level in range(1, levels):
@@ -325,6 +326,17 @@ def _lods(
                     copy.hide_set(True)
                 copies.append(copy)
     return copies
+
+
+def _free_base(name: str, levels: int) -> str:
+    """A base for <base>_LOD0..: `name` (cut to fit), or `name.001`.. when an earlier result
+    holds those names: Blender would add ".001" after "_LOD0", which engines do not read."""
+    stem = name.encode()[: NAME_BYTES - 4].decode(errors="ignore")
+    for n in range(1000):
+        base = stem if n == 0 else f"{stem}.{n:03d}"
+        if all(f"{base}_LOD{i}" not in bpy.data.objects for i in range(levels)):
+            return base
+    return stem
 
 
 def _lod_meshes(mesh: bpy.types.Mesh, levels: int) -> list[bpy.types.Mesh]:

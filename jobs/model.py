@@ -102,7 +102,8 @@ class ImportPlan:
     compare_spacing: float = 2.0
     batch_id: str = ""  # `conjure batch`: which batch, and which of its rows
     batch_row: str = ""
-    placeholder: str = ""  # Generate for Selected: the object the result is fitted into
+    placeholder: str = ""  # Generate for Selected: the name of the object the result fills,
+    placeholder_id: str = ""  # and its `conjure_placeholder_id` (found by it if renamed)
     # Mesh clean-up on import (see MESH_LIMITS); 0 / False: not done.
     max_faces: int = 0  # a face budget (Blender's Decimate, applied)
     lods: int = 0  # levels of detail <name>_LOD0..LOD{lods-1}
@@ -165,6 +166,14 @@ MESH_LIMITS: dict[str, tuple[float, float]] = {
     "smooth_angle": (0.01, 180.0),
 }
 MESH_OPTIONS = (*MESH_LIMITS, "apply_transforms")
+_SWITCH = {"1", "0", "true", "false", "yes", "no", "on", "off"}
+
+
+def plain_number(value: float) -> str:
+    """A number as people write it: '12', '10,000,000', '2.5', '0.0001'."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.6f}".rstrip("0").rstrip(".") if abs(value) >= 1e-4 else f"{value:g}"
 
 
 def with_mesh(plan: ImportPlan, mesh: Mapping[str, object]) -> ImportPlan:
@@ -176,12 +185,15 @@ def with_mesh(plan: ImportPlan, mesh: Mapping[str, object]) -> ImportPlan:
     values: dict[str, object] = {}
     for name, given in mesh.items():
         if name == "apply_transforms":
+            if str(given).strip().lower() not in _SWITCH:
+                raise ValueError(f"apply_transforms must be true or false, got {given!r}")
             values[name] = bool(_coerce(False, given))
             continue
         number = _mesh_number(name, given)
         low, high = MESH_LIMITS[name]
         if number and not low <= number <= high:
-            raise ValueError(f"{name} must be from {low:g} to {high:g} (0: off), got {given!r}")
+            shown = f"{plain_number(low)} to {plain_number(high)}"
+            raise ValueError(f"{name} must be from {shown} (0: off), got {given!r}")
         values[name] = int(number) if name in ("max_faces", "lods") else number
     return replace(plan, **values)  # type: ignore[arg-type]  # each value has its field's type
 
@@ -192,10 +204,10 @@ def _mesh_number(name: str, given: object) -> float:
         number = float(given) if not isinstance(given, bool) else math.nan  # type: ignore[arg-type]
     except (TypeError, ValueError):
         number = math.nan
-    if not math.isfinite(number) or number < 0 or (whole and not number.is_integer()):
+    if not math.isfinite(number) or (whole and not number.is_integer()):
         kind = "a whole number" if whole else "a number"
         raise ValueError(f"{name} must be {kind} (0: off), got {given!r}")
-    return number
+    return number  # a negative one is out of range: the caller says so
 
 
 def split_notes(

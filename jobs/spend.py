@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..providers import SERVICES
 from ..providers.base import ChargeState
-from .model import FINISHED, Job, JobState
+from .model import FINISHED, Job, JobState, plain_number
 
 # A job in these states sends no more creates: what it cost is what it will cost.
 PAID_UP = FINISHED | {JobState.DOWNLOADING, JobState.READY, JobState.IMPORTING}
@@ -117,13 +117,16 @@ class PriceBook:
     def __init__(self, jobs: Iterable[Job] = ()) -> None:
         self.last: dict[PriceKey, tuple[float, str]] = {}
         self.balances: dict[str, Balance] = {}
-        for job in sorted(jobs, key=lambda j: j.created):  # oldest first: the newest wins
+        self._made: dict[PriceKey, float] = {}  # when the job `last` went by was created
+        for job in jobs:
             self.learn(job)
 
     def learn(self, job: Job) -> None:
-        if job.price is not None:
-            key = price_key(job.provider, job.source, job.options)
-            self.last[key] = (job.price, job.credit_unit)
+        """Take what `job` says; of two jobs of a kind, the one created later sets the price
+        (an old job imported again or resumed does not)."""
+        key = price_key(job.provider, job.source, job.options)
+        if job.price is not None and job.created >= self._made.get(key, job.created):
+            self.last[key], self._made[key] = (job.price, job.credit_unit), job.created
         said = job.balance
         seen = self.balances.get(job.provider)
         if said is not None and (seen is None or said[1] >= seen.at):
@@ -155,7 +158,7 @@ def totals(estimates: Iterable[Estimate]) -> dict[str, float]:
 def amount_words(amount: float, unit: str) -> str:
     """'12 credits', '1 generation', '3 generations'."""
     plural = unit == "generation" and amount != 1
-    return f"{amount:g} {unit}{'s' if plural else ''}"
+    return f"{plain_number(amount)} {unit}{'s' if plural else ''}"
 
 
 def estimate_words(estimates: list[Estimate]) -> str:

@@ -26,7 +26,7 @@ from bpy.types import Operator
 
 from .. import placeholders, props, runtime, settings
 from ..jobs.model import Job, JobState
-from ..jobs.session import ConjureError, request_problem
+from ..jobs.session import ConjureError, request_problem, server_face_limit
 from ..jobs.spend import Estimate, PriceBook, Request, estimate_words, totals
 from ..providers import PROVIDER_IDS, SERVICES
 from ..providers.base import GenerationRequest, is_url
@@ -51,15 +51,19 @@ def sidebar_estimate(
         return []
     sidebar = context.scene.conjure
     source = source or sidebar.source
-    wanted = [Request(p, source, props.service_options(sidebar, p, source)) for p in providers]
+    wanted = []
+    for p in providers:
+        options = props.service_options(sidebar, p, source)
+        sent = server_face_limit(p, options, props.import_plan(sidebar, p))  # as it will go
+        wanted.append(Request(p, source, sent))
     return book.quote(wanted)
 
 
 def spend_question(estimates: list[Estimate]) -> str:
-    """Why to ask before sending: the known estimate is over the "Ask Before Spending More
-    Than" preference ('' when it is not, or the preference is 0)."""
+    """Why to ask before sending: the known estimate, in some unit, is over the "Ask Before
+    Spending More Than" preference ('' when it is not, or the preference is 0)."""
     limit = settings.ask_above()
-    if limit <= 0 or sum(totals(estimates).values()) <= limit:
+    if limit <= 0 or all(v <= limit for v in totals(estimates).values()):
         return ""
     return f"This may spend {estimate_words(estimates)}, more than {limit:g} at once"
 
@@ -79,7 +83,11 @@ class _AsksFirst:
         raise NotImplementedError
 
     def question(self, context) -> str:
-        return "" if self.confirmed else spend_question(self.estimate(context))
+        """What to ask ('' when nothing): Repeat Last never reuses an earlier answer."""
+        agreed = self.confirmed and not self.options.is_repeat
+        if agreed or settings.ask_above() <= 0:
+            return ""
+        return spend_question(self.estimate(context))
 
     def ask_first(self, context, event, title: str):
         question = self.question(context)

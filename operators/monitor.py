@@ -107,6 +107,7 @@ def show_jobs_on_start() -> None:
     unfinished ones resume when the preference says so and online access is allowed."""
     rt = runtime.get()
     waiting = rt.show_history()
+    _ = rt.prices  # the journal's prices read here, not in the first draw of the sidebar
     allowed = settings.auto_resume() and not settings.online_access_problem()
     if waiting and allowed and rt.resume():
         start_monitor()

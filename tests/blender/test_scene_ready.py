@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +148,7 @@ def test_each_placeholder_gets_one_job_and_its_result_fills_its_box(scene, trify
         centre = (low + high) / 2
         assert centre[:2] == pytest.approx([0.0, 0.0], abs=1e-3)
         assert holder.hide_get() and holder.hide_render  # hidden, kept
-        roots = [o for o in made if o.parent is None or o.parent == holder.parent]
+        roots = [o for o in made if o.parent not in made]
         assert roots and all(r["conjure_placeholder"] == name for r in roots)
         assert all(r.parent == holder.parent for r in roots)  # parented like it
         home = holder.users_collection[0]
@@ -198,8 +199,12 @@ def test_fill_from_the_command_line(scene, trify, tmp_path, capsys) -> None:
     assert cli.main(["fill", "--service", "trify3d", "--output", str(out)]) == 0
     assert trify.count("POST") == 2 and out.is_file()
     printed = capsys.readouterr().out
-    assert "Box A: " in printed and "Box B: " in printed
+    assert re.search(r"^Box A: \d+ object", printed, re.M)
+    assert re.search(r"^Box B: \d+ object", printed, re.M)
     assert bpy.data.objects["Box A"].hide_render
+    assert cli.main(["fill", "--service", "trify3d", "--output", str(out)]) == 0  # again
+    assert trify.count("POST") == 2  # both have their results: nothing sent, nothing paid
+    assert "Box A already has its result: skipped" in capsys.readouterr().out
     assert cli.main(["fill", "--service", "trify3d", "--collection", "Nowhere"]) == 2
     assert cli.main(["fill", "--service", "trify3d", "--max-faces", "5"]) == 2
     assert cli.main(["fill", "--service", "trify3d", "--lods", "7"]) == 2
@@ -233,8 +238,13 @@ def test_a_face_budget_keeps_uvs_and_materials_and_lods_halve(
         assert "Decimate" in status["message"] and status["plan"]["max_faces"] == 5000
         lods = _api().generate("trify3d", prompt="a tiered field", timeout=120,
                                mesh={"max_faces": 8000, "lods": 3})  # fmt: skip
+        again = _api().generate("trify3d", prompt="a tiered field", timeout=120,
+                                mesh={"max_faces": 8000, "lods": 3})  # fmt: skip
     levels = sorted((o for o in lods if o.type == "MESH"), key=lambda o: o.name)
     assert [o.name.rsplit("_", 1)[1] for o in levels] == ["LOD0", "LOD1", "LOD2"]
+    base = levels[0].name.removesuffix("_LOD0")
+    second = sorted(o.name for o in again if o.type == "MESH")  # never "…_LOD0.001"
+    assert second == [f"{base}.001_LOD{i}" for i in range(3)]
     counts = [len(o.data.polygons) for o in levels]
     assert counts[0] <= 8000 and counts[0] > counts[1] > counts[2]
     assert counts[1] == pytest.approx(counts[0] / 2, rel=0.15)
@@ -250,7 +260,7 @@ def test_a_service_with_a_face_limit_is_asked_to_keep_the_budget(scene, monkeypa
     assert body["polygon_limit"] == 5000
     status = _api().status(made[0]["conjure_job_id"])
     assert "faces by Triverse's polygon_limit" in status["message"]
-    assert _faces(made) <= 5000
+    assert "Decimate" not in status["message"]  # the service kept the budget itself
 
 
 @pytest.mark.parametrize(
@@ -267,3 +277,58 @@ def test_mesh_options_out_of_range_are_refused_up_front(scene, trify, mesh, word
     with pytest.raises(_api().ConjureError, match=words):
         _api().submit("trify3d", prompt="a refused crate", mesh=mesh)
     assert trify.count("POST") == 0
+
+
+def test_a_mirrored_placeholder_keeps_its_result_upright(scene, trify) -> None:
+    plain = _cube("Plain Crate", (-2, 0, 0), scale=(0.5, 0.5, 0.5))
+    mirrored = _cube("Mirrored Crate", (2, 0, 0), scale=(-0.5, 0.5, 0.5))
+    results = _api().generate_for([plain, mirrored], "trify3d", timeout=120)
+    turns = []
+    for holder in (plain, mirrored):
+        made = results[holder.name]
+        assert _in_frame(holder, made).min(axis=0)[2] == pytest.approx(-0.5, abs=1e-3)
+        (root,) = [o for o in made if o.parent not in made]
+        turns.append(np.array(root.matrix_world.to_3x3().normalized()))
+    assert np.allclose(turns[0], turns[1], atol=1e-5)  # as the plain one stands: not upside down
+
+
+def test_a_failed_import_leaves_the_placeholder_as_it_was(scene, tmp_path, monkeypatch) -> None:
+    broken = tmp_path / "broken.glb"
+    broken.write_bytes(b"glTF\x02\x00\x00\x00" + b"\xff" * 64)  # a GLB with nothing readable
+    emulator = Trify3DEmulator(broken, api_key=TRIFY_KEY, rate_limit=100_000)
+    with service(monkeypatch, "trify3d", emulator, TRIFY_KEY, cancel_live=True):
+        holder = _cube("Fragile Vase", scale=(0.3, 0.3, 0.6))
+        with pytest.raises(_api().ConjureError, match="Import failed"):
+            _api().generate_for([holder], "trify3d", timeout=120)
+    assert not holder.hide_get() and not holder.hide_render  # still there to generate again
+
+
+def test_a_placeholder_is_found_by_its_stamp_when_renamed(scene) -> None:
+    import bpy
+
+    placeholders = _module("placeholders")
+    plan_of = _module("jobs.model").ImportPlan
+    holder = _cube("Old Name", scale=(0.5, 0.5, 0.5))
+    stamp = placeholders._stamp(holder)
+    holder.name = "New Name"
+    _cube("Old Name")  # another object takes the old name: not the placeholder
+    found, problem = placeholders.find(plan_of(placeholder="Old Name", placeholder_id=stamp))
+    assert (found, problem) == (holder, "")
+    bpy.data.objects.remove(holder)
+    found, problem = placeholders.find(plan_of(placeholder="Old Name", placeholder_id=stamp))
+    assert found is None and problem == "placeholder 'Old Name' is gone"
+
+
+def test_an_empty_with_parts_is_one_placeholder_and_hides_with_them(scene, trify) -> None:
+    import bpy
+
+    group = bpy.data.objects.new("Market Stall", None)
+    bpy.context.scene.collection.objects.link(group)
+    parts = [_cube(f"Stall Part {i}", (i * 2.0, 0, 0), scale=(0.5, 0.5, 1)) for i in range(2)]
+    for part in parts:
+        part.parent = group
+    results = _api().generate_for([group, *parts], "trify3d", timeout=120)
+    assert list(results) == ["Market Stall", "Stall Part 0", "Stall Part 1"]
+    assert trify.count("POST") == 1  # the parts are the stall's box, not placeholders
+    assert results["Market Stall"] and not results["Stall Part 0"]
+    assert all(o.hide_get() for o in (group, *parts))

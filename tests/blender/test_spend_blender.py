@@ -246,7 +246,12 @@ def test_the_sidebar_shows_costs_and_the_balance_and_asks_before_spending_more(
         ask_above(price / 2)
         posts = emu.count("POST")
         asked = rf"This may spend about (.* \+ )?{price:g} credits"  # (Siray's, if known)
-        for run in (bpy.ops.conjure.sidebar_generate, bpy.ops.conjure.compare):
+        crate = bpy.data.objects.new("Crate", bpy.data.meshes.new("Crate"))
+        crate.data.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)], [], [(0, 1, 2)])
+        bpy.context.scene.collection.objects.link(crate)
+        crate.select_set(True)  # a placeholder: Generate for Selected asks the same
+        placeholder_runs = (bpy.ops.conjure.generate_for_selected,)
+        for run in (bpy.ops.conjure.sidebar_generate, bpy.ops.conjure.compare, *placeholder_runs):
             with pytest.raises(RuntimeError, match=f"Not sent: {asked}"):
                 run()
         with pytest.raises(RuntimeError, match=f"Not sent: {asked}"):
@@ -257,3 +262,15 @@ def test_the_sidebar_shows_costs_and_the_balance_and_asks_before_spending_more(
         ask_above(price)  # exactly the estimate: within, no question
         assert bpy.ops.conjure.sidebar_generate() == {"FINISHED"}
         assert emu.count("POST") == posts + 2
+
+
+def test_asking_weighs_each_unit_on_its_own(addon, monkeypatch) -> None:
+    """5 credits and 1 generation are not 6 of anything: neither is over 5."""
+    generate = importlib.import_module(f"{ADDON_ID}.operators.generate")
+    spend = importlib.import_module(f"{ADDON_ID}.jobs.spend")
+    monkeypatch.setattr(importlib.import_module(f"{ADDON_ID}.settings"), "ask_above", lambda: 5.0)
+    mixed = [spend.Estimate("trify3d", "credits", 1, 5.0, 0),
+             spend.Estimate("siray", "generation", 1, 1.0, 0)]  # fmt: skip
+    assert generate.spend_question(mixed) == ""
+    over = [spend.Estimate("trify3d", "credits", 2, 6.0, 0)]
+    assert generate.spend_question(over) == "This may spend about 6 credits, more than 5 at once"

@@ -21,12 +21,13 @@ def test_mesh_options_from_scripts_and_csv_text() -> None:
 @pytest.mark.parametrize(
     ("mesh", "words"),
     [
-        ({"max_faces": 11}, "max_faces must be from 12 to 1e+07 (0: off), got 11"),
+        ({"max_faces": 11}, "max_faces must be from 12 to 10,000,000 (0: off), got 11"),
         ({"max_faces": True}, "max_faces must be a whole number (0: off), got True"),
         ({"lods": 7}, "lods must be from 1 to 6 (0: off), got 7"),
         ({"lods": "two"}, "lods must be a whole number (0: off), got 'two'"),
         ({"smooth_angle": float("nan")}, "smooth_angle must be a number (0: off), got nan"),
-        ({"merge_distance": -1}, "merge_distance must be a number (0: off), got -1"),
+        ({"merge_distance": -1}, "merge_distance must be from 1e-07 to 1 (0: off), got -1"),
+        ({"apply_transforms": "maybe"}, "apply_transforms must be true or false, got 'maybe'"),
         ({"faces": 5}, "unknown mesh option 'faces': use max_faces, lods, merge_distance, "
                        "smooth_angle, apply_transforms"),
     ],
