@@ -35,7 +35,7 @@ PYTEST_ARGS ?=
 # Recursive (=): the search (or one-time build) runs only when a venv must be created.
 BASE_PYTHON = $(shell tools/find_python.sh $(PY_VERSION))
 
-.PHONY: test build validate lint typecheck demo bench clean
+.PHONY: test build release validate lint typecheck demo bench clean
 
 $(STAMP): Makefile
 	test -x $(PY) || "$(BASE_PYTHON)" -m venv $(VENV)
@@ -54,6 +54,11 @@ validate: $(STAMP)
 
 build: validate
 	$(PY) tools/ext.py build --output-dir dist
+
+# A static extension repository for Blender's own client: the zip and the index.json that
+# Blender's server-generate writes (validates first).
+release: $(STAMP)
+	$(PY) tools/ext.py release --output-dir dist/repo
 
 test: lint typecheck build
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,28 +1,46 @@
 """Voxel geometry with numpy only: which voxels show, and the exposed faces of a solid.
 
 No bpy: the Blender builder (vox.py) only copies these arrays into meshes. Everything works
-on a dense occupancy grid of the voxels' bounding box (padded by one cell), so each step is
-a handful of whole-array operations, never a Python loop per voxel or per face.
+on a dense grid of the voxels' bounding box (padded by one cell), so each step is a handful
+of whole-array operations, never a Python loop per voxel or per face.
 
 Three surfaces:
 - `unit_faces`: one quad per exposed voxel face (`exposed_faces` with colours);
 - `greedy_faces`: coplanar exposed faces of one colour merged into rectangles;
 - `watertight_polygons`: the greedy rectangles with every vertex that lies on one of their
   edges inserted into that edge, so no T-junction is left (same faces, more corners).
+Rectangles are boxes of voxels (lowest voxel and size; corners only when asked for).
 `shared_polygons` and `watertight_polygons` return `Polygons`: faces over shared vertices,
 the shape of Blender's mesh arrays.
 
-The greedy mesher is the classic one (widest run first, then as far down as it goes), which
-needs to know which cells earlier rectangles cover: it sweeps the rows of all planes, colours
-and directions together, one loop step per row (at most the model's extent, 256 for one
-MagicaVoxel model), each step a few whole-array operations. Merging identical runs across
-rows, which needs no sweep, leaves about 1% more faces (1,360 instead of 1,342 on the
-monu1.vox fixture).
+Time grows linearly with voxels and exposed faces (about 120 ns per voxel on a noisy
+843k-voxel model with 373k exposed faces: 0.1 s; `tools/bench_vox.py`), because nothing
+sorts by comparison:
+- The grid holds each cell's kind (empty, glass, opaque) and colour; a face shows where a
+  voxel's kind is greater than its neighbour's. Read off the grid in cell order, faces come
+  sorted by (x, y, z); `_stable_order` (radix passes on 16-bit keys, which numpy sorts in
+  linear time) gives every other order needed.
+- The greedy mesher is the classic one (widest run first, then as far down as it goes), in
+  both row orientations, keeping per plane and colour the one with fewer rectangles. It
+  needs to know which cells earlier rectangles cover, so `_sweep` walks rows: all planes,
+  colours, directions and both orientations together, one loop step per row number (at
+  most the model's extent, 256 for one MagicaVoxel model), each a dozen whole-array
+  operations on that row's cells. Colour is data, not a group: runs and rectangles stop
+  where it changes, which gives the rectangles of meshing each colour alone.
+- Shared vertices are numbered by marking a table of lattice keys; the vertices inside an
+  edge are those between its two corners in a per-axis order of the vertices.
+The previous sweep grouped faces with np.unique and sorted them with lexsort on int64 keys
+four times (O(F log F), 0.45 s on that model) for the same rectangles. Fresh large arrays
+are costly too (page faults), hence int32 and uint8 arrays and in-place steps where they
+fit. Merging identical runs across rows, which needs no sweep, would leave about 1% more
+faces (1,360 instead of 1,342 on the monu1.vox fixture).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -45,27 +63,18 @@ _QUADS = np.array(
     dtype=np.float32,
 )
 
-# The two in-plane axes (u, v) of a face along each axis, cyclic so that u x v = +axis.
-_PLANE_AXES = np.array([[1, 2], [2, 0], [0, 1]], dtype=np.int64)
-
-# Rectangle corners as (u, v) picks from ((u0, u1), (v0, v1)), counter-clockwise seen from
-# outside: facing +axis u then v; facing -axis v then u (the same order as _QUADS).
-_RECT_U = np.array([[0, 0, 1, 1], [0, 1, 1, 0]], dtype=np.int64)  # by (direction % 2)
-_RECT_V = np.array([[0, 1, 1, 0], [0, 0, 1, 1]], dtype=np.int64)
-
 
 @dataclass(frozen=True)
 class _Grid:
     """Voxel cells of the padded bounding box, flattened; lin[i] is voxel i's cell.
 
-    `local` holds the voxels' coordinates in the grid (world = local + origin); every local
-    coordinate is at least 1 and at most shape - 2, so stepping one cell never leaves it.
+    A cell's grid coordinates are its world coordinates minus `origin`; every voxel's are at
+    least 1 and at most shape - 2, so stepping one cell never leaves the grid.
     """
 
     shape: tuple[int, int, int]
     lin: np.ndarray
     strides: tuple[int, int, int]
-    local: np.ndarray
     origin: np.ndarray
 
     @property
@@ -78,14 +87,29 @@ class _Grid:
         return cells + (dx * sx + dy * sy + dz * sz)
 
 
+def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per axis, the least and greatest coordinate of (N, 3) points, as int64.
+
+    Column by column: numpy reduces an array whose last axis has three items along its
+    first axis ten times slower."""
+    columns = [points[:, a] for a in range(3)]
+    low = np.array([c.min() for c in columns], dtype=np.int64)
+    return low, np.array([c.max() for c in columns], dtype=np.int64)
+
+
 def _grid(xyz: np.ndarray) -> _Grid:
-    lo = xyz.min(axis=0).astype(np.int64)
-    local = xyz.astype(np.int64) - lo + 1
-    shape = tuple(int(v) + 2 for v in local.max(axis=0))
-    sx, sy, sz = shape[1] * shape[2], shape[2], 1
-    lin = local[:, 0] * sx + local[:, 1] * sy + local[:, 2]
-    # mypy sees tuple[int, ...]: xyz has three columns, so shape has three sizes.
-    return _Grid(shape, lin, (sx, sy, sz), local, lo - 1)  # type: ignore[arg-type]
+    low, high = _bounds(xyz)
+    origin = low - 1
+    nx, ny, nz = (int(v) + 2 for v in high - origin)
+    # Column by column and in place (see `_bounds`); every fresh large array also costs
+    # page faults.
+    lin = xyz[:, 0].astype(np.int64)
+    lin *= ny
+    lin += xyz[:, 1]
+    lin *= nz
+    lin += xyz[:, 2]
+    lin -= int(origin @ np.array([ny * nz, nz, 1]))
+    return _Grid((nx, ny, nz), lin, (ny * nz, nz, 1), origin)
 
 
 def visible_mask(xyz: np.ndarray, opaque: np.ndarray) -> np.ndarray:
@@ -157,6 +181,11 @@ def last_in_cell(xyz: np.ndarray) -> np.ndarray:
     occupied[grid.lin] = True
     if np.count_nonzero(occupied) == n:  # the usual case: nothing overlaps
         return np.ones(n, dtype=bool)
+    return _last_in_cell(grid)
+
+
+def _last_in_cell(grid: _Grid) -> np.ndarray:
+    n = len(grid.lin)
     owner = np.full(grid.size, -1, dtype=np.int64)
     np.maximum.at(owner, grid.lin, np.arange(n, dtype=np.int64))
     return owner[grid.lin] == np.arange(n)
@@ -167,132 +196,52 @@ def last_in_cell(xyz: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Rectangles:
-    """Axis-aligned faces, 4 corners each, counter-clockwise seen from outside."""
+    """Axis-aligned faces: each the side towards `direction` of a box of voxels, which
+    starts at voxel `low` and spans `size` voxels per axis (1 along the face's own axis).
 
-    corners: np.ndarray  # (F*4, 3) int64 lattice points, in voxel units
+    `corners` (computed when first asked for: meshes are built from the boxes directly)
+    gives each face's four corners, counter-clockwise seen from outside.
+    """
+
+    low: np.ndarray  # (F, 3) int64 lowest voxel of each box, in voxel units
+    size: np.ndarray  # (F, 3) int64 voxels along each axis
     color: np.ndarray  # (F,) int64 palette index of every voxel face the rectangle covers
     direction: np.ndarray  # (F,) int64 index into DIRECTIONS
     voxel_count: int  # voxels that show at least one face
 
+    @cached_property
+    def corners(self) -> np.ndarray:
+        """(F*4, 3) int64 lattice points: the quad of `_QUADS` scaled by the box."""
+        quads = _QUADS.astype(np.int64)
+        # One coordinate of one corner at a time into (4, 3, F), then laid out (F, 4, 3)
+        # in a single copy (see `_bounds`).
+        corners = np.empty((4, 3, len(self.direction)), dtype=np.int64)
+        for k, a in itertools.product(range(4), range(3)):
+            np.multiply(quads[:, k, a].take(self.direction), self.size[:, a], out=corners[k, a])
+            corners[k, a] += self.low[:, a]
+        out = np.empty((len(self.direction), 4, 3), dtype=np.int64)
+        out[...] = corners.transpose(2, 0, 1)
+        return out.reshape(-1, 3)
+
     def areas(self) -> np.ndarray:
         """(F,) int64 area of each rectangle in voxel faces."""
-        corners = self.corners.reshape(-1, 4, 3)
-        extent = np.abs(corners[:, 2] - corners[:, 0])  # the diagonal: 0 across the plane
-        return np.prod(np.where(extent == 0, 1, extent), axis=1)
+        return self.size[:, 0] * self.size[:, 1] * self.size[:, 2]
 
 
 def _empty_rectangles() -> Rectangles:
     empty = np.zeros(0, dtype=np.int64)
-    return Rectangles(np.zeros((0, 3), np.int64), empty, empty, 0)
+    return Rectangles(np.zeros((0, 3), np.int64), np.zeros((0, 3), np.int64), empty, empty, 0)
 
 
 def unit_faces(xyz: np.ndarray, color: np.ndarray, opaque: np.ndarray) -> Rectangles:
-    """One unit square per exposed voxel face (`exposed_faces`), carrying its voxel's colour.
-
-    Where voxels share a cell, the last one listed counts (`last_in_cell`).
+    """One unit square per exposed voxel face (`exposed_faces`), carrying its voxel's colour
+    (a palette index, 0..255). Where voxels share a cell, the last one listed counts
+    (`last_in_cell`).
     """
-    keep = last_in_cell(xyz)
-    xyz, color, opaque = xyz[keep], np.asarray(color, np.int64)[keep], opaque[keep]
-    if len(xyz) == 0:
+    faces = _sorted_faces(xyz, color, opaque)
+    if faces is None:
         return _empty_rectangles()
-    voxel, direction = _exposed(_grid(xyz), opaque)
-    corners = xyz[voxel].astype(np.int64)[:, None, :] + _QUADS[direction].astype(np.int64)
-    return Rectangles(
-        corners.reshape(-1, 3), color[voxel], direction, _count_voxels(voxel, len(xyz))
-    )
-
-
-def _count_voxels(voxel: np.ndarray, n: int) -> int:
-    seen = np.zeros(n, dtype=bool)
-    seen[voxel] = True
-    return int(np.count_nonzero(seen))
-
-
-@dataclass(frozen=True)
-class _Cells:
-    """Exposed unit faces in plane coordinates, grouped by (direction, plane, colour).
-
-    Faces only merge within a group; `group` is a dense id, and the group_* arrays give each
-    group's direction, plane coordinate (grid-local, along the direction's axis) and colour.
-    """
-
-    group: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-    group_direction: np.ndarray
-    group_plane: np.ndarray
-    group_color: np.ndarray
-
-
-def _cells(grid: _Grid, voxel: np.ndarray, direction: np.ndarray, color: np.ndarray) -> _Cells:
-    axis = direction // 2
-    local = grid.local[voxel]
-    rows = np.arange(len(voxel))
-    plane = local[rows, axis] + direction % 2
-    u = local[rows, _PLANE_AXES[axis, 0]]
-    v = local[rows, _PLANE_AXES[axis, 1]]
-    face_color = color[voxel]
-    span = max(grid.shape) + 1
-    key = (direction * 256 + face_color) * span + plane
-    keys, group = np.unique(key, return_inverse=True)
-    return _Cells(group.ravel(), u, v, keys // span // 256, keys % span, keys // span % 256)
-
-
-def _sweep(group: np.ndarray, run: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Greedy rectangles of every group at once: rows along `step`, runs along `run`.
-
-    The classic greedy mesher, per group: visit rows in increasing `step`; in each row the
-    cells not yet covered form runs (consecutive `run`), each the top of a new rectangle
-    that goes down for as long as every cell under it is in the group. Covered cells are
-    known per column (group, run) as the row where its current rectangle ends, so each row
-    is a handful of whole-array operations over all groups, directions and colours: the one
-    Python loop is over rows (at most the model's extent), never over voxels or faces.
-    Returns (group, run0, run1, step0, step1) per rectangle, ends exclusive.
-    """
-    n = len(group)
-    column, reach = _columns(group, run, step)
-    order = np.lexsort((run, group, step))
-    g, r, s = group[order], run[order], step[order]
-    column, reach = column[order], reach[order]
-    bounds = np.flatnonzero(np.diff(s)) + 1
-    starts = np.concatenate([[0], bounds])
-    stops = np.concatenate([bounds, [n]])
-    covered_until = np.full(int(column.max()) + 1, np.iinfo(np.int64).min, dtype=np.int64)
-    out: list[tuple[np.ndarray, ...]] = []
-    for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
-        row = int(s[lo])
-        free = lo + np.flatnonzero(covered_until[column[lo:hi]] <= row)
-        if len(free) == 0:
-            continue
-        rg, rr = g[free], r[free]
-        head = np.ones(len(free), dtype=bool)
-        head[1:] = (rg[1:] != rg[:-1]) | (rr[1:] != rr[:-1] + 1)
-        heads = np.flatnonzero(head)
-        length = np.diff(np.append(heads, len(free)))
-        height = np.minimum.reduceat(reach[free], heads)
-        covered_until[column[free]] = row + np.repeat(height, length)
-        top = np.full(len(heads), row, dtype=np.int64)
-        out.append((rg[heads], rr[heads], rr[heads] + length, top, top + height))
-    return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))
-
-
-def _columns(group: np.ndarray, run: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell: a dense id of its column (group, run), and how many cells from it on, itself
-    included, follow without a gap along `step` in that column."""
-    n = len(group)
-    order = np.lexsort((step, run, group))
-    g, r, s = group[order], run[order], step[order]
-    new_column = np.ones(n, dtype=bool)
-    new_column[1:] = (g[1:] != g[:-1]) | (r[1:] != r[:-1])
-    new_streak = new_column.copy()
-    new_streak[1:] |= s[1:] != s[:-1] + 1
-    streak_end = np.append(np.flatnonzero(new_streak)[1:], n)
-    reach = streak_end[np.cumsum(new_streak) - 1] - np.arange(n)
-    column = np.empty(n, dtype=np.int64)
-    column[order] = np.cumsum(new_column) - 1
-    out = np.empty(n, dtype=np.int64)
-    out[order] = reach
-    return column, out
+    return _rectangles(faces, np.arange(len(faces.plane)), 1, 1)
 
 
 def greedy_faces(xyz: np.ndarray, color: np.ndarray, opaque: np.ndarray) -> Rectangles:
@@ -305,57 +254,286 @@ def greedy_faces(xyz: np.ndarray, color: np.ndarray, opaque: np.ndarray) -> Rect
     Rectangles of one plane never overlap, and their areas per colour and direction add up
     to the exposed voxel faces.
     """
-    keep = last_in_cell(xyz)
-    xyz, color, opaque = xyz[keep], np.asarray(color, np.int64)[keep], opaque[keep]
-    if len(xyz) == 0:
+    faces = _sorted_faces(xyz, color, opaque)
+    if faces is None:
         return _empty_rectangles()
-    grid = _grid(xyz)
-    voxel, direction = _exposed(grid, opaque)
-    if len(voxel) == 0:
-        return _empty_rectangles()
-    cells = _cells(grid, voxel, direction, color)
-    group, u0, u1, v0, v1 = _best_rectangles(cells)
-    corners = _rectangle_corners(
-        cells.group_direction[group], cells.group_plane[group], u0, u1, v0, v1
-    )
-    return Rectangles(
-        corners + grid.origin,
-        cells.group_color[group],
-        cells.group_direction[group],
-        _count_voxels(voxel, len(xyz)),
-    )
+    flip, face, width, height = _sweep(faces)
+    kept = np.flatnonzero(_fewer_rectangles(faces, flip, face))
+    flip, face, width, height = (a.take(kept) for a in (flip, face, width, height))
+    return _rectangles(faces, face, np.where(flip, width, height), np.where(flip, height, width))
 
 
-def _best_rectangles(cells: _Cells) -> tuple[np.ndarray, ...]:
-    """Both row orientations of `_sweep`, and per group the one with fewer rectangles."""
-    by_u = _sweep(cells.group, cells.u, cells.v)  # (group, u0, u1, v0, v1)
-    g, v0, v1, u0, u1 = _sweep(cells.group, cells.v, cells.u)
-    by_v = (g, u0, u1, v0, v1)
-    groups = len(cells.group_direction)
-    use_u = np.bincount(by_u[0], minlength=groups) <= np.bincount(by_v[0], minlength=groups)
-    pick_u, pick_v = use_u[by_u[0]], ~use_u[by_v[0]]
-    return tuple(np.concatenate([a[pick_u], b[pick_v]]) for a, b in zip(by_u, by_v, strict=True))
-
-
-def _rectangle_corners(
-    direction: np.ndarray,
-    plane: np.ndarray,
-    u0: np.ndarray,
-    u1: np.ndarray,
-    v0: np.ndarray,
-    v1: np.ndarray,
-) -> np.ndarray:
-    """(F*4, 3) corners of rectangles given in plane coordinates, wound like _QUADS."""
+def _rectangles(
+    faces: _Faces, face: np.ndarray, along_u: np.ndarray | int, along_v: np.ndarray | int
+) -> Rectangles:
+    """Rectangles from their first cell `face` and their length in cells along u and v."""
+    plane = faces.plane.take(face)
+    direction = plane // faces.extent
     axis = direction // 2
-    facing = direction % 2
-    us = np.stack([u0, u1], axis=1)[np.arange(len(u0))[:, None], _RECT_U[facing]]
-    vs = np.stack([v0, v1], axis=1)[np.arange(len(v0))[:, None], _RECT_V[facing]]
-    corners = np.empty((len(axis), 4, 3), dtype=np.int64)
-    rows, corner = np.arange(len(axis))[:, None], np.arange(4)[None, :]
-    corners[rows, corner, axis[:, None]] = plane[:, None]
-    corners[rows, corner, _PLANE_AXES[axis, 0][:, None]] = us
-    corners[rows, corner, _PLANE_AXES[axis, 1][:, None]] = vs
-    return corners.reshape(-1, 3)
+    # The boxes in plane coordinates (p, u, v), then per world axis.
+    p, u, v = plane - direction * faces.extent, faces.u.take(face), faces.v.take(face)
+    low = np.empty((len(face), 3), dtype=np.int64)
+    size = np.empty((len(face), 3), dtype=np.int64)
+    for a, (coordinate, extent) in enumerate(
+        zip(_world(axis, p, u, v), _world(axis, 1, along_u, along_v), strict=True)
+    ):
+        low[:, a] = coordinate + faces.origin[a]
+        size[:, a] = extent
+    return Rectangles(
+        low,
+        size,
+        faces.color.take(face).astype(np.int64),
+        direction.astype(np.int64),
+        faces.voxel_count,
+    )
+
+
+def _world(
+    axis: np.ndarray, p: np.ndarray | int, u: np.ndarray | int, v: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plane coordinates (p, u, v) of faces along `axis` as (x, y, z) (see `_IN_PLANE`)."""
+    is_x, is_y = axis == 0, axis == 1
+    return (
+        np.where(is_x, p, u),
+        np.where(is_y, p, np.where(is_x, u, v)),
+        np.where(is_x | is_y, v, p),
+    )
+
+
+# ------------------------------------------------------------------------- greedy sweep
+
+
+def _stable_order(key: np.ndarray, bound: int) -> np.ndarray:
+    """Stable argsort of integers in [0, bound), in time linear in their number.
+
+    numpy sorts 16-bit integers by radix when asked for a stable sort; wider keys take one
+    such pass per 16 bits, least significant first. A comparison sort of a million int64
+    keys costs five to ten times more (numpy 1.26), and that is where the mesher's time went.
+    """
+    if bound <= 1 << 16:
+        return np.argsort(key.astype(np.uint16), kind="stable")
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    return order[_stable_order(key[order] >> 16, ((bound - 1) >> 16) + 1)]
+
+
+# The in-plane axes (u, v) of a face along each axis, in grid order: sorting cells by
+# (x, y, z) sorts any one plane's faces by (u, v).
+_IN_PLANE = np.array([[1, 2], [0, 2], [0, 1]], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _Faces:
+    """Exposed unit faces in plane coordinates, sorted by (plane, u, v).
+
+    `plane` is direction * extent + p, where p is the grid coordinate along the face's axis
+    of the voxel it belongs to; u and v are the other two (`_IN_PLANE`). All int32 but
+    `color` (uint8, the voxel's palette index).
+    """
+
+    plane: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    color: np.ndarray
+    extent: int  # every grid coordinate is below this
+    origin: np.ndarray  # world = grid + origin
+    voxel_count: int  # voxels that show at least one face
+
+
+def _sorted_faces(xyz: np.ndarray, color: np.ndarray, opaque: np.ndarray) -> _Faces | None:
+    """The exposed faces (rules of `_exposed`) in `_Faces` order, None if there are none;
+    where voxels share a cell, the last one listed counts (`last_in_cell`).
+
+    The grid holds each cell's kind (0 empty, 1 glass, 2 opaque): a face shows where the
+    voxel's kind is greater than its neighbour's. Read off the grid in cell order, each
+    direction's faces come sorted by (x, y, z) with no sort; one radix pass on the plane
+    coordinate then sorts the Y and Z faces by (plane, u, v).
+    """
+    color = np.asarray(color)
+    if len(color) and (color.min() < 0 or color.max() > 255):
+        raise ValueError("voxel colours are palette indices, 0..255")
+    if len(xyz) == 0:
+        return None
+    grid = _grid(xyz)
+    lin, color8 = grid.lin, color.astype(np.uint8)
+    state = np.zeros(grid.size, dtype=np.uint8)
+    kind = opaque.astype(np.uint8) + np.uint8(1)
+    state[lin] = kind
+    if np.count_nonzero(state) < len(lin):  # shared cells: write the voxel that counts last
+        keep = _last_in_cell(grid)
+        lin, color8 = lin[keep], color8[keep]
+        state[lin] = kind[keep]
+    paint = np.zeros(grid.size, dtype=np.uint8)
+    paint[lin] = color8
+    shown = _ShownFaces(state, len(lin))
+    _, ny, nz = grid.shape
+    extent = max(grid.shape)
+    seen = np.zeros(grid.size, dtype=bool)
+    parts: list[tuple[np.ndarray, ...]] = []
+    for direction in range(6):
+        axis = direction // 2
+        face = shown.cells(grid.strides[axis] * (1 if direction % 2 else -1))
+        seen[face] = True
+        if axis:  # sort by the plane coordinate (y or z), keeping (x, y, z) order within
+            p = face // nz % ny if axis == 1 else face % nz
+            face = face.take(_stable_order(p, extent))
+        x = face // (ny * nz)
+        y = face // nz - x * ny
+        xyz_face = (x, y, face - (x * ny + y) * nz)
+        u, v = (xyz_face[a] for a in _IN_PLANE[axis])
+        parts.append((xyz_face[axis] + direction * extent, u, v, paint.take(face)))
+    if sum(len(part[0]) for part in parts) == 0:
+        return None
+    plane, u, v = (np.concatenate([part[i] for part in parts], dtype=np.int32) for i in range(3))
+    face_color = np.concatenate([part[3] for part in parts])
+    return _Faces(plane, u, v, face_color, extent, grid.origin, int(np.count_nonzero(seen)))
+
+
+class _ShownFaces:
+    """Cells whose face towards a neighbour shows (their kind is greater than its kind).
+
+    Compares the whole grid with itself shifted when voxels fill much of it (a few fast
+    passes, no lookups); looks each voxel's neighbour up when they are few in a big box.
+    """
+
+    def __init__(self, state: np.ndarray, voxels: int) -> None:
+        self.state = state
+        self.dense = len(state) <= 16 * voxels
+        self.show = np.empty(len(state) if self.dense else 0, dtype=bool)
+        self.voxels = np.zeros(0, dtype=np.int64) if self.dense else np.flatnonzero(state)
+        self.kind = state.take(self.voxels)
+
+    def cells(self, step: int) -> np.ndarray:
+        """Sorted cells shown towards the cell `step` further on in the flat grid."""
+        state, show, s = self.state, self.show, abs(step)
+        if not self.dense:
+            return self.voxels[state.take(self.voxels + step) < self.kind]
+        if step > 0:  # cell i against cell i + s
+            np.greater(state[:-s], state[s:], out=show[:-s])
+            show[-s:] = False
+        else:  # cell i against cell i - s
+            np.greater(state[s:], state[:-s], out=show[s:])
+            show[:s] = False
+        return np.flatnonzero(show)
+
+
+def _columns(
+    plane: np.ndarray, run: np.ndarray, row: np.ndarray, color: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For cells grouped by column (plane, run), each column's in row order: a dense id of
+    each cell's column, and its reach: how many cells from it on, itself included, follow it
+    in its column with no gap and the same colour. Both int32."""
+    n = len(plane)
+    new_column = np.empty(n, dtype=bool)
+    new_column[0] = True
+    np.not_equal(plane[1:], plane[:-1], out=new_column[1:])
+    new_column[1:] |= run[1:] != run[:-1]
+    new_streak = new_column.copy()
+    new_streak[1:] |= row[1:] != row[:-1] + 1
+    new_streak[1:] |= color[1:] != color[:-1]
+    starts = np.flatnonzero(new_streak)
+    lengths = np.diff(starts, append=n)
+    reach = np.repeat((starts + lengths).astype(np.int32), lengths)
+    reach -= np.arange(n, dtype=np.int32)
+    column = np.cumsum(new_column, dtype=np.int32)
+    column -= 1
+    return column, reach
+
+
+def _sweep(faces: _Faces) -> tuple[np.ndarray, ...]:
+    """Greedy rectangles of every plane, colour and direction, in both row orientations at once.
+
+    The classic greedy mesher: visit a plane's rows in increasing order; in each row the
+    cells not yet covered form runs (consecutive cells of one colour), each the top of a new
+    rectangle that goes down for as long as every cell under it has that colour. A cell's
+    reach down its column (`_columns`) says how far that is, and per column the row where its
+    current rectangle ends says which cells are covered. Orientation 0 has rows along u
+    and runs along v, orientation 1 the reverse; both are swept together, over the rows of
+    every plane at once, so the one Python loop is over row numbers (at most the model's
+    extent), each step a dozen whole-array operations over that row's cells.
+
+    The cells must be grouped by column (for the reach) and sorted by row, then plane and
+    run (for the sweep): `_Faces` order (plane, u, v) groups orientation 1's columns, one
+    radix pass by v orientation 0's, and one more over both sorts them by row.
+    Returns (orientation, face, width, height) per rectangle: `face` is its first cell (at
+    its lowest u and v), width counts cells along the run, height rows; so orientation 0's
+    rectangles span height cells along u and width along v, orientation 1's the reverse.
+    """
+    n, extent = len(faces.plane), faces.extent
+    plane, u, v, color = faces.plane, faces.u, faces.v, faces.color
+    # Per cell, orientation 0's first, then orientation 1's: its column and reach.
+    column, reach = np.empty(2 * n, dtype=np.int32), np.empty(2 * n, dtype=np.int32)
+    # Orientation 0's columns (plane, v): sorted stably by v, the cells are in (v, plane, u)
+    # order, so each column's cells are together and in row order.
+    by_v = _stable_order(v, extent)
+    column[by_v], reach[by_v] = _columns(*(a.take(by_v) for a in (plane, v, u, color)))
+    column[n:], reach[n:] = _columns(plane, u, v, color)
+    column[n:] += column[by_v[-1]] + 1
+    # Neighbours in a run have keys exactly 256 apart: same orientation, plane and colour,
+    # next cell along the run.
+    key = np.empty(2 * n, dtype=np.int64)
+    for half, run in ((key[:n], v), (key[n:], u)):
+        np.multiply(plane, extent, out=half, dtype=np.int64)
+        half += run
+        half *= 256
+        half += color
+    key[n:] += 6 * extent * extent * 256
+    # Both orientations' cells, stably sorted by row: each row's cells stay sorted by
+    # (orientation, plane, run).
+    row = np.concatenate([u, v])
+    order = _stable_order(row, extent)
+    column, reach, key = column.take(order), reach.take(order), key.take(order)
+    ends = np.cumsum(np.bincount(row, minlength=extent))
+    covered_until = np.zeros(2 * n, dtype=np.int32)  # per column, the row its rectangle ends
+    heads, widths, heights = [], [], []
+    for r in np.flatnonzero(np.diff(ends, prepend=0)).tolist():
+        lo, hi = int(ends[r - 1]) if r else 0, int(ends[r])
+        col = column[lo:hi]
+        free = np.flatnonzero(covered_until.take(col) <= r)
+        if len(free) == 0:
+            continue
+        k = key[lo:hi].take(free)
+        head = np.empty(len(free), dtype=bool)
+        head[0] = True
+        np.not_equal(k[1:], k[:-1] + 256, out=head[1:])
+        first = np.flatnonzero(head)
+        width = np.empty_like(first)  # np.diff(first, append=len(free)), but cheaper
+        np.subtract(first[1:], first[:-1], out=width[:-1])
+        width[-1] = len(free) - first[-1]
+        height = np.minimum.reduceat(reach[lo:hi].take(free), first)
+        covered_until[col.take(free)] = np.repeat(height + r, width)
+        heads.append(free.take(first) + lo)
+        widths.append(width)
+        heights.append(height)
+    source = order.take(np.concatenate(heads))
+    flip = source >= n
+    return flip, source - n * flip, np.concatenate(widths), np.concatenate(heights)
+
+
+# Per axis, the orientation of `_sweep` kept when both give as many rectangles: runs along
+# the face's first in-plane axis of the cyclic (y, z), (z, x), (x, y).
+_TIE = np.array([True, False, True])
+
+
+def _fewer_rectangles(faces: _Faces, flip: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """Which rectangles to keep: per plane and colour, those of the orientation that made
+    fewer of them there."""
+    plane_id, planes = _dense_ids(faces.plane.take(face), 6 * faces.extent)
+    color_id, colors = _dense_ids(faces.color.take(face), 256)
+    group = plane_id * len(colors) + color_id
+    counts = np.bincount(group * 2 + flip, minlength=2 * len(planes) * len(colors))
+    counts = counts.reshape(-1, 2)
+    tie = _TIE[np.repeat(planes // faces.extent // 2, len(colors))]
+    keep_1 = np.where(tie, counts[:, 1] <= counts[:, 0], counts[:, 1] < counts[:, 0])
+    return keep_1.take(group) == flip
+
+
+def _dense_ids(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values in [0, bound) renumbered 0, 1, ... in increasing order, and the values that
+    occur (sorted, one per id)."""
+    present = np.zeros(bound, dtype=bool)
+    present[values] = True
+    ids = np.cumsum(present, dtype=np.int64) - 1
+    return ids.take(values), np.flatnonzero(present)
 
 
 # ----------------------------------------------------------------------------- polygons
@@ -382,29 +560,76 @@ class Polygons:
         return np.diff(np.append(self.starts, len(self.loops)))
 
 
-def _lattice_keys(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Points shifted to start at 0, the extent per axis, and one int64 key per point."""
-    local = points - points.min(axis=0)
-    dims = local.max(axis=0) + 1
-    return local, dims, (local[:, 0] * dims[1] + local[:, 1]) * dims[2] + local[:, 2]
-
-
 def shared_polygons(rects: Rectangles) -> Polygons:
-    """The rectangles as quads whose coincident corners share one vertex."""
+    """The rectangles as quads whose coincident corners share one vertex.
+
+    Vertices come sorted by (x, y, z): one key per corner, numbered in order of the keys
+    that occur (`_unique_keys`), no comparison sort.
+    """
     if len(rects.color) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Polygons(np.zeros((0, 3), np.int64), empty, empty, empty, empty, 0)
-    _, _, keys = _lattice_keys(rects.corners)
-    _, first, loops = np.unique(keys, return_index=True, return_inverse=True)
-    starts = np.arange(0, len(keys), 4, dtype=np.int64)
+    # Corner k of a box's face is low + _QUADS[direction][k] * size: its key is the key of
+    # low plus, per axis, 0 or size * stride.
+    low, size, direction = rects.low, rects.size, rects.direction
+    least, _ = _bounds(low)
+    _, most = _bounds(low + size)
+    dims = [int(v) + 1 for v in most - least]
+    strides = (dims[1] * dims[2], dims[2], 1)
+    base = sum((low[:, a] - least[a]) * strides[a] for a in range(3))
+    steps = [size[:, a] * strides[a] for a in range(3)]
+    keys = np.empty((len(direction), 4), dtype=np.int64)
+    quads = _QUADS.astype(np.int64)
+    for k in range(4):
+        keys[:, k] = base
+        for a in range(3):
+            keys[:, k] += quads[:, k, a].take(direction) * steps[a]
+    unique, loops = _unique_keys(keys.reshape(-1), dims[0] * dims[1] * dims[2])
+    vertices = np.empty((len(unique), 3), dtype=np.int64)
+    vertices[:, 0], rest = np.divmod(unique, strides[0])
+    vertices[:, 1], vertices[:, 2] = np.divmod(rest, strides[1])
+    for a in range(3):
+        vertices[:, a] += least[a]
     return Polygons(
-        rects.corners[first],
-        loops.ravel(),
-        starts,
+        vertices,
+        loops,
+        np.arange(0, len(loops), 4, dtype=np.int64),
         rects.color,
         rects.direction,
         rects.voxel_count,
     )
+
+
+def _unique_keys(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys in [0, bound), sorted, and each key's index among them.
+
+    Marks a table of all possible keys when that is not much larger than the keys
+    themselves (a few linear passes); otherwise sorts them by radix (`_stable_order`).
+    """
+    if bound <= 4 * len(keys):
+        seen = np.zeros(bound, dtype=bool)
+        seen[keys] = True
+        unique = np.flatnonzero(seen)
+        index = np.empty(bound, dtype=np.int64)
+        index[unique] = np.arange(len(unique))
+        return unique, index.take(keys)
+    order = _stable_order(keys, bound)
+    ordered = keys.take(order)
+    new = np.empty(len(keys), dtype=bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(keys), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse
+
+
+def _edge_axes() -> np.ndarray:
+    """(6, 4) axis of the edge from corner k to corner k + 1 of the quads facing each way."""
+    step = np.roll(_QUADS, -1, axis=1) - _QUADS
+    return np.argmax(step != 0, axis=2)
+
+
+_EDGE_AXIS = _edge_axes()
 
 
 def watertight_polygons(rects: Rectangles) -> Polygons:
@@ -416,61 +641,52 @@ def watertight_polygons(rects: Rectangles) -> Polygons:
     edge has exactly two faces. Shapes that are not manifold stay so: voxels touching only
     along an edge (four faces on one edge), or glass resting on a solid (the solid's face
     runs on under the glass, whose sides end on it). The faces keep their areas.
+
+    Per axis, the vertices are ordered by the line parallel to it that they lie on and then
+    along it (two radix passes in all, from the (x, y, z) order of `shared_polygons`). An
+    edge's two corners are vertices on its line, so the vertices inside it are exactly
+    those between its corners in that order: no search, and the walk from one corner to
+    the next steps through that order one vertex at a time, up or down.
     """
     base = shared_polygons(rects)
     if len(base.color) == 0:
         return base
-    local, dims, _ = _lattice_keys(base.vertices)
-    # Edge k of a quad runs from its corner k to corner k + 1; each edge becomes its first
-    # corner followed by the vertices inside it, walked in the edge's direction.
-    first = base.loops
-    second = base.loops.reshape(-1, 4)[:, [1, 2, 3, 0]].ravel()
-    on_line, lo, hi = _points_inside_edges(local, dims, local[first], local[second])
-    edge_loops = 1 + hi - lo
-    edge = np.repeat(np.arange(len(first)), edge_loops)
-    step = np.arange(len(edge)) - np.repeat(np.cumsum(edge_loops) - edge_loops, edge_loops)
-    forward = (local[second] - local[first]).sum(axis=1)[edge] > 0
-    inner = np.where(forward, lo[edge] + step - 1, hi[edge] - step)
-    inner = on_line[np.clip(inner, 0, len(on_line) - 1)]  # step 0 picks the corner below
-    loops = np.where(step == 0, first[edge], inner)
+    vertices, first = base.vertices, base.loops
+    n = len(vertices)
+    # Orders along z (lines by x, y), y (lines by z, x) and x (lines by y, z).
+    along_z = np.arange(n, dtype=np.int64)
+    along_y = _stable_order(vertices[:, 2] - vertices[:, 2].min(), _span(vertices[:, 2]))
+    y = vertices[:, 1].take(along_y)
+    along_x = along_y.take(_stable_order(y - y.min(), _span(y)))
+    lines = np.concatenate([along_x, along_y, along_z])  # axis a's order at a * n
+    position = np.empty(3 * n, dtype=np.int64)
+    for a, order in enumerate((along_x, along_y, along_z)):
+        position[order + a * n] = np.arange(a * n, (a + 1) * n)
+    # Each edge runs from its corner to the next corner of its quad, along one axis.
+    second = first.reshape(-1, 4)[:, [1, 2, 3, 0]].ravel()
+    offset = (_EDGE_AXIS[rects.direction] * n).ravel()
+    start = position.take(first + offset)
+    steps = position.take(second + offset) - start  # +-(1 + vertices inside)
+    edge_loops = np.abs(steps)
+    inside = np.flatnonzero(edge_loops > 1)
+    if len(inside) == 0:  # nothing to insert
+        return base
+    # Each edge's loops: its first corner, then the i-th vertex inside it (i = 1, 2, ...)
+    # at lines[start + i * sign], for the few edges that have any.
+    begin = np.cumsum(edge_loops) - edge_loops
+    loops = np.empty(int(begin[-1] + edge_loops[-1]), dtype=np.int64)
+    loops[begin] = first
+    more = edge_loops.take(inside) - 1
+    edge = np.repeat(inside, more)
+    i = np.arange(1, len(edge) + 1) - np.repeat(np.cumsum(more) - more, more)
+    loops[begin.take(edge) + i] = lines.take(start.take(edge) + i * np.sign(steps.take(edge)))
     face_loops = edge_loops.reshape(-1, 4).sum(axis=1)
     starts = np.cumsum(face_loops) - face_loops
-    return Polygons(base.vertices, loops, starts, base.color, base.direction, base.voxel_count)
+    return Polygons(vertices, loops, starts, base.color, base.direction, base.voxel_count)
 
 
-def _points_inside_edges(
-    points: np.ndarray, dims: np.ndarray, first: np.ndarray, second: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The points lying strictly inside each axis-aligned edge (first, second).
-
-    Returns `on_line`, point indices sorted by the line they lie on (per axis: the two other
-    coordinates) and then along it, and per edge the range [lo, hi) of `on_line` holding the
-    points inside that edge, in increasing order along the edge's axis. One sort per axis
-    and two binary searches per edge.
-    """
-    axis = np.argmax(first != second, axis=1)
-    lo = np.zeros(len(first), dtype=np.int64)
-    hi = np.zeros(len(first), dtype=np.int64)
-    orders, offset = [], 0
-    for a in range(3):
-        keys = _line_keys(points, points[:, a], a, dims)
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        edges = np.flatnonzero(axis == a)
-        p, q = first[edges], second[edges]
-        start = _line_keys(p, np.minimum(p[:, a], q[:, a]), a, dims)
-        stop = _line_keys(p, np.maximum(p[:, a], q[:, a]), a, dims)
-        lo[edges] = offset + np.searchsorted(sorted_keys, start, side="right")
-        hi[edges] = offset + np.searchsorted(sorted_keys, stop, side="left")
-        orders.append(order)
-        offset += len(order)
-    return np.concatenate(orders), lo, hi
-
-
-def _line_keys(points: np.ndarray, along: np.ndarray, axis: int, dims: np.ndarray) -> np.ndarray:
-    """Sort keys for points on lines parallel to `axis`: the line first, then `along` it."""
-    b, c = (axis + 1) % 3, (axis + 2) % 3
-    return (points[:, b] * dims[c] + points[:, c]) * dims[axis] + along
+def _span(values: np.ndarray) -> int:
+    return int(values.max() - values.min()) + 1
 
 
 def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:

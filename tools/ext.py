@@ -1,7 +1,9 @@
 """Validate or build the extension with Blender's own extension CLI from the installed bpy wheel.
 
-Usage: python tools/ext.py validate | build [--output-dir DIR]
-Prints the path of the built zip on its last line for `build`.
+Usage: python tools/ext.py validate | build [--output-dir DIR] | release [--output-dir DIR]
+Prints the path of the built zip on its last line for `build`. `release` validates, builds
+into a static extension repository (DIR, default dist/repo), lets Blender's `server-generate`
+write its index.json (the listing Blender's own extension client reads) and prints that path.
 """
 
 from __future__ import annotations
@@ -28,16 +30,21 @@ def blender_ext_cli() -> Path:
     return found[-1]
 
 
-def run(command: str, output_dir: Path) -> Path | None:
+def run(command: str, output_dir: Path, source_dir: Path = ROOT) -> Path | None:
+    """validate (None), build (the zip) or release (the repository's index.json)."""
     cli = [sys.executable, str(blender_ext_cli())]
     if command == "validate":
-        subprocess.run([*cli, "validate", str(ROOT)], check=True)
+        subprocess.run([*cli, "validate", str(source_dir)], check=True)
         return None
+    if command == "release":
+        run("validate", output_dir, source_dir)
+        run("build", output_dir, source_dir)
+        return generate_index(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     for old in output_dir.glob("conjure-*.zip"):
         old.unlink()
     subprocess.run(
-        [*cli, "build", "--source-dir", str(ROOT), "--output-dir", str(output_dir)],
+        [*cli, "build", "--source-dir", str(source_dir), "--output-dir", str(output_dir)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -45,14 +52,30 @@ def run(command: str, output_dir: Path) -> Path | None:
     return zip_path
 
 
+def generate_index(repo_dir: Path) -> Path:
+    """Blender's own listing of the zips in `repo_dir` (a static extension repository)."""
+    cli = [sys.executable, str(blender_ext_cli())]
+    subprocess.run(
+        [*cli, "server-generate", "--repo-dir", str(repo_dir)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return repo_dir / "index.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=("validate", "build"))
-    parser.add_argument("--output-dir", type=Path, default=ROOT / "dist")
+    parser.add_argument("command", choices=("validate", "build", "release"))
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        help="where the zip goes (default dist; for release the repository, dist/repo)",
+    )
     args = parser.parse_args()
-    zip_path = run(args.command, args.output_dir)
-    if zip_path:
-        print(zip_path)
+    default = ROOT / "dist" / "repo" if args.command == "release" else ROOT / "dist"
+    path = run(args.command, args.output_dir or default)
+    if path:
+        print(path)
 
 
 if __name__ == "__main__":

@@ -608,3 +608,48 @@ def test_greedy_and_watertight_options_imply_merge(scene) -> None:
     sizes = np.empty(len(obj.data.polygons), dtype=np.int32)
     obj.data.polygons.foreach_get("loop_total", sizes)
     assert sizes.max() > 4  # n-gons: corners inserted where other faces meet the edges
+
+
+@pytest.mark.parametrize("mode", ["merge", "greedy", "watertight"])
+@pytest.mark.parametrize("case", ["teapot.vox", "test_groups.vox", "written"])
+def test_merged_mesh_holds_the_polygons_exactly_and_is_valid(
+    scene, tmp_path: Path, case: str, mode: str
+) -> None:
+    """The builder writes through Blender's attributes and skips validate(): the mesh must
+    hold the meshed arrays as they are, and validate() must find nothing to fix."""
+    if case == "written":
+        path = tmp_path / "written.vox"
+        path.write_bytes(_scene_with_rotations_hidden_layer_and_frames())
+    else:
+        path = fixture_path("vox", case)
+    xyz, color, opaque = _shown_voxels(voxfile.read_file(path))
+    if mode == "merge":
+        polys = voxmesh.shared_polygons(voxmesh.unit_faces(xyz, color, opaque))
+    else:
+        polys = voxmesh.greedy_faces(xyz, color, opaque)
+        polys = (voxmesh.watertight_polygons if mode == "watertight" else voxmesh.shared_polygons)(
+            polys
+        )
+    mesh = _import_as(path, mode, voxel_size=0.5).data
+
+    co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+    mesh.vertices.foreach_get("co", co)
+    np.testing.assert_array_equal(co.reshape(-1, 3), (polys.vertices * 0.5).astype(np.float32))
+    loops = np.empty(len(mesh.loops), dtype=np.int32)
+    mesh.loops.foreach_get("vertex_index", loops)
+    np.testing.assert_array_equal(loops, polys.loops)
+    starts = np.empty(len(mesh.polygons), dtype=np.int32)
+    mesh.polygons.foreach_get("loop_start", starts)
+    np.testing.assert_array_equal(starts, polys.starts)
+    smooth = np.empty(len(mesh.polygons), dtype=bool)
+    mesh.polygons.foreach_get("use_smooth", smooth)
+    assert not smooth.any()
+    _, index, slot = _face_arrays(mesh)
+    np.testing.assert_array_equal(index, polys.color)
+    assert not slot.any()  # no MATL kinds in these files: every face on the palette slot
+    uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
+    mesh.uv_layers["Palette"].data.foreach_get("uv", uv)
+    np.testing.assert_allclose(uv[0::2], np.repeat((polys.color + 0.5) / 256, polys.sizes))
+    np.testing.assert_array_equal(uv[1::2], 0.5)
+    assert len(mesh.edges) > 0
+    assert mesh.validate(verbose=False, clean_customdata=False) is False

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import SHARED
 from conjure_src.importers import voxmesh
@@ -241,6 +244,140 @@ def test_greedy_faces_of_every_fixture_match_its_exposed_faces(name: str) -> Non
 def test_monument_greedy_has_no_more_faces_than_the_best_public_importer() -> None:
     xyz, color, opaque = _fixture_voxels("monu1.vox")
     assert len(voxmesh.greedy_faces(xyz, color, opaque).color) <= 1345
+
+
+# Greedy faces per fixture before #24 (the lexsort sweep): the count may not grow.
+FIXTURE_FACES_BEFORE = {
+    "chr_cat.vox": 497,
+    "chr_knight.vox": 505,
+    "deer_anim.vox": 627,
+    "metal-material.vox": 48,
+    "monu1.vox": 1342,
+    "monu10.vox": 5457,
+    "placeholder-with-materials.vox": 24,
+    "teapot.vox": 22008,
+    "test_groups.vox": 1827,
+}
+
+
+@pytest.mark.parametrize("name", FIXTURES or ["(no fixtures)"])
+def test_greedy_faces_of_every_fixture_are_no_more_than_before(name: str) -> None:
+    xyz, color, opaque = _fixture_voxels(name)
+    assert len(voxmesh.greedy_faces(xyz, color, opaque).color) <= FIXTURE_FACES_BEFORE[name]
+
+
+def _last_listed(xyz: np.ndarray, *per_voxel: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The voxels that count where several share a cell: the last one listed."""
+    last = {cell: i for i, cell in enumerate(map(tuple, xyz.tolist()))}
+    keep = np.array(sorted(last.values()), dtype=np.int64)
+    return (xyz[keep], *(a[keep] for a in per_voxel))
+
+
+def _greedy_2d(cells: set[tuple[int, int]]) -> int:
+    """The classic greedy mesher, cell by cell: rows in increasing order; each cell not yet
+    covered starts a run as wide as uncovered cells go, which goes down while the whole run
+    is there and uncovered. Returns how many rectangles it makes."""
+    covered: set[tuple[int, int]] = set()
+    count = 0
+    for row, col in sorted(cells):
+        if (row, col) in covered:
+            continue
+        width = 1
+        while (row, col + width) in cells and (row, col + width) not in covered:
+            width += 1
+        height = 1
+        while all(
+            (row + height, col + i) in cells and (row + height, col + i) not in covered
+            for i in range(width)
+        ):
+            height += 1
+        covered.update((row + h, col + i) for h in range(height) for i in range(width))
+        count += 1
+    return count
+
+
+def _reference_greedy_count(faces: np.ndarray) -> int:
+    """Per direction, plane and colour, the classic greedy mesher with rows along either
+    in-plane axis, whichever makes fewer rectangles: the count `greedy_faces` must reach."""
+    groups: dict[tuple[int, int, int], set[tuple[int, int]]] = defaultdict(set)
+    for direction, color, *cell in faces.tolist():
+        axis = direction // 2
+        u, v = (cell[a] for a in range(3) if a != axis)
+        groups[(direction, color, cell[axis])].add((u, v))
+    return sum(
+        min(_greedy_2d(cells), _greedy_2d({(v, u) for u, v in cells})) for cells in groups.values()
+    )
+
+
+@st.composite
+def voxel_models(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Small random models: any box shape and place, 1-4 colours (0 and 255 included) in
+    lumps, some glass, sometimes voxels listed twice in one cell with another colour."""
+    dims = draw(st.tuples(*[st.integers(1, 7)] * 3))
+    offset = draw(st.tuples(*[st.integers(-300, 300)] * 3))
+    palette = draw(st.lists(st.sampled_from([0, 1, 2, 7, 128, 255]), min_size=1, max_size=4))
+    fill = draw(st.sampled_from([0.3, 0.6, 0.9, 1.0]))
+    glass = draw(st.sampled_from([0.0, 0.0, 0.2]))
+    twice = draw(st.sampled_from([0, 0, 5]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    grid = np.indices(dims).reshape(3, -1).T
+    xyz = grid[rng.random(len(grid)) < fill]
+    if len(xyz) == 0:
+        xyz = grid[:1]
+    lump = (xyz // 2 * np.array([1, 3, 9])).sum(axis=1)  # 2x2x2 lumps share a colour
+    color = np.asarray(palette)[(lump + rng.integers(0, 2, len(xyz))) % len(palette)]
+    again = rng.integers(0, len(xyz), twice)
+    xyz = np.concatenate([xyz, xyz[again]]) + np.asarray(offset)
+    color = np.concatenate([color, rng.choice(palette, twice)]).astype(np.int64)
+    opaque = rng.random(len(xyz)) >= glass
+    return xyz.astype(np.int32), color, opaque
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(model=voxel_models())
+def test_greedy_rectangles_are_the_exposed_faces_per_colour_and_as_few_as_classic_greedy(
+    model: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    xyz, color, opaque = model
+    rects = voxmesh.greedy_faces(xyz, color, opaque)
+    unique = _last_listed(xyz, color, opaque)
+    # Each exposed unit face of each colour covered exactly once, by its colour's rectangles.
+    expected = _check_rectangles(rects, *unique)
+    assert len(rects.color) == _reference_greedy_count(expected)
+    _check_rectangles(voxmesh.unit_faces(xyz, color, opaque), *unique)
+    polys = voxmesh.watertight_polygons(rects)
+    assert _t_junctions(polys) == 0
+    np.testing.assert_array_equal(_polygon_areas(polys), rects.areas())
+    np.testing.assert_array_equal(polys.color, rects.color)
+
+
+def test_models_spread_far_apart_take_the_sparse_paths() -> None:
+    """Two lumps 70,000 cells apart: a grid mostly empty (faces found voxel by voxel),
+    coordinates past 16 bits (two radix passes) and vertex keys sorted, not tabled."""
+    xyz, color, opaque = _random_shape(3, size=6)
+    far = xyz + np.array([70_000, -5, 3], dtype=np.int32)
+    both = np.concatenate([xyz, far])
+    color2, opaque2 = np.concatenate([color, color]), np.concatenate([opaque, opaque])
+    rects = voxmesh.greedy_faces(both, color2, opaque2)
+    expected = _check_rectangles(rects, both, color2, opaque2)
+    assert len(rects.color) == 2 * len(voxmesh.greedy_faces(xyz, color, opaque).color)
+    assert len(rects.color) == _reference_greedy_count(expected)
+    polys = voxmesh.watertight_polygons(rects)
+    assert _t_junctions(polys) == 0
+    np.testing.assert_array_equal(_polygon_areas(polys), rects.areas())
+
+
+@pytest.mark.parametrize("bound", [1, 300, 65_536, 70_000, 1 << 40])
+def test_stable_order_is_a_stable_argsort(bound: int) -> None:
+    keys = np.random.default_rng(bound).integers(0, bound, 5000)
+    np.testing.assert_array_equal(
+        voxmesh._stable_order(keys, bound), np.argsort(keys, kind="stable")
+    )
 
 
 def test_shared_polygons_share_coincident_corners() -> None:
