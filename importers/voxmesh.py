@@ -520,8 +520,7 @@ def _fewer_rectangles(faces: _Faces, flip: np.ndarray, face: np.ndarray) -> np.n
     plane_id, planes = _dense_ids(faces.plane.take(face), 6 * faces.extent)
     color_id, colors = _dense_ids(faces.color.take(face), 256)
     group = plane_id * len(colors) + color_id
-    counts = np.bincount(group * 2 + flip, minlength=2 * len(planes) * len(colors))
-    counts = counts.reshape(-1, 2)
+    counts = np.bincount(group * 2 + flip, minlength=2 * len(planes) * len(colors)).reshape(-1, 2)
     tie = _TIE[np.repeat(planes // faces.extent // 2, len(colors))]
     keep_1 = np.where(tie, counts[:, 1] <= counts[:, 0], counts[:, 1] < counts[:, 0])
     return keep_1.take(group) == flip
