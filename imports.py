@@ -201,11 +201,13 @@ def _arrange(job: Job, built: Built, target: Target) -> Built:
     offset = (plan.compare_slot - (plan.compare_count - 1) / 2) * plan.compare_spacing
     spot = target.location + Vector((offset, 0.0, 0.0))
     holder, problem = placeholders.find(plan) if plan.placeholder else (None, "")
+    if holder is not None:
+        problem = placeholders.fit_into(holder, objects, target.collection, built.pad)
+        holder = None if problem else holder
     if problem:
         warnings.append(f"{problem}: placed at the 3D cursor")
-    if holder is not None:
-        placeholders.fit_into(holder, objects, target.collection, built.pad)
-    elif plan.origin_bottom or plan.target_height > 0 or plan.compare_count > 1:
+    placed = plan.origin_bottom or plan.target_height > 0 or plan.compare_count > 1
+    if holder is None and placed:  # (else fitted into its placeholder, or as imported)
         where = placement.Placement(spot, plan.origin_bottom, plan.target_height, built.pad)
         objects = placement.place(objects, target.collection, where)
     name = SERVICES[job.provider].name

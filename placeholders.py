@@ -87,16 +87,14 @@ def new_jobs(
 
 
 def find(plan: ImportPlan) -> tuple[bpy.types.Object | None, str]:
-    """The plan's placeholder if it can take its result now, else why not."""
+    """The plan's placeholder if it is still in this view layer, else why not."""
     stamped = [o for o in bpy.data.objects if o.get(ID_PROPERTY) == plan.placeholder_id]
     holder = stamped[0] if stamped and plan.placeholder_id else None
     if holder is None:
         return None, f"placeholder {plan.placeholder!r} is gone"
-    depsgraph = bpy.context.evaluated_depsgraph_get()  # also brings the view layer up to date
+    bpy.context.view_layer.update()  # its object list up to date
     if bpy.context.view_layer.objects.get(holder.name) != holder:
         return None, f"placeholder {holder.name!r} is not in this view layer"
-    if fit.placeholder_box(holder, depsgraph) is None:
-        return None, f"placeholder {holder.name!r} has no size left"
     return holder, ""
 
 
@@ -105,12 +103,13 @@ def fit_into(
     objects: list[bpy.types.Object],
     collection: bpy.types.Collection,
     pad: float,
-) -> None:
+) -> str:
     """The result fitted into the placeholder's box (its rotation, unscaled frame, base on
     the bottom, centred, as large as fits), its collection a child of the placeholder's, its
-    top objects parented like the placeholder."""
+    top objects parented like the placeholder; or, changing nothing, why it cannot be."""
     box = fit.placeholder_box(holder, bpy.context.evaluated_depsgraph_get())
-    assert box is not None  # find() said so
+    if box is None:
+        return f"placeholder {holder.name!r} has no size left"
     fit.fit(objects, box, pad)
     home = holder.users_collection[0]
     for parent in [c for c in (*bpy.data.collections, bpy.context.scene.collection)
@@ -124,6 +123,7 @@ def fit_into(
             if holder.parent_type == "BONE":  # a vertex parent is the placeholder's own
                 root.parent_type, root.parent_bone = "BONE", holder.parent_bone
             root.matrix_world = world
+    return ""
 
 
 def covered_by(

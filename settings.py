@@ -118,7 +118,11 @@ def online_access_problem() -> str:
 
 def poll_online(cls: type) -> bool:
     """An operator's poll() for network actions: greyed out, with the reason as tooltip."""
-    problem = online_access_problem()
+    return poll_unless(cls, online_access_problem())
+
+
+def poll_unless(cls: type, problem: str) -> bool:
+    """An operator's poll(): True, or False with `problem` as the greyed-out tooltip."""
     if problem:
         cls.poll_message_set(problem)  # type: ignore[attr-defined]
     return not problem

@@ -91,9 +91,11 @@ class _AsksFirst:
 
     def ask_first(self, context, event, title: str):
         question = self.question(context)
-        if bpy.app.background or not question:
+        if question and bpy.app.background:
             return self.execute(context)  # nobody to ask: refused as for a script
-        self.confirmed = True  # the answer is the confirmation
+        self.confirmed = True  # nothing to ask (execute need not weigh it again), or agreed
+        if not question:
+            return self.execute(context)
         return context.window_manager.invoke_confirm(
             self, event, title=title, message=question, confirm_text="Send", icon="WARNING"
         )
@@ -303,10 +305,7 @@ class _FromSidebar(_AsksFirst):
 
     @classmethod
     def poll(cls, context):
-        problem = sidebar_problem(context, cls.fixed_source)
-        if problem:
-            cls.poll_message_set(problem)
-        return not problem
+        return settings.poll_unless(cls, sidebar_problem(context, cls.fixed_source))
 
     def invoke(self, context, event):
         return self.ask_first(context, event, "Generate?")
@@ -395,10 +394,7 @@ class CONJURE_OT_compare(_AsksFirst, Operator):
 
     @classmethod
     def poll(cls, context):
-        problem = compare_problem(context)
-        if problem:
-            cls.poll_message_set(problem)
-        return not problem
+        return settings.poll_unless(cls, compare_problem(context))
 
     def invoke(self, context, event):
         return self.ask_first(context, event, "Compare Services?")
@@ -470,10 +466,7 @@ class CONJURE_OT_generate_for_selected(_AsksFirst, Operator):
 
     @classmethod
     def poll(cls, context):
-        problem = placeholder_problem(context)
-        if problem:
-            cls.poll_message_set(problem)
-        return not problem
+        return settings.poll_unless(cls, placeholder_problem(context))
 
     def invoke(self, context, event):
         return self.ask_first(context, event, "Generate for Selected?")
