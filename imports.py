@@ -120,9 +120,13 @@ def build(
     location = context.scene.cursor.location.copy()
     before = scene.snapshot()
     with scene.all_or_nothing(before, None, ImportFailedError, "asset", IMPORT_ERRORS):
-        collection = scene.new_collection(context, names[1])
+        # Linked into the scene only once it is filled: a scene change before an importer's
+        # operator makes Blender rebuild its dependency graph once more (~25 ms each at 200
+        # imported assets), and the importer must be followed by one anyway.
+        collection = bpy.data.collections.new(names[1])
         target = Target(names[0], collection, location, *folders, options or vox.VoxOptions())
         built = importer(path, target)
+        scene.link_under_active(context, collection)
         if arrange is not None:
             built = arrange(built, target)
     return built, collection

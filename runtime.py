@@ -9,6 +9,7 @@ where timers never fire).
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import time
@@ -33,30 +34,47 @@ class Runtime(Session):
         )
         self.mirror = Mirror()
         self.listeners.append(self.mirror.show)
+        self._last_import = 0.0  # seconds the last import took: the next is expected so
+        self._unapplied: dict[str, Job] = {}  # the newest snapshots a tick had no time for
 
     def take_notices(self) -> list[tuple[str, str]]:
         return self.mirror.take_notices()
 
     def drain(
-        self, context: bpy.types.Context, budget: float = 0.002, import_budget: float = 0.05
+        self, context: bpy.types.Context, budget: float = 0.0015, import_budget: float = 0.05
     ) -> int:
-        """One monitor tick: take events for up to `budget` seconds (each is a full snapshot,
-        so only a job's newest counts), apply them, then import ready jobs for up to
-        `import_budget` (at least one: Blender's importers are main-thread by nature)."""
-        deadline = time.perf_counter() + budget
-        newest: dict[str, Job] = {}
-        taken = 0
-        while time.perf_counter() < deadline:
+        """One monitor tick: take every waiting event (each a full snapshot, so only a job's
+        newest counts), apply them for up to `budget` seconds (the rest on the next tick),
+        then import ready jobs for up to `import_budget` (at least one: Blender's importers
+        are main-thread by nature). Returns how many changes it applied."""
+        while True:
             try:
                 job = self.engine.events.get_nowait()
             except queue.Empty:
                 break
-            newest[job.job_id] = job
-            taken += 1
-        for job in newest.values():
-            self.apply(job)
+            self._unapplied[job.job_id] = job
+        applied = self._apply_taken(budget)
         self.import_waiting(context, import_budget)
-        return taken
+        return applied
+
+    def _apply_taken(self, budget: float | None = None) -> int:
+        """Apply the snapshots taken and not yet applied, oldest first, for up to `budget`
+        seconds (at least one)."""
+        deadline = time.perf_counter() + (budget if budget is not None else math.inf)
+        applied = 0
+        while self._unapplied and (not applied or time.perf_counter() < deadline):
+            self.apply(self._unapplied.pop(next(iter(self._unapplied))))
+            applied += 1
+        return applied
+
+    def is_busy(self) -> bool:
+        return bool(self._unapplied) or super().is_busy()
+
+    def catching_up(self) -> bool:
+        """Changes or imports wait for the next tick, or downloads are about to bring some:
+        the monitor then ticks quickly."""
+        downloading = any(j.state == JobState.DOWNLOADING for j in self.jobs.values())
+        return bool(self._unapplied) or downloading or self.import_pending()
 
     def wait(
         self, context: bpy.types.Context, job_ids: Iterable[str], timeout: float
@@ -64,6 +82,7 @@ class Runtime(Session):
         """Run the main-thread side until the jobs end or `timeout` passes (jobs go on)."""
         ids = list(job_ids)
         deadline = time.monotonic() + timeout
+        self._apply_taken()  # what the monitor's last tick left
         while True:
             self.import_waiting(context)
             remaining = deadline - time.monotonic()
@@ -78,15 +97,19 @@ class Runtime(Session):
 
     def import_waiting(self, context: bpy.types.Context, budget: float | None = None) -> None:
         """Import ready jobs that may import now (their own file, Object mode), for up to
-        `budget` seconds (None: all of them); the others wait for a click."""
-        deadline = time.perf_counter() + budget if budget is not None else None
+        `budget` seconds (None: all of them); the others wait for a click. The first always
+        goes; another only if it should end in time, judged by how long the last one took."""
+        started = time.perf_counter()
+        count = 0
         for job in self.ready():
-            if self.imports_now(job, context.mode == "OBJECT"):
-                if deadline is not None and time.perf_counter() > deadline:
-                    break
-                self.import_job(context, job.job_id)
-            else:
+            if not self.imports_now(job, context.mode == "OBJECT"):
                 self.needs_click(job)
+                continue
+            used = time.perf_counter() - started
+            if count and budget is not None and used + self._last_import > budget:
+                break
+            self.import_job(context, job.job_id)
+            count += 1
 
     def import_job(self, context: bpy.types.Context, job_id: str) -> None:
         """Import a downloaded job now, as one undo step; a failure leaves nothing behind."""
@@ -98,6 +121,7 @@ class Runtime(Session):
             import_tries=begun.import_tries + 1,  # journaled first: a crash here is counted
         )
         self.record(job)
+        started = time.perf_counter()
         try:
             landed = imports.import_job(context, job, str(self.folder(job_id)))
         except imports.ImportFailedError as exc:
@@ -113,6 +137,7 @@ class Runtime(Session):
         )
         self.record(done)
         bpy.ops.ed.undo_push(message=f"Conjure: import {job.label}")
+        self._last_import = time.perf_counter() - started
 
     def clear_finished(self) -> int:
         count = super().clear_finished()

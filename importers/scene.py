@@ -35,12 +35,9 @@ _KINDS = (
 Snapshot = dict[str, set[int]]
 
 
-def new_collection(context: bpy.types.Context, name: str) -> bpy.types.Collection:
-    """A fresh collection under the active one (Blender de-duplicates the name)."""
-    collection = bpy.data.collections.new(name)
-    parent = context.collection or context.scene.collection
-    parent.children.link(collection)
-    return collection
+def link_under_active(context: bpy.types.Context, collection: bpy.types.Collection) -> None:
+    """Put a collection made with `bpy.data.collections.new` under the active one."""
+    (context.collection or context.scene.collection).children.link(collection)
 
 
 def select_only(

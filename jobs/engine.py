@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from ..providers import filekind
 from ..providers.base import Asset, Charge, Created, FlowStep, Step, TaskState, TaskStatus
@@ -32,6 +32,8 @@ from .rules import Act
 from .scheduler import HELD_ELSEWHERE, LEASE_SECONDS, Scheduler
 from .spend import Admit
 from .steps import CancelledError, DiskError, Done, Live, StoppingError, fetch, last_poll
+
+T = TypeVar("T")
 
 MAX_STALL_DELAY = 300.0
 MAX_RETRY_AFTER = 900.0
@@ -120,9 +122,21 @@ class Engine(Scheduler):
             self._send_create(live)
         elif here.step == Step.UPLOAD:
             self._update(live, state=JobState.UPLOADING, message="Uploading")
-            self._dispatch(live, Step.UPLOAD, live.provider.upload, job.request())
+            upload = self._leaving(live, live.provider.upload)
+            self._dispatch(live, Step.UPLOAD, upload, job.request())
         else:
-            self._dispatch(live, Step.POLL, live.provider.poll, job.task_id or "", here.stage)
+            poll = self._leaving(live, live.provider.poll)
+            self._dispatch(live, Step.POLL, poll, job.task_id or "", here.stage)
+
+    def _leaving(self, live: Live, send: Callable[..., T]) -> Callable[..., T]:
+        """`send` on a worker, counted by the rate budget from the moment it goes."""
+        limiter, bucket = self.limiter(live.job.provider), live.here.bucket
+
+        def counted(*args: Any) -> T:
+            limiter.leaving(bucket)
+            return send(*args)
+
+        return counted
 
     def _send_create(self, live: Live) -> None:
         job, here = live.job, live.here
@@ -141,7 +155,8 @@ class Engine(Scheduler):
             previous_task_id=previous,
             creates=(*job.creates, sent),
         )
-        self._dispatch(live, Step.CREATE, self._create, live, key, here.stage)
+        create = self._leaving(live, live.provider.create)
+        self._dispatch(live, Step.CREATE, self._create, live, create, key, here.stage)
 
     def _within_spend_limit(self, live: Live) -> bool:
         """A paid create goes only if the spending limit (if any) lets it: else the job waits
@@ -163,7 +178,7 @@ class Engine(Scheduler):
         info = live.provider.info
         return info.idempotent_create or live.here.stage in info.free_stages
 
-    def _create(self, live: Live, key: str, stage: str) -> Created:
+    def _create(self, live: Live, create: Callable[..., Created], key: str, stage: str) -> Created:
         """Worker: the last check that the job is still wanted, then the paid request."""
         request = live.job.request()
         live.provider.check(request)
@@ -171,7 +186,7 @@ class Engine(Scheduler):
             raise CancelledError
         if self._stopping.is_set():
             raise StoppingError
-        return live.provider.create(request, key, stage)
+        return create(request, key, stage)
 
     def _on_done(self, done: Done) -> None:
         live = self._live.get(done.job_id)
@@ -396,6 +411,7 @@ class Engine(Scheduler):
         self._update(live, state=JobState.DOWNLOADING, message="Downloading")
         live.busy, live.fetched = True, {}
         live.fetching, live.required = tuple(assets), required
+
         def stop() -> bool:  # the user cancelled, or the add-on is shutting down
             return live.cancel.is_set() or self._stopping.is_set()
 

@@ -1,10 +1,12 @@
 """Per-service request budgets: "may I send now, or in how many seconds?" without blocking.
 
 Two sources, both kept: the documented limits (`RateRule`: N requests per window, as a
-sliding log of our own sends) and what the service says in its answers (X-RateLimit-Limit,
--Remaining, -Reset, Retry-After). A "Remaining: 0" with no reset time blocks for at most
-`probe_after` seconds; then exactly one request probes, and its answer decides. Every wait
-is a number handed back to the scheduler, never a sleep.
+sliding log of our own sends, each counted from when a worker put it on the wire, not from
+when the scheduler reserved it: a request may wait in the workers' queue) and what the
+service says in its answers (X-RateLimit-Limit, -Remaining, -Reset, Retry-After). A
+"Remaining: 0" with no reset time blocks for at most `probe_after` seconds; then exactly one
+request probes, and its answer decides. Every wait is a number handed back to the scheduler,
+never a sleep.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from ..providers.base import RateRule
 from ..providers.errors import RateNote
 
 MAX_BLOCK = 15 * 60.0  # a Retry-After longer than this is treated as this
+# We count a send when it leaves, the service when it arrives: a window is kept this much
+# longer (a share of it, so 15 s gives 75 ms of room for network jitter and an hour 18 s,
+# while a short window does not lose a fixed slice of its rate).
+MARGIN = 0.005
 PROBE_TIMEOUT = 60.0  # a probe whose answer never came frees the gate after this
 
 
@@ -33,7 +39,8 @@ class ServiceLimiter:
         self.rules = list(rules)
         self.probe_after = probe_after
         self.clock = clock
-        self._sent: list[deque[float]] = [deque() for _ in self.rules]
+        self._sent: list[deque[float]] = [deque() for _ in self.rules]  # per rule, in order
+        self._unsent: list[deque[float]] = [deque() for _ in self.rules]  # reserved, not gone
         self._blocked_until = 0.0
         self._needs_probe = False  # the last word was "Remaining: 0"
         self._probe_started = 0.0  # 0: no probe in flight
@@ -50,7 +57,8 @@ class ServiceLimiter:
             ]
 
     def reserve(self, bucket: str) -> float:
-        """0.0 and the send is counted; otherwise the seconds to wait before asking again."""
+        """0.0 and the send is counted (from now until it goes: `leaving`); otherwise the
+        seconds to wait before asking again."""
         with self._lock:
             now = self.clock()
             if now < self._blocked_until:
@@ -66,7 +74,21 @@ class ServiceLimiter:
                     return wait
             for i in self._rules_for(bucket):
                 self._sent[i].append(now)
+                self._unsent[i].append(now)
             return 0.0
+
+    def leaving(self, bucket: str) -> None:
+        """A reserved request goes on the wire now (on a worker, perhaps a while after it was
+        reserved): it is counted from now. The oldest reservation not yet gone gives up its
+        place; one that never goes (a cancel) keeps its place until it ages out, which can
+        only count more, never less."""
+        with self._lock:
+            now = self.clock()
+            for i in self._rules_for(bucket):
+                sent, unsent = self._sent[i], self._unsent[i]
+                if unsent and unsent[0] in sent:
+                    sent.remove(unsent.popleft())
+                sent.append(now)
 
     def observe(self, note: RateNote) -> None:
         """An answer's rate headers, as the HTTP client reports them (on worker threads)."""
@@ -101,10 +123,10 @@ class ServiceLimiter:
 
     def _window_wait(self, i: int, now: float) -> float:
         rule, sent = self.rules[i], self._sent[i]
-        # We count a send a little before the service does: a margin for network jitter.
-        span = rule.window * 1.001 + 0.1
-        while sent and sent[0] <= now - span:
-            sent.popleft()
+        span = rule.window * (1 + MARGIN)
+        for log in (sent, self._unsent[i]):
+            while log and log[0] <= now - span:
+                log.popleft()
         if len(sent) < rule.requests:
             return 0.0
         return sent[-rule.requests] + span - now

@@ -25,6 +25,7 @@ ROLE_KINDS: dict[str, frozenset[str]] = {
     "texture": filekind.IMAGE_KINDS | {"zip"},
 }
 
+
 class CancelledError(Exception):
     """The job was cancelled between dispatch and the create request."""
 
@@ -108,7 +109,6 @@ class Live:
     @property
     def here(self) -> FlowStep:
         return self.flow[min(self.job.step, len(self.flow) - 1)]
-
 
 
 def fetch(

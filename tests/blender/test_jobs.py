@@ -361,3 +361,34 @@ def test_the_concurrency_preference_applies_to_waiting_jobs(scene, trify) -> Non
             api.cancel(job_id)
         api.wait(ids, 5)
     assert trify.count("POST") == 4  # the cancelled, never-sent job never paid
+
+
+# -- the monitor's tick: a burst of changes and imports is spread over ticks, nothing lost --------
+
+
+def test_a_burst_is_spread_over_ticks_and_nothing_is_lost(scene, trify) -> None:
+    import bpy
+
+    rt = importlib.import_module(f"{ADDON_ID}.runtime").get()
+    monitor = importlib.import_module(f"{ADDON_ID}.operators.monitor")
+    trify.polls_to_complete = 1
+    ids = [_api().submit("trify3d", prompt=f"burst crate {i}") for i in range(6)]
+    _wait_for(lambda: not rt.engine.live_job_ids(), timeout=20)  # all downloaded, none applied
+    queued = rt.engine.events.qsize()
+    assert queued > len(ids) and rt.is_busy()
+
+    ticks, imported = 0, 0
+    while rt.is_busy() or rt.has_ready():
+        before = {o["conjure_job_id"] for o in _conjure_objects()}
+        assert rt.drain(bpy.context, budget=0.0, import_budget=0.0) == 1  # at least one change
+        made = {o["conjure_job_id"] for o in _conjure_objects()} - before
+        assert len(made) <= 1  # the first import always goes; no time for a second
+        imported += len(made)
+        ticks += 1
+        assert ticks < queued
+        if rt.is_busy() or rt.has_ready():  # changes or imports left: the next tick comes soon
+            assert monitor.tick_interval(rt) == monitor.IMPORT_INTERVAL
+    assert ticks >= len(ids) and imported == len(ids)
+    assert [_api().status(i)["state"] for i in ids] == ["imported"] * len(ids)
+    assert monitor.tick_interval(rt) == monitor.MONITOR_INTERVAL
+    assert trify.count("POST") == len(ids)
