@@ -19,6 +19,7 @@ from pathlib import Path
 import bpy
 
 from . import imports, settings
+from .jobs.journal import JournalClosedError
 from .jobs.model import Job, JobState
 from .jobs.session import ConjureError, Session
 from .mirror import Mirror
@@ -164,7 +165,10 @@ def get() -> Runtime:
     global _current
     if _current is None:
         root = Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="", create=True))
-        _current = Runtime(root)
+        try:
+            _current = Runtime(root)
+        except JournalClosedError as exc:  # one from a newer Conjure: left as it is
+            raise ConjureError(f"Cannot open {root / 'journal.sqlite'}: {exc}") from None
         settings.concurrency_listener = _current.apply_concurrency
     return _current
 

@@ -213,3 +213,37 @@ def test_bad_shard_is_refused(scene, trify, capsys, tmp_path) -> None:
     rows = _csv(tmp_path, ["x"])
     code, _, err = run(capsys, "batch", str(rows), "--shard", "3/2")
     assert code == 2 and "I/N" in err
+
+
+def test_a_journal_from_a_newer_conjure_is_one_line_and_left_as_it_is(scene, capsys) -> None:
+    import sqlite3
+
+    import bpy
+
+    runtime = importlib.import_module(f"{ADDON_ID}.runtime")
+    api = importlib.import_module(f"{ADDON_ID}.api")
+    runtime.shutdown()
+    folder = Path(bpy.utils.extension_path_user(ADDON_ID, create=True))
+    aside = folder / "aside"
+    aside.mkdir()
+    for name in [p.name for p in folder.glob("journal.sqlite*")]:
+        (folder / name).rename(aside / name)
+    try:
+        db = sqlite3.connect(folder / "journal.sqlite")
+        db.execute("PRAGMA journal_mode = WAL")  # as every Conjure writes it
+        db.execute("PRAGMA user_version = 99")
+        db.close()
+        before = (folder / "journal.sqlite").read_bytes()
+        code, _, err = run(capsys, "jobs")
+        assert code == 2 and "written by a newer Conjure (schema 99)" in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        with pytest.raises(api.ConjureError, match="newer Conjure"):
+            api.jobs()
+        assert (folder / "journal.sqlite").read_bytes() == before
+    finally:
+        runtime.shutdown()
+        for path in folder.glob("journal.sqlite*"):
+            path.unlink()
+        for path in aside.iterdir():
+            path.rename(folder / path.name)
+        aside.rmdir()
