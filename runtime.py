@@ -47,7 +47,7 @@ class Runtime(Session):
         """One monitor tick: take every waiting event (each a full snapshot, so only a job's
         newest counts), apply them for up to `budget` seconds (the rest on the next tick),
         then import ready jobs for up to `import_budget` (at least one: Blender's importers
-        are main-thread by nature). Returns how many changes it applied."""
+        are main-thread by nature). Returns how many changes and imports it made."""
         while True:
             try:
                 job = self.engine.events.get_nowait()
@@ -55,8 +55,7 @@ class Runtime(Session):
                 break
             self._unapplied[job.job_id] = job
         applied = self._apply_taken(budget)
-        self.import_waiting(context, import_budget)
-        return applied
+        return applied + self.import_waiting(context, import_budget)
 
     def _apply_taken(self, budget: float | None = None) -> int:
         """Apply the snapshots taken and not yet applied, oldest first, for up to `budget`
@@ -96,10 +95,11 @@ class Runtime(Session):
             self.apply(job)
         return {i: self.jobs.get(i) or self.journal.get(i) for i in ids}  # type: ignore[misc]
 
-    def import_waiting(self, context: bpy.types.Context, budget: float | None = None) -> None:
+    def import_waiting(self, context: bpy.types.Context, budget: float | None = None) -> int:
         """Import ready jobs that may import now (their own file, Object mode), for up to
         `budget` seconds (None: all of them); the others wait for a click. The first always
-        goes; another only if it should end in time, judged by how long the last one took."""
+        goes; another only if it should end in time, judged by how long the last one took.
+        Returns how many it imported."""
         started = time.perf_counter()
         count = 0
         for job in self.ready():
@@ -111,6 +111,7 @@ class Runtime(Session):
                 break
             self.import_job(context, job.job_id)
             count += 1
+        return count
 
     def import_job(self, context: bpy.types.Context, job_id: str) -> None:
         """Import a downloaded job now, as one undo step; a failure leaves nothing behind."""
