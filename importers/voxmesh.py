@@ -517,22 +517,13 @@ _TIE = np.array([True, False, True])
 def _fewer_rectangles(faces: _Faces, flip: np.ndarray, face: np.ndarray) -> np.ndarray:
     """Which rectangles to keep: per plane and colour, those of the orientation that made
     fewer of them there."""
-    plane_id, planes = _dense_ids(faces.plane.take(face), 6 * faces.extent)
-    color_id, colors = _dense_ids(faces.color.take(face), 256)
+    planes, plane_id = _unique_keys(faces.plane.take(face), 6 * faces.extent)
+    colors, color_id = _unique_keys(faces.color.take(face), 256)
     group = plane_id * len(colors) + color_id
     counts = np.bincount(group * 2 + flip, minlength=2 * len(planes) * len(colors)).reshape(-1, 2)
     tie = _TIE[np.repeat(planes // faces.extent // 2, len(colors))]
     keep_1 = np.where(tie, counts[:, 1] <= counts[:, 0], counts[:, 1] < counts[:, 0])
     return keep_1.take(group) == flip
-
-
-def _dense_ids(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
-    """Values in [0, bound) renumbered 0, 1, ... in increasing order, and the values that
-    occur (sorted, one per id)."""
-    present = np.zeros(bound, dtype=bool)
-    present[values] = True
-    ids = np.cumsum(present, dtype=np.int64) - 1
-    return ids.take(values), np.flatnonzero(present)
 
 
 # ----------------------------------------------------------------------------- polygons

@@ -40,10 +40,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 TOOLS = Path(__file__).resolve().parent
 sys.path[:0] = [str(TOOLS), str(TOOLS.parent / "tests")]
+from bench_engine import timed  # noqa: E402
 from emulator_process import EmulatorProcess, Hit  # noqa: E402
 
 import blender_env  # noqa: E402
@@ -236,14 +237,7 @@ def main() -> None:
         rt.engine.limiter(sid).rules = [base.RateRule(*rules[sid][:3])] if sid in rules else []
 
     imports: list[float] = []  # seconds each import took on the main thread
-    import_job = rt.import_job
-
-    def timed_import(context: Any, job_id: str) -> None:
-        started = time.perf_counter()
-        import_job(context, job_id)
-        imports.append(time.perf_counter() - started)
-
-    rt.import_job = timed_import
+    rt.import_job = timed(imports, rt.import_job)
     csv_path = write_batch(folder, args.per_service)
     argv = ["batch", str(csv_path), "--output-dir", str(folder), "--timeout", str(args.timeout)]
     print("--- bench_batch " + "-" * 70)
