@@ -21,10 +21,19 @@ from ..providers.base import RateRule
 from ..providers.errors import RateNote
 
 MAX_BLOCK = 15 * 60.0  # a Retry-After longer than this is treated as this
-# We count a send when it leaves, the service when it arrives: a window is kept this much
-# longer (a share of it, so 15 s gives 75 ms of room for network jitter and an hour 18 s,
-# while a short window does not lose a fixed slice of its rate).
+# We count a send when a worker is about to put it on the wire, the service when it arrives:
+# a window is kept a little longer. A share of it (15 s gives 75 ms of room for network
+# jitter, an hour 18 s, and a short window does not lose a fixed slice of its rate), but
+# never less than the time a request may wait for Python's GIL between the two (the
+# interpreter's switch interval, 5 ms).
 MARGIN = 0.005
+LEAST_MARGIN = 0.005
+
+
+def margin(window: float) -> float:
+    return max(window * MARGIN, LEAST_MARGIN)
+
+
 PROBE_TIMEOUT = 60.0  # a probe whose answer never came frees the gate after this
 
 
@@ -86,7 +95,7 @@ class ServiceLimiter:
             now = self.clock()
             for i in self._rules_for(bucket):
                 sent, unsent = self._sent[i], self._unsent[i]
-                if unsent and unsent[0] in sent:
+                if unsent:  # aged out together with its copy in `sent`, or still in both
                     sent.remove(unsent.popleft())
                 sent.append(now)
 
@@ -123,7 +132,7 @@ class ServiceLimiter:
 
     def _window_wait(self, i: int, now: float) -> float:
         rule, sent = self.rules[i], self._sent[i]
-        span = rule.window * (1 + MARGIN)
+        span = rule.window + margin(rule.window)
         for log in (sent, self._unsent[i]):
             while log and log[0] <= now - span:
                 log.popleft()

@@ -20,7 +20,7 @@ from harness import SETTLED, EngineHarness, harness_fixture
 from conftest import ROOT
 from conjure_src.jobs.journal import HOST, SCHEMA_VERSION, Journal
 from conjure_src.jobs.model import Answer, ImportPlan, Job, JobState, VoxMesh
-from conjure_src.jobs.ratelimit import MARGIN, ServiceLimiter
+from conjure_src.jobs.ratelimit import ServiceLimiter, margin
 from conjure_src.providers import get_provider, make_http
 from conjure_src.providers.base import (
     STANDARD_FLOW,
@@ -94,16 +94,17 @@ def test_remaining_zero_waits_then_probes_once_and_continues(tmp_path, trify, ha
     assert trify.refused <= 1  # one probe may meet a 429 (it carries Retry-After), never a storm
 
 
-@pytest.mark.parametrize("window", [0.5, 15.0, 3600.0])
-def test_the_margin_on_a_rate_window_is_a_share_of_it(window: float) -> None:
+@pytest.mark.parametrize(("window", "room"), [(0.5, 0.005), (15.0, 0.075), (3600.0, 18.0)])
+def test_the_margin_on_a_rate_window_is_a_share_of_it(window: float, room: float) -> None:
     """A short window does not lose a fixed slice of its rate; a long one keeps more room."""
+    assert margin(window) == pytest.approx(room)
     now = [100.0]
     limiter = ServiceLimiter([RateRule(2, window)], clock=lambda: now[0])
     assert limiter.reserve("create") == limiter.reserve("poll") == 0.0
-    assert limiter.reserve("poll") == pytest.approx(window * (1 + MARGIN))
+    assert limiter.reserve("poll") == pytest.approx(window + room)
     now[0] += window
-    assert limiter.reserve("poll") == pytest.approx(window * MARGIN)
-    now[0] += window * MARGIN
+    assert limiter.reserve("poll") == pytest.approx(room)
+    now[0] += room
     assert limiter.reserve("poll") == 0.0
 
 
@@ -112,7 +113,7 @@ def test_a_send_is_counted_from_when_it_goes_not_from_when_it_was_reserved() -> 
     reserved: the window runs from when it went. One that never went ages out as reserved."""
     now = [0.0]
     limiter = ServiceLimiter([RateRule(2, 10.0)], clock=lambda: now[0])
-    span = 10.0 * (1 + MARGIN)
+    span = 10.0 + margin(10.0)
     assert limiter.reserve("a") == limiter.reserve("b") == 0.0  # both at 0
     now[0] = 3.0
     limiter.leaving("a")  # the first went at 3 s; the second was cancelled before it went
