@@ -170,7 +170,8 @@ def face_materials(
     image = _palette_image(f"{name} Palette", colors01, is_data=False)
     slots = [_face_material(name, image, None)]
     slot_of = np.zeros(256, dtype=np.int32)
-    for index in np.unique(colors).tolist():
+    # Counted, not np.unique: the indices are bytes, and sorting 175k faces took 24 ms.
+    for index in np.flatnonzero(np.bincount(colors, minlength=256)).tolist():
         mat = vox.materials.get(index)
         if mat is None or mat.kind not in SPECIAL_KINDS or not 0 < index < 256:
             continue
