@@ -32,9 +32,8 @@ def blender_ext_cli() -> Path:
 
 def run(command: str, output_dir: Path, source_dir: Path = ROOT) -> Path | None:
     """validate (None), build (the zip) or release (the repository's index.json)."""
-    cli = [sys.executable, str(blender_ext_cli())]
     if command == "validate":
-        subprocess.run([*cli, "validate", str(source_dir)], check=True)
+        _blender_ext("validate", str(source_dir), quiet=False)
         return None
     if command == "release":
         run("validate", output_dir, source_dir)
@@ -43,24 +42,24 @@ def run(command: str, output_dir: Path, source_dir: Path = ROOT) -> Path | None:
     output_dir.mkdir(parents=True, exist_ok=True)
     for old in output_dir.glob("conjure-*.zip"):
         old.unlink()
-    subprocess.run(
-        [*cli, "build", "--source-dir", str(source_dir), "--output-dir", str(output_dir)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    _blender_ext("build", "--source-dir", str(source_dir), "--output-dir", str(output_dir))
     (zip_path,) = output_dir.glob("conjure-*.zip")
     return zip_path
 
 
 def generate_index(repo_dir: Path) -> Path:
     """Blender's own listing of the zips in `repo_dir` (a static extension repository)."""
-    cli = [sys.executable, str(blender_ext_cli())]
-    subprocess.run(
-        [*cli, "server-generate", "--repo-dir", str(repo_dir)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    _blender_ext("server-generate", "--repo-dir", str(repo_dir))
     return repo_dir / "index.json"
+
+
+def _blender_ext(*args: str, quiet: bool = True) -> None:
+    """Run Blender's extension CLI with this Python; raise if it fails."""
+    subprocess.run(
+        [sys.executable, str(blender_ext_cli()), *args],
+        check=True,
+        stdout=subprocess.DEVNULL if quiet else None,
+    )
 
 
 def main() -> None:
