@@ -9,12 +9,13 @@ was sent. Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,19 +272,14 @@ def _fill(args: argparse.Namespace) -> int:
             return OK  # every one is filled already, or cannot be: nothing to send
         where = f"collection {args.collection!r}" if args.collection else "this scene"
         raise UsageError(f"no placeholders in {where} (give objects a conjure_prompt)")
-    if args.max_credits is not None:
-        wanted = [{"service": args.service, "options": dict(args.option), "mesh": _mesh(args)}]
-        wanted *= len(kept)
-        _hold_to(args.max_credits, api.quote(wanted)["total"])
-    try:
-        results = api.generate_for(kept, args.service, dict(args.option), args.timeout,
-                                   _mesh(args))  # fmt: skip
-    except api.ConjureError as exc:  # sent, and none came back imported
-        print(f"conjure: {exc}", file=sys.stderr)
-        return FAILED
-    finally:
-        if args.max_credits is not None:
-            api.spend_limit(None)
+    wanted = [{"service": args.service, "options": dict(args.option), "mesh": _mesh(args)}]
+    with _held_to(args.max_credits, lambda: api.quote(wanted * len(kept))):
+        try:
+            results = api.generate_for(kept, args.service, dict(args.option), args.timeout,
+                                       _mesh(args))  # fmt: skip
+        except api.ConjureError as exc:  # sent, and none came back imported
+            print(f"conjure: {exc}", file=sys.stderr)
+            return FAILED
     for name, made in results.items():
         print(f"{name}: {len(made)} object(s)" if made else f"{name}: nothing placed")
     if args.output:
@@ -447,9 +443,7 @@ def _batch(args: argparse.Namespace) -> int:
                 reused.add(row.index)
         else:
             fresh.append(row)
-    if args.max_credits is not None:
-        _hold_to(args.max_credits, _quote(fresh, _mesh(args))["total"])
-    try:
+    with _held_to(args.max_credits, lambda: _quote(fresh, _mesh(args))):
         for row in fresh:
             options = {**row.options, "_batch": batch_id, "_batch_row": row.key}  # its plan
             try:
@@ -460,9 +454,6 @@ def _batch(args: argparse.Namespace) -> int:
                 print(f"row {row.index + 1}: {exc}", file=sys.stderr)
         api.reuse(job_of[i] for i in reused)  # imported: from its files; else resumed
         statuses = _watch(list(job_of.values()), args.timeout)
-    finally:
-        if args.max_credits is not None:
-            api.spend_limit(None)
     results = [statuses[j] for j in job_of.values() if statuses[j]["state"] == IMPORTED]
     stem = os.path.splitext(os.path.basename(args.file))[0]
     shard = f"-{args.shard[0]}of{args.shard[1]}" if args.shard else ""
@@ -476,13 +467,23 @@ def _batch(args: argparse.Namespace) -> int:
     return OK if failed == 0 else FAILED
 
 
-def _hold_to(limit: float, total: dict[str, float]) -> None:
-    """`--max-credits`: refuse up front when the estimate (`total` per unit) of what is to
-    be sent is over the limit; else hold every create from now on under it."""
+@contextlib.contextmanager
+def _held_to(limit: float | None, quote: Callable[[], dict[str, Any]]) -> Iterator[None]:
+    """`--max-credits` (None: no limit): refuse up front when the estimate (`quote()`'s
+    total per unit) of what is to be sent is over the limit; else hold every create under it
+    until the block ends."""
+    if limit is None:
+        yield
+        return
+    total: dict[str, float] = quote()["total"]
     if sum(total.values()) > limit:
         units = ", ".join(amount_words(v, u) for u, v in total.items())
         raise UsageError(f"the estimate, {units}, is over --max-credits {limit:g}: nothing sent")
     api.spend_limit(limit)
+    try:
+        yield
+    finally:
+        api.spend_limit(None)
 
 
 def _quote(rows: list[Row], mesh: dict[str, object]) -> dict[str, Any]:

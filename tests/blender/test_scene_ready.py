@@ -180,6 +180,26 @@ def test_generate_for_selected_runs_again_in_the_same_place(scene, trify) -> Non
     assert _in_frame(crate, second).min(axis=0)[2] == pytest.approx(-0.5, abs=1e-3)
 
 
+def test_fill_holds_to_max_credits_and_lifts_the_limit_after(scene, trify, capsys) -> None:
+    """Trify3D charges 5 a job: once it has, 2 more are estimated at 10. Over the limit:
+    nothing sent; under it, both go; after the run the limit is gone (a third job goes)."""
+    _cube("Priced")["conjure_prompt"] = "a priced crate"
+    cli = _module("cli")
+    assert cli.main(["fill", "--service", "trify3d"]) == 0  # the price of this kind: 5
+    for name in ("Crate A", "Crate B"):
+        _cube(name)["conjure_prompt"] = "a crate"
+    capsys.readouterr()
+    assert cli.main(["fill", "--service", "trify3d", "--max-credits", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "conjure: the estimate, 10 credits, is over --max-credits 8: nothing sent"
+    assert trify.count("POST") == 1
+    assert cli.main(["fill", "--service", "trify3d", "--max-credits", "12"]) == 0
+    assert trify.count("POST") == 3
+    _cube("Crate C")["conjure_prompt"] = "a crate"  # 15 in all: goes only if the limit is lifted
+    assert cli.main(["fill", "--service", "trify3d"]) == 0
+    assert trify.count("POST") == 4
+
+
 def test_names_become_prompts() -> None:
     readable = _module("placeholders").readable
     assert readable("Crate.001") == "crate"
