@@ -8,6 +8,10 @@ them are removed again, so a failed job never leaves meshes, materials or images
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +29,9 @@ _NOT_EXPORTED = "glTF_not_exported"
 # `import_pack_images`: textures are packed into the .blend, which so never refers to the job
 # folder (it may be cleaned up later).
 _OPTIONS = {"disable_bone_shape": True, "import_pack_images": True}
+# The importer logs three progress lines per file to stdout ("12:00:00 | INFO: ..."): a
+# 200-row batch would print 600. Its warnings and anything else it prints still show.
+_PROGRESS = re.compile(r"^\d\d:\d\d:\d\d \| INFO: ")
 
 
 class GltfImportError(Exception):
@@ -71,10 +78,15 @@ def import_gltf(
 
 
 def _run_importer(path: str) -> None:
+    printed = io.StringIO()
     try:
-        result = bpy.ops.import_scene.gltf(filepath=path, **_OPTIONS)
+        with contextlib.redirect_stdout(printed):  # its log handler writes to sys.stdout
+            result = bpy.ops.import_scene.gltf(filepath=path, **_OPTIONS)
     except RuntimeError as exc:  # the importer reports bad files as operator errors
         raise GltfImportError(one_line(str(exc), "unknown glTF import error")) from None
+    finally:
+        lines = printed.getvalue().splitlines(keepends=True)
+        sys.stdout.writelines(line for line in lines if not _PROGRESS.match(line))
     if result != {"FINISHED"}:
         raise GltfImportError(f"the glTF importer stopped ({', '.join(sorted(result))})")
 

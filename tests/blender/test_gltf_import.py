@@ -121,6 +121,22 @@ def _export_rig(path: Path, export_format: str = "GLB") -> Path:
     return path
 
 
+def test_the_importers_progress_lines_are_not_printed(scene, addon, tmp_path, capsys) -> None:
+    """Blender's glTF importer logs three INFO lines per file; a batch would print hundreds.
+    Conjure drops those and passes on whatever else the importer prints."""
+    import bpy
+
+    model = _export_textured_cube(tmp_path / "job")
+    capsys.readouterr()
+    bpy.ops.import_scene.gltf(filepath=str(model))  # Blender's own operator: it does print
+    assert "| INFO: " in capsys.readouterr().out
+    bpy.ops.wm.read_homefile(use_empty=True)
+    collection = _target(bpy.context.scene)
+    result = _gltf(addon).import_gltf(str(model), collection, (0, 0, 0), str(tmp_path / "job"))
+    assert len(result.objects) == 1
+    assert "| INFO: " not in capsys.readouterr().out
+
+
 def _inside(path: str, root: Path) -> bool:
     real, top = os.path.realpath(path), os.path.realpath(root)
     return os.path.commonpath([real, top]) == top
