@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,7 +85,7 @@ def _run_importer(path: str) -> None:
         raise GltfImportError(one_line(str(exc), "unknown glTF import error")) from None
     finally:
         lines = printed.getvalue().splitlines(keepends=True)
-        sys.stdout.writelines(line for line in lines if not _PROGRESS.match(line))
+        print("".join(line for line in lines if not _PROGRESS.match(line)), end="")
     if result != {"FINISHED"}:
         raise GltfImportError(f"the glTF importer stopped ({', '.join(sorted(result))})")
 
