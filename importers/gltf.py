@@ -8,9 +8,7 @@ them are removed again, so a failed job never leaves meshes, materials or images
 
 from __future__ import annotations
 
-import contextlib
-import io
-import re
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,9 +26,9 @@ _NOT_EXPORTED = "glTF_not_exported"
 # `import_pack_images`: textures are packed into the .blend, which so never refers to the job
 # folder (it may be cleaned up later).
 _OPTIONS = {"disable_bone_shape": True, "import_pack_images": True}
-# The importer logs three progress lines per file to stdout ("12:00:00 | INFO: ..."): a
-# 200-row batch would print 600. Its warnings and anything else it prints still show.
-_PROGRESS = re.compile(r"^\d\d:\d\d:\d\d \| INFO: ")
+# The importer's logger (the same on 4.2 to 5.2): it logs three INFO progress lines per file
+# to stdout, which a 200-row batch would print 600 times over. Its warnings still show.
+_IMPORTER_LOG = "glTFImporter"
 
 
 class GltfImportError(Exception):
@@ -77,17 +75,20 @@ def import_gltf(
 
 
 def _run_importer(path: str) -> None:
-    printed = io.StringIO()
+    log = logging.getLogger(_IMPORTER_LOG)
+    log.addFilter(_not_progress)  # only while Conjure imports: the user's own imports still log
     try:
-        with contextlib.redirect_stdout(printed):  # its log handler writes to sys.stdout
-            result = bpy.ops.import_scene.gltf(filepath=path, **_OPTIONS)
+        result = bpy.ops.import_scene.gltf(filepath=path, **_OPTIONS)
     except RuntimeError as exc:  # the importer reports bad files as operator errors
         raise GltfImportError(one_line(str(exc), "unknown glTF import error")) from None
     finally:
-        lines = printed.getvalue().splitlines(keepends=True)
-        print("".join(line for line in lines if not _PROGRESS.match(line)), end="")
+        log.removeFilter(_not_progress)
     if result != {"FINISHED"}:
         raise GltfImportError(f"the glTF importer stopped ({', '.join(sorted(result))})")
+
+
+def _not_progress(record: logging.LogRecord) -> bool:
+    return record.levelno != logging.INFO
 
 
 def _drop_leftovers(before: Snapshot) -> None:

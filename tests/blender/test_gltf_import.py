@@ -123,7 +123,7 @@ def _export_rig(path: Path, export_format: str = "GLB") -> Path:
 
 def test_the_importers_progress_lines_are_not_printed(scene, addon, tmp_path, capsys) -> None:
     """Blender's glTF importer logs three INFO lines per file; a batch would print hundreds.
-    Conjure drops those and passes on whatever else the importer prints."""
+    Conjure drops those while it imports; its warnings still show."""
     import bpy
 
     model = _export_textured_cube(tmp_path / "job")
