@@ -305,7 +305,8 @@ def _polygon_mesh(name: str, polys: voxmesh.Polygons, size: float, slot_of: np.n
     sharp_face, material_index, the UV map): their foreach_set copies a whole buffer, where
     the MeshVertex, MeshLoop and MeshPolygon properties go item by item (four times slower
     in all on 175k faces). The faces are valid by construction (tests check that validate()
-    finds nothing), so validate(), a third of the time, is not called.
+    finds nothing), so validate(), a third of the time, is not called. Blender searches for
+    the edges unless the mesher gives them (watertight meshes).
     """
     count = len(polys.starts)
     mesh = bpy.data.meshes.new(name)
@@ -317,9 +318,9 @@ def _polygon_mesh(name: str, polys: voxmesh.Polygons, size: float, slot_of: np.n
     attributes["position"].data.foreach_set("vector", co)
     corner_vert = attributes.get(".corner_vert")
     if corner_vert is not None:
-        corner_vert.data.foreach_set("value", polys.loops.astype(np.int32))
+        corner_vert.data.foreach_set("value", polys.loops)
     else:  # should a Blender not expose it, the slow way still works
-        mesh.loops.foreach_set("vertex_index", polys.loops.astype(np.int32))
+        mesh.loops.foreach_set("vertex_index", polys.loops)
     mesh.polygons.foreach_set("loop_start", polys.starts.astype(np.int32))
     face_index = polys.color.astype(np.int32)
     attributes.new("sharp_face", "BOOLEAN", "FACE").data.foreach_set(
@@ -333,7 +334,13 @@ def _polygon_mesh(name: str, polys: voxmesh.Polygons, size: float, slot_of: np.n
     uv = np.full((len(polys.loops), 2), 0.5, dtype=np.float32)
     uv[:, 0] = np.repeat(((face_index + 0.5) / 256.0).astype(np.float32), polys.sizes)
     attributes[uv_map.name].data.foreach_set("vector", uv.ravel())
-    mesh.update(calc_edges=True)
+    if polys.edges is None:
+        mesh.update(calc_edges=True)
+    else:
+        mesh.edges.add(len(polys.edges))
+        attributes[".edge_verts"].data.foreach_set("value", polys.edges.ravel())
+        attributes[".corner_edge"].data.foreach_set("value", polys.corner_edges)
+        mesh.update()
     return mesh
 
 

@@ -534,15 +534,18 @@ class Polygons:
     """Faces over shared vertices, in the layout of Blender's mesh arrays.
 
     Face i uses loops[starts[i]:starts[i + 1]] (vertex indices, counter-clockwise seen from
-    outside); coincident corners are one vertex.
+    outside); coincident corners are one vertex. Where the mesher knows the edges (the
+    watertight one does), it gives them too, and Blender need not search for them.
     """
 
     vertices: np.ndarray  # (V, 3) int64 lattice points, in voxel units
-    loops: np.ndarray  # (L,) int64 vertex index of every face corner, face after face
+    loops: np.ndarray  # (L,) int32 vertex index of every face corner, face after face
     starts: np.ndarray  # (F,) int64 first loop of each face
     color: np.ndarray  # (F,) int64 palette index
     direction: np.ndarray  # (F,) int64 index into DIRECTIONS
     voxel_count: int  # voxels that show at least one face
+    edges: np.ndarray | None = None  # (E, 2) int32 the two vertices of each edge
+    corner_edges: np.ndarray | None = None  # (L,) int32 the edge from each loop to the next
 
     @property
     def sizes(self) -> np.ndarray:
@@ -582,7 +585,7 @@ def shared_polygons(rects: Rectangles) -> Polygons:
         vertices[:, a] += least[a]
     return Polygons(
         vertices,
-        loops,
+        loops.astype(np.int32),
         np.arange(0, len(loops), 4, dtype=np.int64),
         rects.color,
         rects.direction,
@@ -636,7 +639,9 @@ def watertight_polygons(rects: Rectangles) -> Polygons:
     along it (two radix passes in all, from the (x, y, z) order of `shared_polygons`). An
     edge's two corners are vertices on its line, so the vertices inside it are exactly
     those between its corners in that order: no search, and the walk from one corner to
-    the next steps through that order one vertex at a time, up or down.
+    the next steps through that order one vertex at a time, up or down. Each such step is
+    one edge of the mesh, named by the position of its lower end in that order; the names
+    in use, counted, number the mesh's edges (Blender's own edge search took longer).
     """
     base = shared_polygons(rects)
     if len(base.color) == 0:
@@ -648,31 +653,51 @@ def watertight_polygons(rects: Rectangles) -> Polygons:
     along_y = _stable_order(vertices[:, 2] - vertices[:, 2].min(), _span(vertices[:, 2]))
     y = vertices[:, 1].take(along_y)
     along_x = along_y.take(_stable_order(y - y.min(), _span(y)))
-    lines = np.concatenate([along_x, along_y, along_z])  # axis a's order at a * n
+    # axis a's order at a * n, as vertex indices (int32, as Blender's mesh holds them)
+    lines = np.concatenate([along_x, along_y, along_z], dtype=np.int32)
     position = np.empty(3 * n, dtype=np.int64)
     for a, order in enumerate((along_x, along_y, along_z)):
         position[order + a * n] = np.arange(a * n, (a + 1) * n)
     # Each edge runs from its corner to the next corner of its quad, along one axis.
-    second = first.reshape(-1, 4)[:, [1, 2, 3, 0]].ravel()
-    offset = (_EDGE_AXIS[rects.direction] * n).ravel()
+    quads = first.reshape(-1, 4)
+    second = np.empty_like(quads)
+    second[:, :3], second[:, 3] = quads[:, 1:], quads[:, 0]
+    offset = (_EDGE_AXIS * n).take(rects.direction, axis=0).ravel()
     start = position.take(first + offset)
-    steps = position.take(second + offset) - start  # +-(1 + vertices inside)
-    edge_loops = np.abs(steps)
-    inside = np.flatnonzero(edge_loops > 1)
-    if len(inside) == 0:  # nothing to insert
-        return base
+    steps = position.take(second.ravel() + offset) - start  # +-(1 + vertices inside)
+    edge_loops, down = np.abs(steps), steps < 0
     # Each edge's loops: its first corner, then the i-th vertex inside it (i = 1, 2, ...)
-    # at lines[start + i * sign], for the few edges that have any.
+    # at line position start + i * sign. The mesh edge from the loop at line position q to
+    # the next loop is named q going up, q - 1 going down: the position of its lower end.
     begin = np.cumsum(edge_loops) - edge_loops
-    loops = np.empty(int(begin[-1] + edge_loops[-1]), dtype=np.int64)
+    size = int(begin[-1] + edge_loops[-1])
+    loops, name = np.empty(size, dtype=np.int32), np.empty(size, dtype=np.int64)
     loops[begin] = first
+    name[begin] = start - down
+    inside = np.flatnonzero(edge_loops > 1)
     more = edge_loops.take(inside) - 1
     edge = np.repeat(inside, more)
     i = np.arange(1, len(edge) + 1) - np.repeat(np.cumsum(more) - more, more)
-    loops[begin.take(edge) + i] = lines.take(start.take(edge) + i * np.sign(steps.take(edge)))
-    face_loops = edge_loops.reshape(-1, 4).sum(axis=1)
+    at = start.take(edge) + i * np.sign(steps.take(edge))
+    loops[begin.take(edge) + i] = lines.take(at)
+    name[begin.take(edge) + i] = at - down.take(edge)
+    used = np.zeros(3 * n, dtype=bool)
+    used[name] = True
+    lower = np.flatnonzero(used)
+    number = np.cumsum(used, dtype=np.int32)
+    number -= 1
+    face_loops = edge_loops[0::4] + edge_loops[1::4] + edge_loops[2::4] + edge_loops[3::4]
     starts = np.cumsum(face_loops) - face_loops
-    return Polygons(vertices, loops, starts, base.color, base.direction, base.voxel_count)
+    return Polygons(
+        vertices,
+        loops,
+        starts,
+        base.color,
+        base.direction,
+        base.voxel_count,
+        edges=lines.take(np.stack([lower, lower + 1], axis=1)),
+        corner_edges=number.take(name),
+    )
 
 
 def _span(values: np.ndarray) -> int:

@@ -352,6 +352,7 @@ def test_greedy_rectangles_are_the_exposed_faces_per_colour_and_as_few_as_classi
     _check_rectangles(voxmesh.unit_faces(xyz, color, opaque), *unique)
     polys = voxmesh.watertight_polygons(rects)
     assert _t_junctions(polys) == 0
+    _check_edges(polys)
     np.testing.assert_array_equal(_polygon_areas(polys), rects.areas())
     np.testing.assert_array_equal(polys.color, rects.color)
 
@@ -369,6 +370,7 @@ def test_models_spread_far_apart_take_the_sparse_paths() -> None:
     assert len(rects.color) == _reference_greedy_count(expected)
     polys = voxmesh.watertight_polygons(rects)
     assert _t_junctions(polys) == 0
+    _check_edges(polys)
     np.testing.assert_array_equal(_polygon_areas(polys), rects.areas())
 
 
@@ -409,6 +411,17 @@ def _edges(polys: voxmesh.Polygons) -> tuple[np.ndarray, np.ndarray]:
     ends = polys.starts + polys.sizes
     nxt[ends - 1] = polys.starts
     return polys.loops, polys.loops[nxt]
+
+
+def _check_edges(polys: voxmesh.Polygons) -> None:
+    """The mesher's own edges are the mesh's edges: each loop's names the step from its
+    vertex to the face's next corner, and each pair of vertices has one edge."""
+    assert polys.edges is not None and polys.corner_edges is not None
+    a, b = _edges(polys)
+    named = np.sort(polys.edges[polys.corner_edges], axis=1)
+    np.testing.assert_array_equal(named, np.sort(np.column_stack([a, b]), axis=1))
+    assert len(np.unique(np.sort(polys.edges, axis=1), axis=0)) == len(polys.edges)
+    assert np.array_equal(np.unique(polys.corner_edges), np.arange(len(polys.edges)))
 
 
 def _t_junctions(polys: voxmesh.Polygons) -> int:
@@ -460,6 +473,7 @@ def test_watertight_polygons_have_no_t_junctions_and_are_manifold(name: str) -> 
     greedy = voxmesh.shared_polygons(rects)
     polys = voxmesh.watertight_polygons(rects)
     assert _t_junctions(polys) == 0
+    _check_edges(polys)
     assert _manifold_problems(polys) == 0
     np.testing.assert_array_equal(_polygon_areas(polys), rects.areas())
     np.testing.assert_array_equal(polys.color, rects.color)
@@ -480,5 +494,6 @@ def test_watertight_random_shapes_lose_no_area_and_leave_no_t_junction(seed: int
     rects = voxmesh.greedy_faces(xyz, color, opaque)
     polys = voxmesh.watertight_polygons(rects)
     assert _t_junctions(polys) == 0
+    _check_edges(polys)
     np.testing.assert_array_equal(_polygon_areas(polys), rects.areas())
     np.testing.assert_array_equal(polys.direction, rects.direction)
