@@ -585,7 +585,7 @@ def shared_polygons(rects: Rectangles) -> Polygons:
         vertices[:, a] += least[a]
     return Polygons(
         vertices,
-        loops.astype(np.int32),
+        loops,
         np.arange(0, len(loops), 4, dtype=np.int64),
         rects.color,
         rects.direction,
@@ -594,7 +594,7 @@ def shared_polygons(rects: Rectangles) -> Polygons:
 
 
 def _unique_keys(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct keys in [0, bound), sorted, and each key's index among them.
+    """The distinct keys in [0, bound), sorted, and each key's index among them (int32).
 
     Marks a table of all possible keys when that is not much larger than the keys
     themselves (a few linear passes); otherwise sorts them by radix (`_stable_order`).
@@ -602,17 +602,16 @@ def _unique_keys(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
     if bound <= 4 * len(keys):
         seen = np.zeros(bound, dtype=bool)
         seen[keys] = True
-        unique = np.flatnonzero(seen)
-        index = np.empty(bound, dtype=np.int64)
-        index[unique] = np.arange(len(unique))
-        return unique, index.take(keys)
+        index = np.cumsum(seen, dtype=np.int32)  # one past each key's index
+        index -= 1
+        return np.flatnonzero(seen), index.take(keys)
     order = _stable_order(keys, bound)
     ordered = keys.take(order)
     new = np.empty(len(keys), dtype=bool)
     new[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-    inverse = np.empty(len(keys), dtype=np.int64)
-    inverse[order] = np.cumsum(new) - 1
+    inverse = np.empty(len(keys), dtype=np.int32)
+    inverse[order] = np.cumsum(new, dtype=np.int32) - 1
     return ordered[new], inverse
 
 
@@ -681,11 +680,7 @@ def watertight_polygons(rects: Rectangles) -> Polygons:
     at = start.take(edge) + i * np.sign(steps.take(edge))
     loops[begin.take(edge) + i] = lines.take(at)
     name[begin.take(edge) + i] = at - down.take(edge)
-    used = np.zeros(3 * n, dtype=bool)
-    used[name] = True
-    lower = np.flatnonzero(used)
-    number = np.cumsum(used, dtype=np.int32)
-    number -= 1
+    lower, corner_edges = _unique_keys(name, 3 * n)
     face_loops = edge_loops[0::4] + edge_loops[1::4] + edge_loops[2::4] + edge_loops[3::4]
     starts = np.cumsum(face_loops) - face_loops
     return Polygons(
@@ -696,7 +691,7 @@ def watertight_polygons(rects: Rectangles) -> Polygons:
         base.direction,
         base.voxel_count,
         edges=lines.take(np.stack([lower, lower + 1], axis=1)),
-        corner_edges=number.take(name),
+        corner_edges=corner_edges,
     )
 
 
