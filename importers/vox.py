@@ -330,10 +330,11 @@ def _polygon_mesh(name: str, polys: voxmesh.Polygons, size: float, slot_of: np.n
         "value", slot_of[face_index].astype(np.int32)
     )
     attributes.new("vox_color_index", "INT", "FACE").data.foreach_set("value", face_index)
-    uv_map = mesh.uv_layers.new(name="Palette")
     uv = np.full((len(polys.loops), 2), 0.5, dtype=np.float32)
     uv[:, 0] = np.repeat(((face_index + 0.5) / 256.0).astype(np.float32), polys.sizes)
-    attributes[uv_map.name].data.foreach_set("vector", uv.ravel())
+    # A 2D corner attribute is a UV map (the mesh's only one, so active and rendered);
+    # uv_layers.new() makes the same, filled in first.
+    attributes.new("Palette", "FLOAT2", "CORNER").data.foreach_set("vector", uv.ravel())
     if polys.edges is None:
         mesh.update(calc_edges=True)
     else:

@@ -647,6 +647,7 @@ def test_merged_mesh_holds_the_polygons_exactly_and_is_valid(
     _, index, slot = _face_arrays(mesh)
     np.testing.assert_array_equal(index, polys.color)
     assert not slot.any()  # no MATL kinds in these files: every face on the palette slot
+    assert mesh.uv_layers.active.name == "Palette" and mesh.uv_layers.active.active_render
     uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
     mesh.uv_layers["Palette"].data.foreach_get("uv", uv)
     np.testing.assert_allclose(uv[0::2], np.repeat((polys.color + 0.5) / 256, polys.sizes))
