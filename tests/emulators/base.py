@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -60,6 +61,14 @@ class Fault:
         )
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up (a test's timeout, a killed process) is not an error of
+        the emulator: no traceback for it. Anything else is printed as usual."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class Seen:
     method: str
@@ -112,7 +121,7 @@ class Emulator:
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True, name="emulator").start()
         return self

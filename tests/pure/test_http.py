@@ -4,10 +4,14 @@ secrets, file kinds."""
 from __future__ import annotations
 
 import email.utils
+import socket
+import struct
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -61,6 +65,24 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     monkeypatch.setattr(time, "sleep", sleep)
     return seen
+
+
+def test_an_emulator_takes_a_client_hanging_up_mid_request_quietly(capfd) -> None:
+    """A client that resets its connection mid-request (a killed process, a test's timeout)
+    is not the emulator's error: no traceback from its request thread, and it still serves."""
+    emu = Files().start()
+    try:
+        for _ in range(3):
+            client = socket.create_connection(("127.0.0.1", urlsplit(emu.url).port))
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.sendall(b"GET /json HTT")  # then a reset, not a close
+            client.close()
+        time.sleep(0.3)  # the request threads meet the resets
+        with urllib.request.urlopen(f"{emu.url}/json", timeout=5) as reply:
+            assert reply.status == 200
+    finally:
+        emu.stop()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_redact_scrubs_keys_headers_and_query_tokens() -> None:
