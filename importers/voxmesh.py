@@ -471,10 +471,10 @@ def _sweep(faces: _Faces) -> tuple[np.ndarray, ...]:
     column[n:] += column[by_v[-1]] + 1
     # Neighbours in a run have keys exactly 256 apart: same orientation, plane and colour,
     # next cell along the run. int32 where they fit (half the memory to move).
-    key_type = np.int32 if 12 * extent * extent * 256 < 1 << 31 else np.int64
-    key = np.empty(2 * n, dtype=key_type)
+    wide = 12 * extent * extent * 256 >= 1 << 31
+    key: np.ndarray = np.empty(2 * n, dtype=np.int64 if wide else np.int32)
     for half, run in ((key[:n], v), (key[n:], u)):
-        np.multiply(plane, extent, out=half, dtype=key_type)
+        np.multiply(plane, extent, out=half, dtype=key.dtype)
         half += run
         half *= 256
         half += color
