@@ -67,7 +67,7 @@ demo: build
 	$(PY) tools/demo.py
 
 bench: $(STAMP)
-	$(PY) tools/bench_vox.py
+	$(PY) tools/bench_vox.py $(if $(AGAINST),--against $(AGAINST))
 	$(PY) tools/bench_engine.py
 	$(PY) tools/bench_batch.py
 	$(PY) tools/bench_voxfuzz.py

@@ -1,7 +1,7 @@
 """Benchmark: MagicaVoxel meshing in numpy alone, then parse + build + first evaluation in
 real Blender, per build mode.
 
-Usage: python tools/bench_vox.py [--repeat N] [--numpy-only]
+Usage: python tools/bench_vox.py [--repeat N] [--numpy-only] [--against DIR]
 
 Meshing (no Blender): `greedy_faces` and `watertight_polygons` of importers/voxmesh.py on
 three sizes of a noisy cave model this script makes (many colours and small exposed faces,
@@ -18,6 +18,10 @@ culling), merge (a quad per exposed voxel face), greedy and watertight. `faces` 
 polygons of the built mesh (six per cube when instanced); `mesh+build` is the builder's
 whole time (meshing, materials, Blender mesh), `numpy` the meshing alone within it. Prints
 the best of N runs.
+
+With --against DIR (a folder holding the public blender_magicavoxel add-on, which is not
+bundled and not fetched), that add-on's greedy import of the same files, once each in the
+same process, next to Conjure's best greedy import: faces, times and the ratio.
 """
 
 from __future__ import annotations
@@ -234,7 +238,7 @@ def _numpy_surface(vox: types.ModuleType, data: object, mode: str) -> float:
     return time.perf_counter() - start
 
 
-def bench_blender(repeat: int) -> None:
+def bench_blender(repeat: int, against: Path | None) -> None:
     blender_env.isolate_user_resources()
     blender_env.build_and_install()
     work = Path(tempfile.mkdtemp(prefix="conjure-bench-"))
@@ -252,10 +256,13 @@ def bench_blender(repeat: int) -> None:
         f"{'file':<14}{'mode':<15}{'voxels':>11}{'faces':>12}"
         f"{'parse':>9}{'mesh+build':>12}{'numpy':>9}{'eval':>9}{'total':>9}"
     )
+    greedy: dict[Path, tuple[float, float]] = {}  # best total and faces, per file
     for path in paths:
         for label, options in MODES:
             runs = [run_once(path, options) for _ in range(repeat)]
             best = {k: min(r[k] for r in runs) for k in runs[0]}
+            if label == "greedy":
+                greedy[path] = best["total"], best["faces"]
             ms = {
                 k: f"{best[k] * 1000:.0f}ms" for k in ("parse", "build", "numpy", "eval", "total")
             }
@@ -265,6 +272,30 @@ def bench_blender(repeat: int) -> None:
                 f"{path.name:<14}{label:<15}{int(best['voxels']):>11,}{int(best['faces']):>12,}"
                 f"{ms['parse']:>9}{ms['build']:>12}{ms['numpy']:>9}{ms['eval']:>9}{ms['total']:>9}"
             )
+    if against is not None:
+        bench_against(against, greedy)
+
+
+def bench_against(addon: Path, greedy: dict[Path, tuple[float, float]]) -> None:
+    """The public MagicaVoxel add-on (blender_magicavoxel, not bundled: a folder the user
+    gives) importing the same files with its greedy meshing, once each, in this process:
+    its time and faces next to Conjure's greedy import (best total of the table above)."""
+    import bpy
+
+    sys.path.insert(0, str(addon.resolve().parent))
+    __import__(addon.name).register()
+    print(f"\ngreedy import against {addon.name} (one run each)")
+    print(f"{'file':<14}{'its faces':>11}{'its time':>11}{'faces':>9}{'time':>9}{'ratio':>9}")
+    for path, (ours, faces) in greedy.items():
+        bpy.ops.wm.read_homefile(use_empty=True)
+        start = time.perf_counter()
+        bpy.ops.import_scene.vox(filepath=str(path), meshing_type="GREEDY")
+        theirs = time.perf_counter() - start
+        their_faces = sum(len(o.data.polygons) for o in bpy.data.objects if o.type == "MESH")
+        print(
+            f"{path.name:<14}{their_faces:>11,}{theirs:>10.2f}s{int(faces):>9,}"
+            f"{ours * 1000:>7.0f}ms{theirs / ours:>8.0f}x"
+        )
 
 
 def main() -> None:
@@ -273,10 +304,17 @@ def main() -> None:
     parser.add_argument(
         "--numpy-only", action="store_true", help="only the meshing table, without Blender"
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="the folder of the public blender_magicavoxel add-on (not bundled): also time "
+        "its greedy import of the same files, in this process",
+    )
     args = parser.parse_args()
     bench_meshing(args.repeat)
     if not args.numpy_only:
-        bench_blender(args.repeat)
+        bench_blender(args.repeat, args.against)
 
 
 if __name__ == "__main__":
