@@ -679,9 +679,9 @@ def watertight_polygons(rects: Rectangles) -> Polygons:
     more = edge_loops.take(inside) - 1
     edge = np.repeat(inside, more)
     i = np.arange(1, len(edge) + 1) - np.repeat(np.cumsum(more) - more, more)
-    at = start.take(edge) + i * np.sign(steps.take(edge))
-    loops[begin.take(edge) + i] = lines.take(at)
-    name[begin.take(edge) + i] = at - down.take(edge)
+    at, slot = start.take(edge) + i * np.sign(steps.take(edge)), begin.take(edge) + i
+    loops[slot] = lines.take(at)
+    name[slot] = at - down.take(edge)
     lower, corner_edges = _unique_keys(name, 3 * n)
     face_loops = edge_loops[0::4] + edge_loops[1::4] + edge_loops[2::4] + edge_loops[3::4]
     starts = np.cumsum(face_loops) - face_loops
