@@ -414,7 +414,7 @@ def _edges(polys: voxmesh.Polygons) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_edges(polys: voxmesh.Polygons) -> None:
-    """The mesher's own edges are the mesh's edges: each loop's names the step from its
+    """The mesher's own edges are the mesh's edges: each loop's edge is the step from its
     vertex to the face's next corner, and each pair of vertices has one edge."""
     assert polys.edges is not None and polys.corner_edges is not None
     a, b = _edges(polys)
