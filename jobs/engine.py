@@ -129,12 +129,16 @@ class Engine(Scheduler):
             self._dispatch(live, Step.POLL, poll, job.task_id or "", here.stage)
 
     def _leaving(self, live: Live, send: Callable[..., T]) -> Callable[..., T]:
-        """`send` on a worker, counted by the rate budget from the moment it goes."""
+        """`send` on a worker, counted by the rate budget from the moment it goes until its
+        answer (or failure) comes; the window runs from then."""
         limiter, bucket = self.limiter(live.job.provider), live.here.bucket
 
         def counted(*args: Any) -> T:
-            limiter.leaving(bucket)
-            return send(*args)
+            stamp = limiter.leaving(bucket)
+            try:
+                return send(*args)
+            finally:
+                limiter.answered(bucket, stamp)
 
         return counted
 

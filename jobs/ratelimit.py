@@ -1,8 +1,9 @@
 """Per-service request budgets: "may I send now, or in how many seconds?" without blocking.
 
 Two sources, both kept: the documented limits (`RateRule`: N requests per window, as a
-sliding log of our own sends, each counted from when a worker put it on the wire, not from
-when the scheduler reserved it: a request may wait in the workers' queue) and what the
+sliding log of our own sends, each counted from when its answer came: the service counted it
+on arrival, at some moment between the send and the answer, and a send may wait in the
+workers' queue, then for Python's GIL while the main thread imports) and what the
 service says in its answers (X-RateLimit-Limit, -Remaining, -Reset, Retry-After). A
 "Remaining: 0" with no reset time blocks for at most `probe_after` seconds; then exactly one
 request probes, and its answer decides. Every wait is a number handed back to the scheduler,
@@ -21,11 +22,9 @@ from ..providers.base import RateRule
 from ..providers.errors import RateNote
 
 MAX_BLOCK = 15 * 60.0  # a Retry-After longer than this is treated as this
-# We count a send when a worker is about to put it on the wire, the service when it arrives:
-# a window is kept a little longer. A share of it (15 s gives 75 ms of room for network
-# jitter, an hour 18 s, and a short window does not lose a fixed slice of its rate), but
-# never less than the time a request may wait for Python's GIL between the two (the
-# interpreter's switch interval, 5 ms).
+# A window is kept a little longer than documented, for the service's own clock and
+# bookkeeping: a share of it (15 s gives 75 ms, an hour 18 s, and a short window does not
+# lose a fixed slice of its rate), never less than 5 ms.
 MARGIN = 0.005
 LEAST_MARGIN = 0.005
 
@@ -86,11 +85,11 @@ class ServiceLimiter:
                 self._unsent[i].append(now)
             return 0.0
 
-    def leaving(self, bucket: str) -> None:
+    def leaving(self, bucket: str) -> float:
         """A reserved request goes on the wire now (on a worker, perhaps a while after it was
-        reserved): it is counted from now. The oldest reservation not yet gone gives up its
-        place; one that never goes (a cancel) keeps its place until it ages out, which can
-        only count more, never less."""
+        reserved): it is counted from now until `answered`. The oldest reservation not yet
+        gone gives up its place; one that never goes (a cancel) keeps its place until it ages
+        out, which can only count more, never less. Returns the send's stamp."""
         with self._lock:
             now = self.clock()
             for i in self._rules_for(bucket):
@@ -98,6 +97,18 @@ class ServiceLimiter:
                 if unsent:  # aged out together with its copy in `sent`, or still in both
                     sent.remove(unsent.popleft())
                 sent.append(now)
+            return now
+
+    def answered(self, bucket: str, stamp: float) -> None:
+        """The send `leaving` stamped has its answer, or its caller gave up on it: the
+        service took it at some moment before now, so it counts from now."""
+        with self._lock:
+            now = self.clock()
+            for i in self._rules_for(bucket):
+                sent = self._sent[i]
+                if stamp in sent:  # else aged out: the send took longer than the window
+                    sent.remove(stamp)
+                sent.append(now)  # the log stays in time order: nothing in it is later
 
     def observe(self, note: RateNote) -> None:
         """An answer's rate headers, as the HTTP client reports them (on worker threads)."""

@@ -125,6 +125,29 @@ def test_a_send_is_counted_from_when_it_goes_not_from_when_it_was_reserved() -> 
     assert limiter.reserve("d") == 0.0
 
 
+def test_a_send_counts_until_its_answer_comes() -> None:
+    """The service counted it when it arrived, somewhere before its answer (the send's own
+    time may be early: a worker waits for the GIL while the main thread imports): the window
+    runs from the answer, also for one that took longer than a window."""
+    now = [0.0]
+    limiter = ServiceLimiter([RateRule(1, 10.0)], clock=lambda: now[0])
+    span = 10.0 + margin(10.0)
+    assert limiter.reserve("a") == 0.0
+    now[0] = 1.0
+    stamp = limiter.leaving("a")
+    assert limiter.reserve("b") == pytest.approx(span)  # in flight: it holds its place
+    now[0] = 1.3
+    limiter.answered("a", stamp)
+    now[0] = 1.0 + span
+    assert limiter.reserve("b") == pytest.approx(0.3)  # not free one window after it left
+    now[0] = 1.3 + span
+    assert limiter.reserve("b") == 0.0
+    stamp = limiter.leaving("b")
+    now[0] += 3 * span  # a slow upload: its stamp aged out on the way
+    limiter.answered("b", stamp)
+    assert limiter.reserve("c") == pytest.approx(span)
+
+
 # -- 2. cancel, disable and quit send nothing new and return at once ----------------------
 
 
