@@ -654,9 +654,10 @@ def watertight_polygons(rects: Rectangles) -> Polygons:
     along_y = _stable_order(vertices[:, 2] - vertices[:, 2].min(), _span(vertices[:, 2]))
     y = vertices[:, 1].take(along_y)
     along_x = along_y.take(_stable_order(y - y.min(), _span(y)))
-    # axis a's order at a * n, as vertex indices (int32, as Blender's mesh holds them)
+    # Axis a's order at a * n, and each vertex's place in it. int32 from here on: what
+    # Blender's mesh holds, and half the memory to move.
     lines = np.concatenate([along_x, along_y, along_z], dtype=np.int32)
-    position = np.empty(3 * n, dtype=np.int32)  # int32 from here on: half the memory to move
+    position = np.empty(3 * n, dtype=np.int32)
     for a, order in enumerate((along_x, along_y, along_z)):
         position[order + a * n] = np.arange(a * n, (a + 1) * n, dtype=np.int32)
     # Each edge runs from its corner to the next corner of its quad, along one axis.

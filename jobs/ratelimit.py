@@ -12,6 +12,7 @@ never a sleep.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -106,7 +107,7 @@ class ServiceLimiter:
             now = self.clock()
             for i in self._rules_for(bucket):
                 sent = self._sent[i]
-                if stamp in sent:  # else aged out: the send took longer than the window
+                with contextlib.suppress(ValueError):  # aged out: it took over a window
                     sent.remove(stamp)
                 sent.append(now)  # the log stays in time order: nothing in it is later
 
