@@ -77,20 +77,12 @@ def test_an_emulator_takes_a_client_hanging_up_mid_request_quietly(capfd) -> Non
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.sendall(b"GET /json HTT")  # then a reset, not a close
             client.close()
-        _until_request_threads_end()  # each met its reset, and said so or not
+        time.sleep(0.3)  # the request threads meet the resets
         with urllib.request.urlopen(f"{emu.url}/json", timeout=5) as reply:
             assert reply.status == 200
     finally:
         emu.stop()
     assert "Traceback" not in capfd.readouterr().err
-
-
-def _until_request_threads_end(timeout: float = 5.0) -> None:
-    """The emulator's request threads (socketserver's, one per connection) have all ended."""
-    deadline = time.monotonic() + timeout
-    while any("process_request" in t.name for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "the emulator's request threads did not end"
-        time.sleep(0.01)
 
 
 def test_redact_scrubs_keys_headers_and_query_tokens() -> None:
